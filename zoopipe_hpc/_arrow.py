@@ -1,0 +1,152 @@
+"""Arrow schemas derived from pydantic models, and rows (dicts) turned into Arrow tables."""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import enum
+import json
+import types
+import typing
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pyarrow as pa
+from pydantic import BaseModel
+
+__all__: list[str] = []
+
+ERROR_SCHEMA = pa.schema(
+    [
+        ("source", pa.string()),
+        ("line", pa.int64()),
+        ("record", pa.string()),
+        ("errors", pa.string()),
+    ]
+)
+
+_SCALARS: dict[Any, pa.DataType] = {
+    int: pa.int64(),
+    float: pa.float64(),
+    str: pa.string(),
+    bool: pa.bool_(),
+    bytes: pa.binary(),
+    dt.date: pa.date32(),
+    dt.datetime: pa.timestamp("us"),
+    dt.time: pa.time64("us"),
+    dt.timedelta: pa.duration("us"),
+    decimal.Decimal: pa.string(),
+    uuid.UUID: pa.string(),
+}
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, dt.timedelta):
+        return value.total_seconds()
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "backslashreplace")
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    return str(value)
+
+
+def to_json(value: Any) -> str:
+    return json.dumps(value, default=_json_default, ensure_ascii=False)
+
+
+def _strip_optional(annotation: Any) -> Any:
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _strip_optional(typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(args) == 1:
+            return _strip_optional(args[0])
+    return annotation
+
+
+def arrow_type_for(annotation: Any) -> pa.DataType:
+    """The Arrow type a value of ``annotation`` is stored as; JSON text when nothing fits."""
+    annotation = _strip_optional(annotation)
+    if annotation in _SCALARS:
+        return _SCALARS[annotation]
+    if typing.get_origin(annotation) is typing.Literal:
+        kinds = {type(v) for v in typing.get_args(annotation)}
+        if len(kinds) == 1 and next(iter(kinds)) in _SCALARS:
+            return _SCALARS[next(iter(kinds))]
+        return pa.string()
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        kinds = {type(member.value) for member in annotation}
+        if len(kinds) == 1 and next(iter(kinds)) in (int, str, float):
+            return _SCALARS[next(iter(kinds))]
+        return pa.string()
+    if isinstance(annotation, type):
+        for base, arrow_type in _SCALARS.items():
+            if issubclass(annotation, base) and base is not bool:
+                return arrow_type
+    return pa.string()
+
+
+def schema_for_model(model: type[BaseModel]) -> pa.Schema:
+    fields = []
+    for name, info in model.model_fields.items():
+        key = info.serialization_alias or name
+        fields.append(pa.field(key, arrow_type_for(info.annotation), nullable=True))
+    return pa.schema(fields)
+
+
+def _converter(arrow_type: pa.DataType) -> Callable[[Any], Any] | None:
+    """How a Python value is prepared for a column of ``arrow_type`` (None: as it is)."""
+    if pa.types.is_string(arrow_type):
+
+        def to_text(value: Any) -> Any:
+            if value is None or isinstance(value, str):
+                return value
+            if isinstance(value, enum.Enum):
+                value = value.value
+                if isinstance(value, str):
+                    return value
+            if isinstance(value, decimal.Decimal | uuid.UUID | int | float | bool):
+                return str(value)
+            return to_json(value)
+
+        return to_text
+
+    def plain(value: Any) -> Any:
+        return value.value if isinstance(value, enum.Enum) else value
+
+    return plain
+
+
+def rows_to_table(rows: Sequence[dict[str, Any]], schema: pa.Schema | None) -> pa.Table:
+    """Build a table from ``rows``; with a schema, every column is converted to its type."""
+    if schema is None:
+        return pa.Table.from_pylist(list(rows))
+    columns = []
+    for field in schema:
+        convert = _converter(field.type)
+        values = [row.get(field.name) for row in rows]
+        if convert is not None:
+            values = [convert(v) for v in values]
+        columns.append(pa.array(values, type=field.type))
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def error_rows(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Error records with ``record`` and ``errors`` as JSON text, for tabular formats."""
+    return [
+        {
+            "source": r.get("source"),
+            "line": r.get("line"),
+            "record": to_json(r.get("record")),
+            "errors": to_json(r.get("errors")),
+        }
+        for r in records
+    ]

@@ -1,0 +1,214 @@
+"""Adapter interfaces: where records come from and where they go."""
+
+from __future__ import annotations
+
+import abc
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from .._atomic import StagingArea
+from ..errors import ConfigurationError
+
+__all__ = [
+    "InputBatch",
+    "BaseInputAdapter",
+    "BaseOutputAdapter",
+    "OutputWriter",
+]
+
+Record = dict[str, Any]
+
+
+def _no_line(index: int) -> int | None:
+    return None
+
+
+@dataclass
+class InputBatch:
+    """A bounded slice of an input: its records in order, plus what could not be parsed.
+
+    ``malformed`` holds error records (``source``, ``line``, ``record``, ``errors``) for input
+    that is not a record at all (a CSV row with the wrong number of fields, a line that is not
+    JSON); ``locate(i)`` gives the 1-based line of ``records[i]`` in the source, where the format
+    has lines.
+    """
+
+    records: list[Record]
+    source: str
+    malformed: list[Record] = field(default_factory=list)
+    locate: Callable[[int], int | None] = _no_line
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+
+class BaseInputAdapter(abc.ABC):
+    """Reads records from a source in bounded batches; can be split into disjoint shards."""
+
+    def __init__(self, source: str | os.PathLike[str]) -> None:
+        self.path = Path(source)
+
+    @property
+    def source(self) -> str:
+        return str(self.path)
+
+    @abc.abstractmethod
+    def batches(self) -> Iterator[InputBatch]:
+        """Stream the records, in input order, in batches of bounded size."""
+
+    @abc.abstractmethod
+    def split(self, workers: int) -> list[BaseInputAdapter]:
+        """Shards that together hold every record exactly once, in order."""
+
+    def check(self) -> None:
+        """Raise :class:`~zoopipe_hpc.errors.InputError` if the source cannot be read."""
+
+    def describe(self) -> str:
+        return f"{type(self).__name__}({self.source!r})"
+
+    def __repr__(self) -> str:
+        return self.describe()
+
+
+def check_workers(workers: int) -> int:
+    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+        raise ConfigurationError(f"workers must be a positive integer, got {workers!r}")
+    return workers
+
+
+class OutputWriter(abc.ABC):
+    """An open output: takes rows, then is committed or aborted exactly once."""
+
+    @abc.abstractmethod
+    def write(self, rows: Sequence[Record]) -> None: ...
+
+    @abc.abstractmethod
+    def commit(self) -> Path:
+        """Make the output complete and durable; returns the path written."""
+
+    @abc.abstractmethod
+    def abort(self) -> None:
+        """Drop everything written; the target stays as it was."""
+
+
+class BaseOutputAdapter(abc.ABC):
+    """Writes rows to a file through a staging folder; splits into part files for shards."""
+
+    #: File format name: ``csv``, ``jsonl``, ``json`` or ``parquet``.
+    format: str = ""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._part_of: StagingArea | None = None
+        self._part_index: int | None = None
+
+    @property
+    def is_part(self) -> bool:
+        return self._part_of is not None
+
+    @property
+    def part_suffix(self) -> str:
+        """Suffix of a part file of this output (parts of a ``.json`` array are JSON Lines)."""
+        return "".join(self.path.suffixes[-1:]) or f".{self.format}"
+
+    def split(self, workers: int, staging: StagingArea) -> list[BaseOutputAdapter]:
+        """One part adapter per shard, each writing ``part-NNNNN`` into ``staging``."""
+        parts = []
+        for index in range(check_workers(workers)):
+            part = self._clone()
+            part.path = staging.part_path(index, self.part_suffix)
+            part._part_of = staging
+            part._part_index = index
+            parts.append(part)
+        return parts
+
+    @abc.abstractmethod
+    def _clone(self) -> BaseOutputAdapter:
+        """A copy with the same options."""
+
+    @abc.abstractmethod
+    def _open_file(self, path: Path, schema: pa.Schema | None) -> _FileSink: ...
+
+    @abc.abstractmethod
+    def merge(self, parts: Sequence[Path], destination: Path) -> None:
+        """Concatenate part files (written by this adapter's parts) into one valid file."""
+
+    def open(self, schema: pa.Schema | None) -> OutputWriter:
+        """Start writing. ``schema`` is the Arrow schema of the rows, when known."""
+        if self._part_of is not None:
+            staging = self._part_of
+            owns_staging = False
+        else:
+            staging = StagingArea(self.path)
+            owns_staging = True
+        staging.create()
+        temp = staging.temp_path(self.path.name)
+        return _StagedWriter(self, self._open_file(temp, schema), temp, staging, owns_staging)
+
+    def describe(self) -> str:
+        return f"{type(self).__name__}({str(self.path)!r})"
+
+    def __repr__(self) -> str:
+        return self.describe()
+
+
+class _FileSink(abc.ABC):
+    """A format-specific writer of one file."""
+
+    @abc.abstractmethod
+    def write(self, rows: Sequence[Record]) -> None: ...
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+
+class _StagedWriter(OutputWriter):
+    def __init__(
+        self,
+        adapter: BaseOutputAdapter,
+        sink: _FileSink,
+        temp: Path,
+        staging: StagingArea,
+        owns_staging: bool,
+    ) -> None:
+        self._adapter = adapter
+        self._sink = sink
+        self._temp = temp
+        self._staging = staging
+        self._owns_staging = owns_staging
+        self._done = False
+
+    def write(self, rows: Sequence[Record]) -> None:
+        if rows:
+            self._sink.write(rows)
+
+    def commit(self) -> Path:
+        if self._done:
+            raise RuntimeError("output already committed or aborted")
+        self._done = True
+        self._sink.close()
+        if self._owns_staging:
+            try:
+                self._staging.commit_file(self._temp)
+            finally:
+                self._staging.discard()
+            return self._adapter.path
+        os.replace(self._temp, self._adapter.path)
+        return self._adapter.path
+
+    def abort(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        try:
+            self._sink.close()
+        except Exception:  # noqa: BLE001 - the sink is being thrown away; the cause is raised elsewhere
+            pass
+        self._temp.unlink(missing_ok=True)
+        if self._owns_staging:
+            self._staging.discard()

@@ -1,0 +1,319 @@
+"""CSV input and output through pyarrow."""
+
+from __future__ import annotations
+
+import csv as _pycsv
+import io
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from .._arrow import rows_to_table
+from ..errors import InputError
+from ._split import ByteRange, file_size, header_end, split_ranges
+from .base import BaseInputAdapter, BaseOutputAdapter, InputBatch, Record, _FileSink, check_workers
+
+__all__ = ["CSVInputAdapter", "CSVOutputAdapter"]
+
+_BOM = b"\xef\xbb\xbf"
+
+
+class _RangeStream(io.RawIOBase):
+    """A read-only stream of ``prefix`` followed by bytes ``[start, end)`` of a file."""
+
+    def __init__(self, path: Path, prefix: bytes, start: int, end: int) -> None:
+        super().__init__()
+        self._file = open(path, "rb")  # noqa: SIM115 - closed in close()
+        self._file.seek(start)
+        self._prefix = prefix
+        self._remaining = end - start
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        if self._prefix:
+            n = min(len(view), len(self._prefix))
+            view[:n] = self._prefix[:n]
+            self._prefix = self._prefix[n:]
+            return n
+        if self._remaining <= 0:
+            return 0
+        n = self._file.readinto(view[: min(len(view), self._remaining)])
+        self._remaining -= n or 0
+        return n or 0
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
+
+
+class _LineLocator:
+    """Physical line numbers of the records of a byte range, found lazily with the csv module.
+
+    Only used when a record needs a line (an invalid or malformed one), and it moves forward
+    only, so the extra cost is one pass over the range at most.
+    """
+
+    def __init__(self, path: Path, byte_range: ByteRange, delimiter: str, quote_char: str) -> None:
+        self._path = path
+        self._range = byte_range
+        self._delimiter = delimiter
+        self._quote_char = quote_char
+        self._reader: Any = None
+        self._stream: io.TextIOWrapper | None = None
+        self._row = 0  # records consumed so far
+        self._next_line = byte_range.line
+
+    def line_of(self, row: int) -> int:
+        """Line where record number ``row`` (0-based within the range) starts."""
+        if self._reader is None or row < self._row:
+            raw = _RangeStream(self._path, b"", self._range.start, self._range.end)
+            self._stream = io.TextIOWrapper(
+                io.BufferedReader(raw), encoding="utf-8", errors="replace", newline=""
+            )
+            self._reader = _pycsv.reader(
+                self._stream, delimiter=self._delimiter, quotechar=self._quote_char
+            )
+            self._row = 0
+            self._next_line = self._range.line
+        while self._row < row:
+            try:
+                next(self._reader)
+            except StopIteration:
+                break
+            self._row += 1
+            self._next_line = self._range.line + self._reader.line_num
+        return self._next_line
+
+
+class CSVInputAdapter(BaseInputAdapter):
+    """Reads a CSV file with a header line. Every value is read as text; the schema converts it.
+
+    ``split(n)`` cuts the file into byte ranges at record boundaries (quoted fields may hold
+    delimiters, quotes and newlines), so every record lands in exactly one shard.
+    """
+
+    def __init__(
+        self,
+        source: str | os.PathLike[str],
+        *,
+        delimiter: str = ",",
+        quote_char: str = '"',
+        block_size: int = 1 << 20,
+        byte_range: tuple[int, int, int] | None = None,
+    ) -> None:
+        super().__init__(source)
+        if len(delimiter) != 1 or len(quote_char) != 1:
+            raise ValueError("delimiter and quote_char must be single characters")
+        self.delimiter = delimiter
+        self.quote_char = quote_char
+        self.block_size = block_size
+        self.byte_range = ByteRange(*byte_range) if byte_range is not None else None
+
+    def describe(self) -> str:
+        if self.byte_range is None:
+            return f"CSVInputAdapter({self.source!r})"
+        r = self.byte_range
+        return f"CSVInputAdapter({self.source!r}, bytes {r.start}-{r.end}, from line {r.line})"
+
+    def check(self) -> None:
+        try:
+            with open(self.path, "rb") as f:
+                f.read(1)
+        except OSError as exc:
+            raise InputError(f"cannot read CSV input: {exc.strerror}", path=self.source) from exc
+
+    def _layout(self) -> tuple[bytes, int, int]:
+        """(header bytes, offset of the first record, file size)."""
+        self.check()
+        size = file_size(self.path)
+        with open(self.path, "rb") as f:
+            end = header_end(f, size, self.quote_char.encode())
+            f.seek(0)
+            header = f.read(end)
+        return header, end, size
+
+    def _columns(self, header: bytes) -> list[str]:
+        text = header.removeprefix(_BOM).decode("utf-8", errors="replace")
+        rows = list(
+            _pycsv.reader(io.StringIO(text), delimiter=self.delimiter, quotechar=self.quote_char)
+        )
+        return rows[0] if rows else []
+
+    def split(self, workers: int) -> list[BaseInputAdapter]:
+        check_workers(workers)
+        header, data_start, size = self._layout()
+        start, end, line = (data_start, size, 2)
+        if self.byte_range is not None:
+            start, end, line = self.byte_range.start, self.byte_range.end, self.byte_range.line
+        with open(self.path, "rb") as f:
+            ranges = split_ranges(f, start, end, workers, line, self.quote_char.encode())
+        return [
+            CSVInputAdapter(
+                self.path,
+                delimiter=self.delimiter,
+                quote_char=self.quote_char,
+                block_size=self.block_size,
+                byte_range=(r.start, r.end, r.line),
+            )
+            for r in ranges
+        ]
+
+    def batches(self) -> Iterator[InputBatch]:
+        header, data_start, size = self._layout()
+        if not header:
+            return
+        columns = self._columns(header)
+        byte_range = self.byte_range or ByteRange(data_start, size, 2)
+        if byte_range.empty:
+            return
+        locator = _LineLocator(self.path, byte_range, self.delimiter, self.quote_char)
+        malformed_rows: list[tuple[int, int, int, str]] = []
+
+        def on_invalid(row: Any) -> str:
+            malformed_rows.append((row.number, row.expected_columns, row.actual_columns, row.text))
+            return "skip"
+
+        stream = _RangeStream(self.path, header, byte_range.start, byte_range.end)
+        try:
+            reader = pacsv.open_csv(
+                stream,
+                read_options=pacsv.ReadOptions(block_size=self.block_size, use_threads=False),
+                parse_options=pacsv.ParseOptions(
+                    delimiter=self.delimiter,
+                    quote_char=self.quote_char,
+                    newlines_in_values=True,
+                    invalid_row_handler=on_invalid,
+                ),
+                convert_options=pacsv.ConvertOptions(
+                    column_types={name: pa.string() for name in columns},
+                    strings_can_be_null=False,
+                    quoted_strings_can_be_null=False,
+                ),
+            )
+        except (pa.ArrowInvalid, OSError) as exc:
+            stream.close()
+            raise InputError(f"cannot parse CSV: {exc}", path=self.source) from exc
+        rows_before = 0  # data rows (valid and malformed) of earlier batches
+        try:
+            while True:
+                try:
+                    table = reader.read_next_batch()
+                except StopIteration:
+                    break
+                except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+                    raise InputError(f"cannot parse CSV: {exc}", path=self.source) from exc
+                records: list[Record] = table.to_pylist()
+                batch_bad = [m for m in malformed_rows]
+                malformed_rows.clear()
+                yield self._batch(records, batch_bad, rows_before, locator)
+                rows_before += len(records) + len(batch_bad)
+            if malformed_rows:
+                yield self._batch([], list(malformed_rows), rows_before, locator)
+        finally:
+            stream.close()
+
+    def _batch(
+        self,
+        records: list[Record],
+        bad: list[tuple[int, int, int, str]],
+        rows_before: int,
+        locator: _LineLocator,
+    ) -> InputBatch:
+        # pyarrow numbers stream rows from 1 and the header is row 1: data row k (0-based) is k+2.
+        bad_rows = sorted(number - 2 for number, *_ in bad)
+        malformed = [
+            {
+                "source": self.source,
+                "line": locator.line_of(number - 2),
+                "record": {"__raw__": text},
+                "errors": [
+                    {
+                        "type": "csv_field_count",
+                        "loc": [],
+                        "msg": f"expected {expected} fields, got {actual}",
+                    }
+                ],
+            }
+            for number, expected, actual, text in bad
+        ]
+
+        def locate(index: int) -> int:
+            row = rows_before + index
+            for skipped in bad_rows:
+                if skipped <= row:
+                    row += 1
+            return locator.line_of(row)
+
+        return InputBatch(records=records, source=self.source, malformed=malformed, locate=locate)
+
+
+class _CSVSink(_FileSink):
+    def __init__(self, path: Path, schema: pa.Schema | None, delimiter: str) -> None:
+        self._path = path
+        self._schema = schema
+        self._delimiter = delimiter
+        self._file = open(path, "wb")  # noqa: SIM115 - closed in close()
+        self._writer: pacsv.CSVWriter | None = None
+        if schema is not None:
+            self._start(schema)
+
+    def _start(self, schema: pa.Schema) -> pacsv.CSVWriter:
+        self._schema = schema
+        self._writer = pacsv.CSVWriter(
+            self._file, schema, write_options=pacsv.WriteOptions(delimiter=self._delimiter)
+        )
+        return self._writer
+
+    def write(self, rows: Sequence[Record]) -> None:
+        table = rows_to_table(rows, self._schema)
+        writer = self._writer if self._writer is not None else self._start(table.schema)
+        writer.write_table(table)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        if not self._file.closed:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+
+
+class CSVOutputAdapter(BaseOutputAdapter):
+    """Writes a CSV file with one header line."""
+
+    format = "csv"
+
+    def __init__(self, path: str | os.PathLike[str], *, delimiter: str = ",") -> None:
+        super().__init__(path)
+        self.delimiter = delimiter
+
+    def _clone(self) -> CSVOutputAdapter:
+        return CSVOutputAdapter(self.path, delimiter=self.delimiter)
+
+    def _open_file(self, path: Path, schema: pa.Schema | None) -> _FileSink:
+        return _CSVSink(path, schema, self.delimiter)
+
+    def merge(self, parts: Sequence[Path], destination: Path) -> None:
+        """Concatenate parts, keeping the header of the first part that has one."""
+        wrote_header = False
+        with open(destination, "wb") as out:
+            for part in parts:
+                size = file_size(part)
+                if size == 0:
+                    continue
+                with open(part, "rb") as f:
+                    end = header_end(f, size, b'"')
+                    f.seek(0 if not wrote_header else end)
+                    wrote_header = True
+                    while chunk := f.read(1 << 20):
+                        out.write(chunk)
+            out.flush()
+            os.fsync(out.fileno())

@@ -1,0 +1,257 @@
+"""JSON Lines and JSON array input and output."""
+
+from __future__ import annotations
+
+import json as _json
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import pyarrow as pa
+
+from .._arrow import to_json
+from ..errors import ConfigurationError, InputError
+from ._split import ByteRange, file_size, split_ranges
+from .base import BaseInputAdapter, BaseOutputAdapter, InputBatch, Record, _FileSink, check_workers
+
+__all__ = ["JSONInputAdapter", "JSONOutputAdapter"]
+
+JSONFormat = Literal["jsonl", "json"]
+_LINE_SUFFIXES = (".jsonl", ".ndjson")
+
+
+def _format_for(path: Path, format: str | None) -> JSONFormat:
+    if format is not None:
+        if format not in ("jsonl", "json"):
+            raise ConfigurationError(f"JSON format must be 'jsonl' or 'json', got {format!r}")
+        return "jsonl" if format == "jsonl" else "json"
+    return "json" if path.suffix.lower() == ".json" else "jsonl"
+
+
+class JSONInputAdapter(BaseInputAdapter):
+    """Reads JSON Lines (one object a line; blank lines are skipped) or a JSON array.
+
+    Values are read with the standard JSON parser, so types are exactly what the JSON says.
+    JSON Lines files split into byte ranges at line ends; a ``.json`` array file is read whole
+    and splits by record count.
+    """
+
+    def __init__(
+        self,
+        source: str | os.PathLike[str],
+        *,
+        format: str | None = None,
+        batch_size: int = 10_000,
+        byte_range: tuple[int, int, int] | None = None,
+        record_range: tuple[int, int] | None = None,
+    ) -> None:
+        super().__init__(source)
+        self.format = _format_for(self.path, format)
+        self.batch_size = batch_size
+        self.byte_range = ByteRange(*byte_range) if byte_range is not None else None
+        self.record_range = record_range
+
+    def describe(self) -> str:
+        if self.byte_range is not None:
+            r = self.byte_range
+            return f"JSONInputAdapter({self.source!r}, bytes {r.start}-{r.end}, from line {r.line})"
+        return f"JSONInputAdapter({self.source!r})"
+
+    def check(self) -> None:
+        try:
+            with open(self.path, "rb") as f:
+                f.read(1)
+        except OSError as exc:
+            raise InputError(f"cannot read JSON input: {exc.strerror}", path=self.source) from exc
+
+    def _options(self) -> dict[str, Any]:
+        return {"format": self.format, "batch_size": self.batch_size}
+
+    def split(self, workers: int) -> list[BaseInputAdapter]:
+        check_workers(workers)
+        self.check()
+        if self.format == "json":
+            total = len(self._load_array())
+            lo, hi = self.record_range or (0, total)
+            cuts = [lo + (hi - lo) * k // workers for k in range(workers + 1)]
+            return [
+                JSONInputAdapter(self.path, **self._options(), record_range=(cuts[k], cuts[k + 1]))
+                for k in range(workers)
+            ]
+        r = self.byte_range or ByteRange(0, file_size(self.path), 1)
+        with open(self.path, "rb") as f:
+            ranges = split_ranges(f, r.start, r.end, workers, r.line, None)
+        return [
+            JSONInputAdapter(self.path, **self._options(), byte_range=(x.start, x.end, x.line))
+            for x in ranges
+        ]
+
+    def _load_array(self) -> list[Any]:
+        try:
+            with open(self.path, "rb") as f:
+                data = _json.load(f)
+        except _json.JSONDecodeError as exc:
+            raise InputError(
+                f"not valid JSON: {exc.msg}", path=self.source, line=exc.lineno
+            ) from exc
+        except OSError as exc:
+            raise InputError(f"cannot read JSON input: {exc.strerror}", path=self.source) from exc
+        if not isinstance(data, list):
+            raise InputError("a .json input must hold an array of objects", path=self.source)
+        return data
+
+    def batches(self) -> Iterator[InputBatch]:
+        self.check()
+        if self.format == "json":
+            yield from self._array_batches()
+        else:
+            yield from self._line_batches()
+
+    def _array_batches(self) -> Iterator[InputBatch]:
+        data = self._load_array()
+        lo, hi = self.record_range or (0, len(data))
+        for start in range(lo, hi, self.batch_size):
+            chunk = data[start : min(hi, start + self.batch_size)]
+            records: list[Record] = []
+            malformed: list[Record] = []
+            for offset, item in enumerate(chunk):
+                if isinstance(item, dict):
+                    records.append(item)
+                else:
+                    malformed.append(self._not_an_object(item, None, start + offset))
+            yield InputBatch(records=records, source=self.source, malformed=malformed)
+
+    def _not_an_object(self, item: Any, line: int | None, index: int) -> Record:
+        return {
+            "source": self.source,
+            "line": line,
+            "record": {"__raw__": item},
+            "errors": [
+                {
+                    "type": "json_not_object",
+                    "loc": [] if line is not None else [index],
+                    "msg": f"expected a JSON object, got {type(item).__name__}",
+                }
+            ],
+        }
+
+    def _line_batches(self) -> Iterator[InputBatch]:
+        r = self.byte_range or ByteRange(0, file_size(self.path), 1)
+        if r.empty:
+            return
+        records: list[Record] = []
+        lines: list[int] = []
+        malformed: list[Record] = []
+        line_no = r.line
+        with open(self.path, "rb") as f:
+            f.seek(r.start)
+            remaining = r.end - r.start
+            while remaining > 0:
+                raw = f.readline(remaining)
+                if not raw:
+                    break
+                remaining -= len(raw)
+                text = raw.strip()
+                if text:
+                    try:
+                        item = _json.loads(text)
+                    except ValueError as exc:
+                        malformed.append(self._bad_line(raw, line_no, exc))
+                    else:
+                        if isinstance(item, dict):
+                            records.append(item)
+                            lines.append(line_no)
+                        else:
+                            malformed.append(self._not_an_object(item, line_no, 0))
+                line_no += 1
+                if len(records) + len(malformed) >= self.batch_size:
+                    yield self._emit(records, lines, malformed)
+                    records, lines, malformed = [], [], []
+        if records or malformed:
+            yield self._emit(records, lines, malformed)
+
+    def _bad_line(self, raw: bytes, line: int, exc: ValueError) -> Record:
+        message = exc.msg if isinstance(exc, _json.JSONDecodeError) else str(exc)
+        return {
+            "source": self.source,
+            "line": line,
+            "record": {"__raw__": raw.decode("utf-8", "backslashreplace").rstrip("\r\n")},
+            "errors": [{"type": "json_invalid", "loc": [], "msg": f"not valid JSON: {message}"}],
+        }
+
+    def _emit(self, records: list[Record], lines: list[int], malformed: list[Record]) -> InputBatch:
+        return InputBatch(
+            records=records, source=self.source, malformed=malformed, locate=lines.__getitem__
+        )
+
+
+class _JSONSink(_FileSink):
+    def __init__(self, path: Path, array: bool) -> None:
+        self._file = open(path, "w", encoding="utf-8", newline="\n")  # noqa: SIM115
+        self._array = array
+        self._first = True
+        if array:
+            self._file.write("[")
+
+    def write(self, rows: Sequence[Record]) -> None:
+        if self._array:
+            for row in rows:
+                self._file.write("\n" if self._first else ",\n")
+                self._file.write(to_json(row))
+                self._first = False
+        else:
+            self._file.write("".join(to_json(row) + "\n" for row in rows))
+
+    def close(self) -> None:
+        if self._file.closed:
+            return
+        if self._array:
+            self._file.write("\n]\n" if not self._first else "]\n")
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+
+
+class JSONOutputAdapter(BaseOutputAdapter):
+    """Writes ``.jsonl``/``.ndjson`` as one object a line and ``.json`` as an array.
+
+    ``format="jsonl"`` or ``format="json"`` overrides the choice made from the suffix.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, format: str | None = None) -> None:
+        super().__init__(path)
+        self.format = _format_for(self.path, format)
+
+    @property
+    def part_suffix(self) -> str:
+        return ".jsonl"
+
+    def _clone(self) -> JSONOutputAdapter:
+        return JSONOutputAdapter(self.path, format=self.format)
+
+    def _open_file(self, path: Path, schema: pa.Schema | None) -> _FileSink:
+        # Parts of an array output are JSON Lines; merge() turns them into one array.
+        return _JSONSink(path, array=self.format == "json" and not self.is_part)
+
+    def merge(self, parts: Sequence[Path], destination: Path) -> None:
+        with open(destination, "wb") as out:
+            if self.format == "json":
+                first = True
+                out.write(b"[")
+                for part in parts:
+                    with open(part, "rb") as f:
+                        for line in f:
+                            line = line.rstrip(b"\n")
+                            if line:
+                                out.write(b"\n" if first else b",\n")
+                                out.write(line)
+                                first = False
+                out.write(b"]\n" if first else b"\n]\n")
+            else:
+                for part in parts:
+                    with open(part, "rb") as f:
+                        while chunk := f.read(1 << 20):
+                            out.write(chunk)
+            out.flush()
+            os.fsync(out.fileno())

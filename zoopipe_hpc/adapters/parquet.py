@@ -1,0 +1,165 @@
+"""Parquet input and output through pyarrow."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .._arrow import rows_to_table
+from ..errors import InputError, OutputError
+from .base import BaseInputAdapter, BaseOutputAdapter, InputBatch, Record, _FileSink, check_workers
+
+__all__ = ["ParquetInputAdapter", "ParquetOutputAdapter"]
+
+
+class ParquetInputAdapter(BaseInputAdapter):
+    """Reads a Parquet file in record batches; ``split(n)`` shares out its row groups."""
+
+    def __init__(
+        self,
+        source: str | os.PathLike[str],
+        *,
+        batch_size: int = 65_536,
+        columns: Sequence[str] | None = None,
+        row_groups: Sequence[int] | None = None,
+    ) -> None:
+        super().__init__(source)
+        self.batch_size = batch_size
+        self.columns = list(columns) if columns is not None else None
+        self.row_groups = list(row_groups) if row_groups is not None else None
+
+    def describe(self) -> str:
+        if self.row_groups is None:
+            return f"ParquetInputAdapter({self.source!r})"
+        return f"ParquetInputAdapter({self.source!r}, row groups {self.row_groups})"
+
+    def _open(self) -> pq.ParquetFile:
+        try:
+            return pq.ParquetFile(self.path)
+        except FileNotFoundError as exc:
+            raise InputError("cannot read Parquet input: no such file", path=self.source) from exc
+        except OSError as exc:
+            raise InputError(f"cannot read Parquet input: {exc}", path=self.source) from exc
+        except pa.ArrowException as exc:
+            raise InputError(
+                f"not a valid Parquet file (truncated or corrupt?): {exc}", path=self.source
+            ) from exc
+
+    def check(self) -> None:
+        self._open().close()
+
+    def split(self, workers: int) -> list[BaseInputAdapter]:
+        check_workers(workers)
+        with self._open() as f:
+            groups = self.row_groups or list(range(f.metadata.num_row_groups))
+            sizes = [f.metadata.row_group(g).num_rows for g in groups]
+        # Contiguous runs of row groups with about the same number of rows each, in order.
+        total = sum(sizes)
+        shards: list[list[int]] = [[] for _ in range(workers)]
+        seen = 0
+        for group, size in zip(groups, sizes, strict=True):
+            index = min(workers - 1, (seen * workers) // total) if total else 0
+            shards[index].append(group)
+            seen += size
+        return [
+            ParquetInputAdapter(
+                self.path, batch_size=self.batch_size, columns=self.columns, row_groups=shard
+            )
+            for shard in shards
+        ]
+
+    def batches(self) -> Iterator[InputBatch]:
+        f = self._open()
+        try:
+            if self.row_groups == []:
+                return
+            batches = f.iter_batches(
+                batch_size=self.batch_size, row_groups=self.row_groups, columns=self.columns
+            )
+            while True:
+                try:
+                    batch = next(batches)
+                except StopIteration:
+                    break
+                except (OSError, pa.ArrowException) as exc:
+                    raise InputError(
+                        f"cannot read Parquet data (truncated or corrupt?): {exc}", path=self.source
+                    ) from exc
+                yield InputBatch(records=batch.to_pylist(), source=self.source)
+        finally:
+            f.close()
+
+
+class _ParquetSink(_FileSink):
+    def __init__(self, path: Path, schema: pa.Schema | None, compression: str) -> None:
+        self._path = path
+        self._schema = schema
+        self._compression = compression
+        self._writer: pq.ParquetWriter | None = None
+
+    def _start(self, schema: pa.Schema) -> pq.ParquetWriter:
+        self._schema = schema
+        self._writer = pq.ParquetWriter(self._path, schema, compression=self._compression)
+        return self._writer
+
+    def write(self, rows: Sequence[Record]) -> None:
+        table = rows_to_table(rows, self._schema)
+        writer = self._writer if self._writer is not None else self._start(table.schema)
+        try:
+            writer.write_table(table)
+        except (pa.ArrowException, ValueError) as exc:
+            raise OutputError(
+                f"{self._path}: cannot write rows: {exc}", path=str(self._path)
+            ) from exc
+
+    def close(self) -> None:
+        writer = (
+            self._writer if self._writer is not None else self._start(self._schema or pa.schema([]))
+        )
+        writer.close()
+        self._writer = None
+        fd = os.open(self._path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+class ParquetOutputAdapter(BaseOutputAdapter):
+    """Writes one Parquet file; merged shards become one valid file, row groups in shard order."""
+
+    format = "parquet"
+
+    def __init__(self, path: str | os.PathLike[str], *, compression: str = "snappy") -> None:
+        super().__init__(path)
+        self.compression = compression
+
+    def _clone(self) -> ParquetOutputAdapter:
+        return ParquetOutputAdapter(self.path, compression=self.compression)
+
+    def _open_file(self, path: Path, schema: pa.Schema | None) -> _FileSink:
+        return _ParquetSink(path, schema, self.compression)
+
+    def merge(self, parts: Sequence[Path], destination: Path) -> None:
+        files = [pq.ParquetFile(p) for p in parts]
+        try:
+            schemas = [f.schema_arrow for f in files if f.metadata.num_rows > 0]
+            schema = schemas[0] if schemas else (files[0].schema_arrow if files else pa.schema([]))
+            with pq.ParquetWriter(destination, schema, compression=self.compression) as writer:
+                for f in files:
+                    for group in range(f.metadata.num_row_groups):
+                        table = f.read_row_group(group)
+                        if table.num_rows:
+                            writer.write_table(table.cast(schema))
+        finally:
+            for f in files:
+                f.close()
+        fd = os.open(destination, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

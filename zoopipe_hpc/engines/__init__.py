@@ -1,0 +1,6 @@
+"""Engines: how a PipeManager's pipes are executed."""
+
+from .base import BaseEngine, WorkerResult
+from .multiprocess import MultiProcessEngine
+
+__all__ = ["BaseEngine", "WorkerResult", "MultiProcessEngine"]

@@ -1,0 +1,99 @@
+"""What runs inside a worker (a local process or a Slurm task): one pipe, one progress record."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING
+
+from ..progress import ProgressSnapshot, ProgressState, ProgressWriter
+from ..report import PipeReport, PipeStatus
+
+if TYPE_CHECKING:
+    from ..pipe import Pipe
+
+__all__: list[str] = []
+
+log = logging.getLogger(__name__)
+
+_STATUS = {
+    ProgressState.PENDING: PipeStatus.PENDING,
+    ProgressState.RUNNING: PipeStatus.RUNNING,
+    ProgressState.FINISHED: PipeStatus.COMPLETED,
+    ProgressState.FAILED: PipeStatus.FAILED,
+    ProgressState.CANCELLED: PipeStatus.CANCELLED,
+}
+
+
+class WorkerTerminated(BaseException):
+    """Raised inside a worker asked to stop (SIGTERM, SIGINT, or Slurm's pre-kill signal)."""
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise WorkerTerminated(f"stopped by {signal.Signals(signum).name}")
+
+
+def install_stop_handlers() -> None:
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR2):
+        signal.signal(signum, _terminate)
+
+
+def progress_path(folder: Path, index: int, attempt_id: str) -> Path:
+    return folder / f"progress-{index:05d}.{attempt_id}.rec"
+
+
+def run_pipe(pipe: Pipe, index: int, record: Path, attempt_id: str) -> None:
+    """Run ``pipe`` to the end, publishing its counters into ``record``; re-raises failures."""
+    pipe.pipe_index = index
+    with ProgressWriter(record, attempt_id) as writer:
+        writer.start()
+        try:
+            pipe.run(progress=writer)
+        except WorkerTerminated as exc:
+            writer.cancel(str(exc))
+            raise
+        except BaseException as exc:
+            writer.fail(f"{type(exc).__name__}: {exc}")
+            raise
+        writer.finish()
+
+
+def report_from_snapshot(index: int, snapshot: ProgressSnapshot | None) -> PipeReport:
+    """A PipeReport from a progress record (PENDING when there is none yet)."""
+    if snapshot is None:
+        return PipeReport(pipe_index=index)
+    return PipeReport(
+        pipe_index=index,
+        status=_STATUS[snapshot.state],
+        total_processed=snapshot.total_processed,
+        success_count=snapshot.success_count,
+        error_count=snapshot.error_count,
+        ram_bytes=snapshot.ram_bytes,
+        start_time=snapshot.start_time or None,
+        end_time=snapshot.end_time or None,
+        message=snapshot.message,
+        host=snapshot.host,
+        pid=snapshot.pid,
+        attempt_id=snapshot.attempt_id,
+        is_alive=not snapshot.state.is_final,
+    )
+
+
+def describe_exit(exitcode: int | None) -> str:
+    if exitcode is None:
+        return "still running"
+    if exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        return f"worker process was killed by {name}"
+    return f"worker process exited with code {exitcode}"
+
+
+def new_attempt_id() -> str:
+    return f"{os.getpid():x}{time.monotonic_ns() & 0xFFFFFFFF:08x}"

@@ -1,0 +1,72 @@
+"""The engine interface: how a manager's pipes are run (processes, Slurm tasks, ...)."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ..report import PipeReport, PipeStatus
+
+if TYPE_CHECKING:
+    from ..pipe import Pipe
+
+__all__ = ["BaseEngine", "WorkerResult"]
+
+
+@dataclass(frozen=True)
+class WorkerResult:
+    """The outcome of one pipe, handed to the coordinators' ``on_finish``."""
+
+    pipe_index: int
+    status: PipeStatus
+    report: PipeReport
+    message: str = ""
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status is PipeStatus.COMPLETED
+
+
+class BaseEngine(abc.ABC):
+    """Runs pipes and reports on them. One engine instance runs one set of pipes at a time.
+
+    Subclasses implement :meth:`start`, :meth:`wait`, :meth:`shutdown`, :attr:`is_running` and
+    :attr:`pipe_reports`; everything else is derived from those.
+    """
+
+    @abc.abstractmethod
+    def start(self, pipes: Sequence[Pipe]) -> None:
+        """Launch every pipe; returns at once. Raises ``RuntimeError`` if already running."""
+
+    @abc.abstractmethod
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until every pipe reached a final state; False if ``timeout`` expired first."""
+
+    @abc.abstractmethod
+    def shutdown(self, timeout: float = 5.0) -> None:
+        """Stop pipes still running (gracefully, then by force after ``timeout``)."""
+
+    @property
+    @abc.abstractmethod
+    def is_running(self) -> bool:
+        """True while any pipe has not reached a final state."""
+
+    @property
+    @abc.abstractmethod
+    def pipe_reports(self) -> list[PipeReport]:
+        """One fresh report per pipe, in pipe order."""
+
+    def get_pipe_report(self, index: int) -> PipeReport:
+        reports = self.pipe_reports
+        if not 0 <= index < len(reports):
+            raise IndexError(f"pipe index {index} out of range (0..{len(reports) - 1})")
+        return reports[index]
+
+    @property
+    def report(self) -> PipeReport:
+        return PipeReport.aggregate(self.pipe_reports)
+
+    def results(self) -> list[WorkerResult]:
+        return [WorkerResult(r.pipe_index, r.status, r, r.message) for r in self.pipe_reports]

@@ -1,0 +1,288 @@
+"""PipeManager: run many pipes, or one pipe split into shards, through an engine."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from types import TracebackType
+from typing import Self
+
+from .adapters.base import BaseOutputAdapter
+from .coordinators.base import BaseCoordinator, CompositeCoordinator
+from .coordinators.file_merge import FileMergeCoordinator
+from .engines.base import BaseEngine, WorkerResult
+from .engines.multiprocess import MultiProcessEngine
+from .errors import ConfigurationError, ShardFailedError, ZoopipeHPCError
+from .executors import BatchExecutor
+from .pipe import Pipe
+from .report import PipeReport
+
+__all__ = ["PipeManager"]
+
+log = logging.getLogger(__name__)
+
+ReportCallback = Callable[[PipeReport], None]
+
+
+class PipeManager:
+    """Runs ``pipes`` through ``engine`` (default :class:`MultiProcessEngine`) with lifecycle hooks.
+
+    ``run()`` returns True when every pipe succeeded and the coordinators committed; it returns
+    False when a pipe failed, the run timed out or was cancelled: the coordinators then rolled
+    everything back and the reasons are in :attr:`error` and in each failed pipe's report.
+    """
+
+    def __init__(
+        self,
+        pipes: Sequence[Pipe],
+        engine: BaseEngine | None = None,
+        coordinator: BaseCoordinator | None = None,
+    ) -> None:
+        pipes = list(pipes)
+        if not pipes:
+            raise ConfigurationError("PipeManager needs at least one pipe")
+        for index, pipe in enumerate(pipes):
+            if not isinstance(pipe, Pipe):
+                raise ConfigurationError(f"pipes[{index}] is not a Pipe: {pipe!r}")
+            pipe.pipe_index = index
+        self._pipes = pipes
+        self.engine = engine if engine is not None else MultiProcessEngine()
+        self.coordinator = coordinator if coordinator is not None else BaseCoordinator()
+        self._started = False
+        self._outcome: bool | None = None
+        self.error: ZoopipeHPCError | None = None
+
+    # -- construction -----------------------------------------------------------------------
+
+    @classmethod
+    def parallelize_pipe(
+        cls,
+        pipe: Pipe,
+        workers: int,
+        merge: bool = True,
+        executor: BatchExecutor | None = None,
+        engine: BaseEngine | None = None,
+        coordinator: BaseCoordinator | None = None,
+    ) -> PipeManager:
+        """Split ``pipe`` into ``workers`` shards, one pipe each.
+
+        With ``merge=True`` the shards write part files into a staging folder and a
+        :class:`FileMergeCoordinator` merges them into the original outputs only if every shard
+        succeeds. With ``merge=False`` each shard commits its own ``<name>.part-NNNNN<suffix>``
+        next to the target. ``coordinator`` adds hooks of your own.
+        """
+        helper = coordinator or BaseCoordinator()
+        shards = helper.prepare_shards(pipe.input_adapter, workers)
+        if len(shards) != workers:
+            raise ConfigurationError(
+                f"{type(helper).__name__}.prepare_shards returned {len(shards)} shards "
+                f"for {workers} workers"
+            )
+        coordinators: list[BaseCoordinator] = [] if coordinator is None else [coordinator]
+        if merge:
+            merger = FileMergeCoordinator(pipe.output_adapter, workers, pipe.error_output_adapter)
+            coordinators.append(merger)
+            outputs = [merger.part_adapters(i) for i in range(workers)]
+        else:
+            outputs = [
+                (
+                    _numbered(pipe.output_adapter, i),
+                    _numbered(pipe.error_output_adapter, i) if pipe.error_output_adapter else None,
+                )
+                for i in range(workers)
+            ]
+        pipes = [
+            Pipe(
+                input_adapter=shard,
+                output_adapter=output,
+                schema_model=pipe.schema_model,
+                error_output_adapter=errors,
+                executor=executor or pipe.executor,
+            )
+            for shard, (output, errors) in zip(shards, outputs, strict=True)
+        ]
+        return cls(pipes, engine=engine, coordinator=CompositeCoordinator(coordinators))
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Run the coordinators' ``on_start`` and launch every pipe. Returns at once."""
+        if self._started and self._outcome is None:
+            raise RuntimeError("this PipeManager is already running")
+        self._started = True
+        self._outcome = None
+        self.error = None
+        self.coordinator.on_start(self)
+        try:
+            self.engine.start(self._pipes)
+        except BaseException as exc:
+            self._fail(exc)
+            raise
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for every pipe, then commit or roll back. False if ``timeout`` expired first."""
+        if not self._started:
+            raise RuntimeError("start() the manager before waiting on it")
+        if not self.engine.wait(timeout):
+            return False
+        self._finalize(merge=True)
+        return True
+
+    def run(
+        self,
+        wait: bool = True,
+        merge: bool = True,
+        timeout: float | None = None,
+        on_report_update: ReportCallback | None = None,
+    ) -> bool:
+        """Start (if needed), wait, then commit or roll back; True only if everything committed.
+
+        ``timeout``: past it, the pipes are stopped and everything is rolled back (returns
+        False). ``merge=False`` skips the coordinators' ``on_finish`` (the parts stay staged).
+        ``on_report_update`` is called with the aggregate report while waiting.
+        """
+        if not self._started or self._outcome is not None:
+            self.start()
+        if not wait:
+            return True
+        finished = self._wait_with_updates(timeout, on_report_update)
+        if not finished:
+            self.engine.shutdown()
+            self._fail(ShardFailedError(f"timed out after {timeout} s", failures={}))
+            return False
+        self._finalize(merge)
+        return bool(self._outcome)
+
+    def _wait_with_updates(self, timeout: float | None, callback: ReportCallback | None) -> bool:
+        if callback is None:
+            return self.engine.wait(timeout)
+        import time
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            step = 0.5 if deadline is None else max(0.0, min(0.5, deadline - time.monotonic()))
+            done = self.engine.wait(step)
+            callback(self.report)
+            if done:
+                return True
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+
+    def _finalize(self, merge: bool) -> None:
+        if self._outcome is not None:
+            return
+        results = self.engine.results()
+        failures = {r.pipe_index: r.message or r.status.value for r in results if not r.succeeded}
+        if failures:
+            details = "; ".join(f"shard {i}: {m}" for i, m in sorted(failures.items()))
+            self._fail(
+                ShardFailedError(
+                    f"{len(failures)} of {len(results)} pipes failed, nothing was committed: "
+                    f"{details}",
+                    failures=failures,
+                )
+            )
+            return
+        if not merge:
+            self._outcome = True
+            return
+        try:
+            self.coordinator.on_finish(self, results)
+        except ZoopipeHPCError as exc:
+            self.error = exc
+            self._outcome = False
+            self._roll_back(exc)
+            log.error("commit failed: %s", exc)
+            return
+        except BaseException as exc:
+            self._outcome = False
+            self._roll_back(exc)
+            raise
+        self._outcome = True
+
+    def _fail(self, error: BaseException) -> None:
+        self._outcome = False
+        if isinstance(error, ZoopipeHPCError):
+            self.error = error
+        log.error("run failed: %s", error)
+        self._roll_back(error)
+
+    def _roll_back(self, error: BaseException) -> None:
+        try:
+            self.coordinator.on_error(self, error)
+        except Exception:  # noqa: BLE001 - reported, the original failure matters more
+            log.exception("rollback after %s failed", error)
+
+    def shutdown(self, timeout: float = 5.0) -> None:
+        """Stop every running pipe and roll back whatever they staged."""
+        if not self._started:
+            return
+        if self._outcome is None:
+            self.engine.shutdown(timeout)
+            self._fail(ShardFailedError("cancelled by shutdown()", failures={}))
+        else:
+            self.engine.shutdown(timeout)
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if exc is not None:
+            self.shutdown()
+            return
+        if self._outcome is None:
+            self.wait()
+        self.engine.shutdown()
+
+    # -- reporting --------------------------------------------------------------------------
+
+    @property
+    def pipes(self) -> list[Pipe]:
+        return list(self._pipes)
+
+    @property
+    def pipe_count(self) -> int:
+        return len(self._pipes)
+
+    @property
+    def is_running(self) -> bool:
+        return self._started and self.engine.is_running
+
+    @property
+    def succeeded(self) -> bool | None:
+        """True once committed, False once failed or rolled back, None while undecided."""
+        return self._outcome
+
+    @property
+    def pipe_reports(self) -> list[PipeReport]:
+        if not self._started:
+            return [PipeReport(pipe_index=i) for i in range(len(self._pipes))]
+        return self.engine.pipe_reports
+
+    def get_pipe_report(self, index: int) -> PipeReport:
+        return self.pipe_reports[index]
+
+    @property
+    def report(self) -> PipeReport:
+        return PipeReport.aggregate(self.pipe_reports)
+
+    def results(self) -> list[WorkerResult]:
+        return self.engine.results()
+
+    def __repr__(self) -> str:
+        state = "running" if self.is_running else ("idle" if not self._started else "done")
+        return f"PipeManager({len(self._pipes)} pipes, {type(self.engine).__name__}, {state})"
+
+
+def _numbered(adapter: BaseOutputAdapter, index: int) -> BaseOutputAdapter:
+    clone = adapter._clone()
+    clone.path = adapter.path.with_name(
+        f"{adapter.path.stem}.part-{index:05d}{adapter.path.suffix}"
+    )
+    return clone

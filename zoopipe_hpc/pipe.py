@@ -1,0 +1,299 @@
+"""A Pipe: read records, validate them, write the valid ones and keep the invalid ones."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import psutil
+from pydantic import BaseModel
+
+from ._arrow import ERROR_SCHEMA, schema_for_model
+from ._validation import RowValidator
+from .adapters.base import BaseInputAdapter, BaseOutputAdapter, InputBatch, OutputWriter
+from .errors import ConfigurationError, SchemaError
+from .executors import BatchExecutor, SingleThreadExecutor
+from .report import PipeReport, PipeStatus
+
+__all__ = ["Pipe", "ProgressSink"]
+
+log = logging.getLogger(__name__)
+
+#: How many invalid records are logged one by one when there is no error output.
+_LOGGED_INVALID = 20
+
+
+class ProgressSink(Protocol):
+    """Where a running pipe publishes its counters (a progress record, for engines)."""
+
+    def update(
+        self, total_processed: int, success_count: int, error_count: int, *, force: bool = False
+    ) -> None: ...
+
+
+class _Cancelled(Exception):
+    pass
+
+
+def resolve_model(model: type[BaseModel] | str | None) -> type[BaseModel] | None:
+    """A model class, or ``"package.module:Name"`` imported now, with a clear error if it fails."""
+    if model is None or (isinstance(model, type) and issubclass(model, BaseModel)):
+        return model
+    if not isinstance(model, str) or ":" not in model:
+        raise SchemaError(
+            f"schema_model must be a pydantic BaseModel subclass or 'module:Name', got {model!r}"
+        )
+    module_name, _, attribute = model.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:
+        raise SchemaError(
+            f"cannot import schema module {module_name!r} (for {model!r}): "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+    resolved = getattr(module, attribute, None)
+    if not (isinstance(resolved, type) and issubclass(resolved, BaseModel)):
+        raise SchemaError(f"{model!r}: {module_name} has no pydantic model named {attribute!r}")
+    return resolved
+
+
+class Pipe:
+    """Reads ``input_adapter``, validates each record against ``schema_model`` and writes it.
+
+    Valid records go to ``output_adapter`` in input order; invalid ones go to
+    ``error_output_adapter`` with the original record and pydantic's errors (without one, they
+    are counted and logged, never written as valid). ``success_count + error_count ==
+    total_processed`` at every moment. Outputs are staged and replace their targets only when
+    the whole input was processed; a failure leaves the previous files untouched.
+
+    A Pipe is picklable: it can travel to another process or a compute node.
+    """
+
+    def __init__(
+        self,
+        input_adapter: BaseInputAdapter,
+        output_adapter: BaseOutputAdapter,
+        schema_model: type[BaseModel] | str | None = None,
+        error_output_adapter: BaseOutputAdapter | None = None,
+        executor: BatchExecutor | None = None,
+    ) -> None:
+        if not isinstance(input_adapter, BaseInputAdapter):
+            raise ConfigurationError(
+                f"input_adapter must be an input adapter, got {input_adapter!r}"
+            )
+        if not isinstance(output_adapter, BaseOutputAdapter):
+            raise ConfigurationError(
+                f"output_adapter must be an output adapter, got {output_adapter!r}"
+            )
+        if error_output_adapter is not None and not isinstance(
+            error_output_adapter, BaseOutputAdapter
+        ):
+            raise ConfigurationError(
+                f"error_output_adapter must be an output adapter, got {error_output_adapter!r}"
+            )
+        if isinstance(schema_model, str):
+            resolve_model(schema_model)  # fail early, on the submitting side
+        elif schema_model is not None and not (
+            isinstance(schema_model, type) and issubclass(schema_model, BaseModel)
+        ):
+            raise SchemaError(
+                f"schema_model must be a pydantic BaseModel subclass or 'module:Name', "
+                f"got {schema_model!r}"
+            )
+        self.input_adapter = input_adapter
+        self.output_adapter = output_adapter
+        self.schema_model = schema_model
+        self.error_output_adapter = error_output_adapter
+        self.executor = executor or SingleThreadExecutor()
+        self.pipe_index = 0
+        self._init_runtime()
+
+    def _init_runtime(self) -> None:
+        self._report = PipeReport(pipe_index=self.pipe_index)
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._exception: BaseException | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        for key in ("_report", "_lock", "_stop", "_thread", "_exception"):
+            state.pop(key, None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._init_runtime()
+
+    def __repr__(self) -> str:
+        return (
+            f"Pipe({self.input_adapter!r} -> {self.output_adapter!r}, "
+            f"schema={getattr(self.schema_model, '__name__', self.schema_model)!r})"
+        )
+
+    # -- live state -------------------------------------------------------------------------
+
+    @property
+    def report(self) -> PipeReport:
+        """A snapshot of this pipe's counters (safe to read from any thread)."""
+        with self._lock:
+            report = self._report.copy()
+        report.is_alive = self._thread is not None and self._thread.is_alive()
+        return report
+
+    @property
+    def exception(self) -> BaseException | None:
+        """What made the last run fail, if it failed."""
+        return self._exception
+
+    # -- running in the background ----------------------------------------------------------
+
+    def start(self) -> None:
+        """Run in a background thread of this process; see :meth:`wait` and :meth:`shutdown`."""
+        if self._thread is not None and self._thread.is_alive():
+            raise RuntimeError("this pipe is already running")
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run_quietly, name="zoopipe-pipe", daemon=True)
+        self._thread.start()
+
+    def _run_quietly(self) -> None:
+        try:
+            self.run()
+        except BaseException:  # noqa: BLE001 - recorded in the report and in self.exception
+            pass
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for a background run; True if it finished (successfully or not)."""
+        if self._thread is None:
+            return self._report.is_finished
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def shutdown(self, timeout: float = 5.0) -> None:
+        """Ask a background run to stop after the current batch; its outputs are discarded."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    # -- the work ---------------------------------------------------------------------------
+
+    def run(self, progress: ProgressSink | None = None) -> PipeReport:
+        """Process the whole input in this thread and commit the outputs; returns the report.
+
+        Raises what made the run fail, after discarding this run's staged outputs.
+        """
+        with self._lock:
+            self._report = PipeReport(
+                pipe_index=self.pipe_index, status=PipeStatus.RUNNING, start_time=time.time()
+            )
+        self._exception = None
+        writers: list[OutputWriter] = []
+        try:
+            model = resolve_model(self.schema_model)
+            validator = RowValidator(model)
+            self.input_adapter.check()
+            schema = schema_for_model(model) if model is not None else None
+            output = self.output_adapter.open(schema)
+            writers.append(output)
+            errors = (
+                self.error_output_adapter.open(ERROR_SCHEMA) if self.error_output_adapter else None
+            )
+            if errors is not None:
+                writers.append(errors)
+            for batch in self.input_adapter.batches():
+                if self._stop.is_set():
+                    raise _Cancelled("stopped by shutdown()")
+                self._process(batch, validator, output, errors, progress)
+            for writer in writers:
+                writer.commit()
+            writers.clear()
+        except BaseException as exc:
+            for writer in writers:
+                writer.abort()
+            self._exception = exc
+            with self._lock:
+                self._report.status = (
+                    PipeStatus.CANCELLED if isinstance(exc, _Cancelled) else PipeStatus.FAILED
+                )
+                self._report.message = f"{type(exc).__name__}: {exc}"
+                self._report.end_time = time.time()
+            raise
+        finally:
+            self.executor.close()
+        with self._lock:
+            self._report.status = PipeStatus.COMPLETED
+            self._report.end_time = time.time()
+            self._report.ram_bytes = _rss()
+            report = self._report.copy()
+        if progress is not None:
+            progress.update(
+                report.total_processed, report.success_count, report.error_count, force=True
+            )
+        return report
+
+    def _process(
+        self,
+        batch: InputBatch,
+        validator: RowValidator,
+        output: OutputWriter,
+        errors: OutputWriter | None,
+        progress: ProgressSink | None,
+    ) -> None:
+        step = self.executor.batch_size
+        records = batch.records
+        for start in range(0, max(len(records), 1), step):
+            chunk = records[start : start + step]
+            result = self.executor.validate(validator, chunk)
+            output.write(result.valid)
+            bad = list(batch.malformed) if start == 0 else []
+            for index, problems in result.invalid:
+                bad.append(
+                    {
+                        "source": batch.source,
+                        "line": batch.locate(start + index),
+                        "record": chunk[index],
+                        "errors": problems,
+                    }
+                )
+            if bad:
+                if batch.malformed and start == 0:
+                    # Malformed input and invalid records of one batch, in the order of the input.
+                    bad.sort(key=lambda item: item["line"] if item["line"] is not None else 0)
+                self._keep_invalid(bad, errors)
+            with self._lock:
+                r = self._report
+                r.success_count += len(result.valid)
+                r.error_count += len(bad)
+                r.total_processed = r.success_count + r.error_count
+                r.ram_bytes = _rss()
+                counts = (r.total_processed, r.success_count, r.error_count)
+            if progress is not None:
+                progress.update(*counts)
+
+    def _keep_invalid(self, bad: Sequence[dict[str, Any]], errors: OutputWriter | None) -> None:
+        if errors is not None:
+            errors.write(bad)
+            return
+        already = self._report.error_count
+        for offset, item in enumerate(bad):
+            if already + offset < _LOGGED_INVALID:
+                where = f"{item['source']}:{item['line']}" if item["line"] else item["source"]
+                log.warning("invalid record at %s (no error output): %s", where, item["errors"])
+
+
+_PROCESS: psutil.Process | None = None
+
+
+def _rss() -> int:
+    global _PROCESS
+    if _PROCESS is None or _PROCESS.pid != os.getpid():
+        _PROCESS = psutil.Process()
+    try:
+        return int(_PROCESS.memory_info().rss)
+    except psutil.Error:
+        return 0
