@@ -89,7 +89,7 @@ class StagingArea:
     def __init__(self, target: str | os.PathLike[str], run_id: str | None = None) -> None:
         self.target = Path(target).absolute()
         self.run_id = run_id or new_run_id()
-        self.path = staging_root(self.target) / f"{self.target.name}.{self.run_id}"
+        self.path = staging_root(self.target) / f"{self.target.name}.run-{self.run_id}"
 
     def __repr__(self) -> str:
         return f"StagingArea({str(self.target)!r}, run_id={self.run_id!r})"
@@ -162,8 +162,8 @@ def clean_leftovers(target: str | os.PathLike[str]) -> list[Path]:
     removed: list[Path] = []
     if not root.is_dir():
         return removed
-    for folder in root.glob(f"{target_path.name}.*"):
-        if not folder.is_dir() or folder.name.endswith(".lock.filelock"):
+    for folder in root.glob(f"{target_path.name}.run-*"):
+        if not folder.is_dir():
             continue
         if _owner_is_dead(folder):
             shutil.rmtree(folder, ignore_errors=True)

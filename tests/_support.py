@@ -1,0 +1,64 @@
+"""Models and data builders shared by the tests (importable by worker processes)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, field_validator
+
+
+class User(BaseModel):
+    id: int
+    name: str
+    score: float
+
+
+class Trigger(BaseModel):
+    """A model whose ``name`` can make the worker misbehave on purpose."""
+
+    id: int
+    name: str
+
+    @field_validator("name")
+    @classmethod
+    def _act(cls, value: str) -> str:
+        if value == "boom":
+            raise RuntimeError("boom requested by the test data")
+        if value == "sigkill":
+            os.kill(os.getpid(), signal.SIGKILL)
+        if value == "sigsegv":
+            os.kill(os.getpid(), signal.SIGSEGV)
+        if value.startswith("sleep"):
+            time.sleep(float(value[5:] or "0.01"))
+        return value
+
+
+def write_csv(path: Path, rows: list[dict[str, Any]], fieldnames: list[str] | None = None) -> Path:
+    names = fieldnames or list(rows[0])
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=names)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def users(n: int, bad_every: int = 0) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": i if not (bad_every and i % bad_every == 0) else f"bad{i}",
+            "name": f'user {i}, the "{i}th"',
+            "score": i / 7,
+        }
+        for i in range(n)
+    ]
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
