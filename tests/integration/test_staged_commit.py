@@ -1,0 +1,123 @@
+"""Staged commit: readers see the old target or the whole new one, never a partial one."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import signal
+import threading
+from pathlib import Path
+
+import pytest
+from _support import User, users, write_csv
+
+from zoopipe_hpc import CSVInputAdapter, JSONOutputAdapter, Pipe, PipeManager
+from zoopipe_hpc._atomic import StagingArea, clean_leftovers
+from zoopipe_hpc.coordinators import FileMergeCoordinator
+
+
+def _pipe(source: Path, target: Path) -> Pipe:
+    return Pipe(CSVInputAdapter(source), JSONOutputAdapter(target), User)
+
+
+def _valid_versions(target: Path, sources: list[Path]) -> set[bytes]:
+    """The bytes of the target after a single-pipe run of each source."""
+    versions = set()
+    for k, source in enumerate(sources):
+        reference = target.with_name(f"reference{k}.jsonl")
+        _pipe(source, reference).run()
+        versions.add(reference.read_bytes())
+    return versions
+
+
+def _run_many(source: str, target: str, rounds: int) -> None:
+    for _ in range(rounds):
+        ok = PipeManager.parallelize_pipe(_pipe(Path(source), Path(target)), workers=2).run()
+        if not ok:
+            raise SystemExit(1)
+
+
+def test_concurrent_managers_never_expose_a_partial_target(tmp_path: Path):
+    sources = [
+        write_csv(tmp_path / "a.csv", users(3000)),
+        write_csv(tmp_path / "b.csv", users(1500, bad_every=2)),
+    ]
+    target = tmp_path / "out.jsonl"
+    target.write_text('{"old": 1}\n')
+    allowed = _valid_versions(target, sources) | {b'{"old": 1}\n'}
+    context = multiprocessing.get_context("fork")
+    writers = [context.Process(target=_run_many, args=(str(s), str(target), 4)) for s in sources]
+    seen: list[bytes] = []
+    stop = threading.Event()
+
+    def read_forever() -> None:
+        while not stop.is_set():
+            seen.append(target.read_bytes())
+
+    reader = threading.Thread(target=read_forever)
+    reader.start()
+    for w in writers:
+        w.start()
+    for w in writers:
+        w.join(120)
+    stop.set()
+    reader.join()
+    assert [w.exitcode for w in writers] == [0, 0]
+    assert seen and set(seen) <= allowed
+    assert target.read_bytes() in allowed - {b'{"old": 1}\n'}
+
+
+def _crash_during_merge(source: str, target: str) -> None:
+    original = FileMergeCoordinator.on_finish
+
+    def merge_then_die(self, manager, results):  # type: ignore[no-untyped-def]
+        for merge_target in self.targets:
+            paths = [part.path for part in merge_target.parts]
+            merge_target.adapter.merge(paths, merge_target.staging.temp_path("merged"))
+        os.kill(os.getpid(), signal.SIGKILL)
+        original(self, manager, results)
+
+    FileMergeCoordinator.on_finish = merge_then_die  # type: ignore[method-assign]
+    PipeManager.parallelize_pipe(_pipe(Path(source), Path(target)), workers=3).run()
+
+
+def test_crash_in_the_middle_of_a_merge_keeps_the_old_target_and_is_cleaned_next_run(
+    tmp_path: Path,
+):
+    source = write_csv(tmp_path / "in.csv", users(600))
+    target = tmp_path / "out.jsonl"
+    target.write_text("old\n")
+    child = multiprocessing.get_context("fork").Process(
+        target=_crash_during_merge, args=(str(source), str(target))
+    )
+    child.start()
+    child.join(60)
+    assert child.exitcode == -signal.SIGKILL
+    assert target.read_text() == "old\n"
+    leftovers = list((tmp_path / ".zoopipe-staging").glob("out.jsonl.run-*"))
+    assert len(leftovers) == 1 and list(leftovers[0].glob("part-*"))
+    assert PipeManager.parallelize_pipe(_pipe(source, target), workers=3).run()
+    assert not list((tmp_path / ".zoopipe-staging").glob("out.jsonl.run-*"))
+    assert len(target.read_text().splitlines()) == 600
+
+
+def test_leftovers_of_live_runs_are_kept(tmp_path: Path):
+    target = tmp_path / "out.csv"
+    live = StagingArea(target)
+    live.create()
+    dead = StagingArea(target)
+    dead.create()
+    owner = dead.path / "owner.json"
+    record = json.loads(owner.read_text())
+    record["pid"] = 2**22 + 12345  # no such process
+    owner.write_text(json.dumps(record))
+    assert clean_leftovers(target) == [dead.path]
+    assert live.path.exists()
+
+
+def test_missing_output_folder_fails_before_any_work(tmp_path: Path):
+    source = write_csv(tmp_path / "in.csv", users(10))
+    pipe = _pipe(source, tmp_path / "no" / "such" / "dir" / "out.jsonl")
+    with pytest.raises(Exception, match="does not exist"):
+        PipeManager.parallelize_pipe(pipe, workers=2).run()

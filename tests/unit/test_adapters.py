@@ -1,0 +1,167 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from _support import User, read_jsonl
+
+from zoopipe_hpc import (
+    CSVInputAdapter,
+    CSVOutputAdapter,
+    JSONInputAdapter,
+    JSONOutputAdapter,
+    ParquetInputAdapter,
+    ParquetOutputAdapter,
+    Pipe,
+)
+from zoopipe_hpc.errors import ConfigurationError, InputError
+
+
+def records(adapter) -> list[dict]:
+    return [r for batch in adapter.batches() for r in batch.records]
+
+
+def test_csv_reads_every_value_as_text_with_quotes_newlines_and_crlf(tmp_path: Path):
+    path = tmp_path / "in.csv"
+    path.write_bytes(b'id,name\r\n1,"a, ""b""\r\nc"\r\n2,\xc3\xa9t\xc3\xa9\r\n3,')
+    assert records(CSVInputAdapter(path)) == [
+        {"id": "1", "name": 'a, "b"\r\nc'},
+        {"id": "2", "name": "été"},
+        {"id": "3", "name": ""},
+    ]
+
+
+@pytest.mark.parametrize("content", [b"", b"id,name\n", b"id,name"])
+def test_csv_empty_and_header_only_files_have_no_records(tmp_path: Path, content: bytes):
+    path = tmp_path / "in.csv"
+    path.write_bytes(content)
+    assert records(CSVInputAdapter(path)) == []
+    for workers in (1, 3):
+        assert [records(s) for s in CSVInputAdapter(path).split(workers)] == [[]] * workers
+
+
+def test_csv_split_keeps_every_record_once_in_order(tmp_path: Path):
+    path = tmp_path / "in.csv"
+    rows = [f'{i},"x\n{i}, ""q"""' for i in range(200)]
+    path.write_text("id,name\n" + "\n".join(rows) + "\n")
+    whole = records(CSVInputAdapter(path))
+    for workers in range(1, 9):
+        shards = CSVInputAdapter(path).split(workers)
+        assert len(shards) == workers
+        assert [r for s in shards for r in records(s)] == whole
+
+
+def test_csv_wrong_field_count_becomes_an_error_record_naming_file_and_line(tmp_path: Path):
+    path = tmp_path / "in.csv"
+    path.write_text('id,name,score\n1,"two\nlines",1.5\n2,b\n3,c,2.5\n')
+    out, err = tmp_path / "out.jsonl", tmp_path / "err.jsonl"
+    report = Pipe(
+        CSVInputAdapter(path),
+        JSONOutputAdapter(out),
+        User,
+        error_output_adapter=JSONOutputAdapter(err),
+    ).run()
+    assert (report.total_processed, report.success_count, report.error_count) == (3, 2, 1)
+    [bad] = read_jsonl(err)
+    assert bad["source"] == str(path) and bad["line"] == 4
+    assert bad["record"] == {"__raw__": "2,b"}
+    assert "expected 3 fields, got 2" in bad["errors"][0]["msg"]
+
+
+def test_validation_errors_name_the_line_and_the_field(tmp_path: Path):
+    path = tmp_path / "in.csv"
+    path.write_text('id,name,score\n1,"a\nb",1\nx,b,2\n')
+    err = tmp_path / "err.jsonl"
+    Pipe(
+        CSVInputAdapter(path),
+        JSONOutputAdapter(tmp_path / "o.jsonl"),
+        User,
+        error_output_adapter=JSONOutputAdapter(err),
+    ).run()
+    [bad] = read_jsonl(err)
+    assert bad["line"] == 4
+    assert bad["errors"][0]["loc"] == ["id"]
+    assert bad["record"] == {"id": "x", "name": "b", "score": "2"}
+
+
+def test_jsonl_bad_line_and_non_object_are_error_records(tmp_path: Path):
+    path = tmp_path / "in.jsonl"
+    path.write_text(
+        '{"id": 1, "name": "a", "score": 1}\n\n{not json\n[1,2]\n{"id": 2, "name": "b", "score": 2}'
+    )
+    out, err = tmp_path / "out.jsonl", tmp_path / "err.jsonl"
+    report = Pipe(
+        JSONInputAdapter(path),
+        JSONOutputAdapter(out),
+        User,
+        error_output_adapter=JSONOutputAdapter(err),
+    ).run()
+    assert (report.total_processed, report.error_count) == (4, 2)
+    assert [r["id"] for r in read_jsonl(out)] == [1, 2]
+    bad = read_jsonl(err)
+    assert [b["line"] for b in bad] == [3, 4]
+    assert bad[0]["errors"][0]["type"] == "json_invalid"
+
+
+def test_jsonl_split_at_line_ends(tmp_path: Path):
+    path = tmp_path / "in.jsonl"
+    path.write_text("".join(json.dumps({"id": i, "s": "é\\n漢"}) + "\n" for i in range(100)))
+    whole = records(JSONInputAdapter(path))
+    for workers in range(1, 9):
+        assert [r for s in JSONInputAdapter(path).split(workers) for r in records(s)] == whole
+
+
+def test_json_array_input_and_output(tmp_path: Path):
+    src = tmp_path / "in.json"
+    src.write_text(json.dumps([{"id": i, "name": f"n{i}", "score": i} for i in range(5)]))
+    out = tmp_path / "out.json"
+    Pipe(JSONInputAdapter(src), JSONOutputAdapter(out), User).run()
+    assert [r["id"] for r in json.loads(out.read_text())] == list(range(5))
+    forced = tmp_path / "forced.json"
+    Pipe(JSONInputAdapter(src), JSONOutputAdapter(forced, format="jsonl"), User).run()
+    assert len(read_jsonl(forced)) == 5
+    with pytest.raises(ConfigurationError):
+        JSONOutputAdapter(tmp_path / "x.json", format="yaml")
+
+
+def test_parquet_split_by_row_groups(tmp_path: Path):
+    path = tmp_path / "in.parquet"
+    table = pa.table({"id": list(range(100)), "name": [f"n{i}" for i in range(100)]})
+    pq.write_table(table, path, row_group_size=10)
+    whole = records(ParquetInputAdapter(path))
+    assert len(whole) == 100
+    for workers in (1, 3, 10, 12):
+        shards = ParquetInputAdapter(path).split(workers)
+        assert [r for s in shards for r in records(s)] == whole
+
+
+def test_missing_file_names_the_file(tmp_path: Path):
+    for adapter in (
+        CSVInputAdapter(tmp_path / "nope.csv"),
+        JSONInputAdapter(tmp_path / "nope.jsonl"),
+        ParquetInputAdapter(tmp_path / "nope.parquet"),
+    ):
+        with pytest.raises(InputError, match="nope"):
+            adapter.check()
+
+
+def test_truncated_parquet_is_a_clear_error_and_previous_output_survives(tmp_path: Path):
+    path = tmp_path / "in.parquet"
+    pq.write_table(pa.table({"id": list(range(1000))}), path)
+    path.write_bytes(path.read_bytes()[:-100])
+    target = tmp_path / "out.csv"
+    target.write_text("old\n")
+    with pytest.raises(InputError, match=r"in\.parquet.*(truncated|corrupt)"):
+        Pipe(ParquetInputAdapter(path), CSVOutputAdapter(target)).run()
+    assert target.read_text() == "old\n"
+
+
+def test_csv_output_round_trips_through_csv_input(tmp_path: Path):
+    path = tmp_path / "in.csv"
+    path.write_text('id,name,score\n1,"a,b\nc",2.5\n')
+    out = tmp_path / "out.csv"
+    Pipe(CSVInputAdapter(path), CSVOutputAdapter(out), User).run()
+    assert records(CSVInputAdapter(out)) == [{"id": "1", "name": "a,b\nc", "score": "2.5"}]
