@@ -14,7 +14,6 @@ from zoopipe_hpc import (
     JSONInputAdapter,
     JSONOutputAdapter,
     ParquetInputAdapter,
-    ParquetOutputAdapter,
     Pipe,
 )
 from zoopipe_hpc.errors import ConfigurationError, InputError
