@@ -66,15 +66,38 @@ def commit_lock(target: Path, timeout: float = LOCK_TIMEOUT) -> StrictSoftFileLo
     return StrictSoftFileLock(str(root / f"{target.name}.lock"), timeout=timeout)
 
 
+def _break_dead_claims(lock: StrictSoftFileLock) -> None:
+    """Remove claims on ``lock`` whose owner provably died: same host, process gone.
+
+    A strict claim is never broken by age; a claim from another host, or whose process may
+    still exist, stays (the timeout error names it so that an operator can decide).
+    """
+    host = socket.gethostname()
+    for claim in lock.claims:
+        if claim.hostname.split("?")[0] != host or psutil.pid_exists(claim.pid):
+            continue
+        log.warning(
+            "removing the commit-lock claim %s of process %d on %s, which no longer exists",
+            claim.name,
+            claim.pid,
+            host,
+        )
+        with contextlib.suppress(FileNotFoundError):
+            lock.force_break(claim.name)
+
+
 @contextlib.contextmanager
 def locked(target: Path, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
     lock = commit_lock(target, timeout)
+    _break_dead_claims(lock)
     try:
         lock.acquire()
     except Timeout as exc:
+        owners = ", ".join(f"pid {c.pid} on {c.hostname}" for c in lock.claims) or "unknown"
         raise CommitError(
-            f"could not lock {target} for commit within {timeout:.0f} s "
-            f"(lock file {lock.lock_file}; another run is committing to it)",
+            f"could not lock {target} for commit within {timeout:.0f} s: held by {owners} "
+            f"(lock file {lock.lock_file}; if that process is gone for good, remove the claim "
+            f"files under {lock.lock_file}.filelock/claims)",
             path=str(target),
         ) from exc
     try:

@@ -33,8 +33,9 @@ def _valid_versions(target: Path, sources: list[Path]) -> set[bytes]:
 
 def _run_many(source: str, target: str, rounds: int) -> None:
     for _ in range(rounds):
-        ok = PipeManager.parallelize_pipe(_pipe(Path(source), Path(target)), workers=2).run()
-        if not ok:
+        manager = PipeManager.parallelize_pipe(_pipe(Path(source), Path(target)), workers=2)
+        if not manager.run():
+            print(f"run failed: {manager.error!r} {manager.pipe_reports}", flush=True)
             raise SystemExit(1)
 
 
@@ -121,3 +122,24 @@ def test_missing_output_folder_fails_before_any_work(tmp_path: Path):
     pipe = _pipe(source, tmp_path / "no" / "such" / "dir" / "out.jsonl")
     with pytest.raises(Exception, match="does not exist"):
         PipeManager.parallelize_pipe(pipe, workers=2).run()
+
+
+def _die_holding_the_lock(target: str) -> None:
+    from zoopipe_hpc._atomic import locked
+
+    with locked(Path(target)):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_a_lock_left_by_a_dead_process_on_this_host_is_reclaimed(tmp_path: Path):
+    from zoopipe_hpc._atomic import locked
+
+    target = tmp_path / "out.csv"
+    child = multiprocessing.get_context("fork").Process(
+        target=_die_holding_the_lock, args=(str(target),)
+    )
+    child.start()
+    child.join(30)
+    assert child.exitcode == -signal.SIGKILL
+    with locked(target, timeout=20):
+        pass
