@@ -579,6 +579,17 @@ def test_sequence_continues_across_writers(tmp_path: pathlib.Path) -> None:
         again.finish()
 
 
+def test_garbage_sequence_restarts(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "g.progress"
+    junk = bytearray(b"ZPPROG01" + bytes(RECORD_SIZE - 8))
+    struct.pack_into("<Q", junk, 16, 2**64 - 1)
+    path.write_bytes(bytes(junk))
+    with ProgressWriter(path, "a") as w:
+        w.finish()
+    snap = read_progress(path)
+    assert snap is not None and snap.sequence == 4
+
+
 def test_existing_file_resized(tmp_path: pathlib.Path) -> None:
     path = tmp_path / "big.progress"
     path.write_bytes(b"\xff" * 10_000)
