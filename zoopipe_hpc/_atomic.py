@@ -131,8 +131,10 @@ class StagingArea:
             owner.write_text(json.dumps(record))
         return self.path
 
-    def part_path(self, index: int, suffix: str) -> Path:
-        return self.path / f"part-{index:05d}{suffix}"
+    def part_path(self, index: int, suffix: str, attempt_id: str = "") -> Path:
+        """Where shard ``index`` writes; each attempt of a shard has its own file."""
+        attempt = f".{attempt_id}" if attempt_id else ""
+        return self.path / f"part-{index:05d}{attempt}{suffix}"
 
     def temp_path(self, name: str) -> Path:
         return self.path / f".{name}.{uuid.uuid4().hex[:8]}.tmp"

@@ -136,6 +136,20 @@ class Pipe:
             f"schema={getattr(self.schema_model, '__name__', self.schema_model)!r})"
         )
 
+    def for_attempt(self, attempt_id: str) -> Pipe:
+        """This pipe writing its shard parts under ``attempt_id`` (see ``for_attempt`` of outputs)."""
+        clone = Pipe(
+            self.input_adapter,
+            self.output_adapter.for_attempt(attempt_id),
+            self.schema_model,
+            self.error_output_adapter.for_attempt(attempt_id)
+            if self.error_output_adapter
+            else None,
+            self.executor,
+        )
+        clone.pipe_index = self.pipe_index
+        return clone
+
     # -- live state -------------------------------------------------------------------------
 
     @property

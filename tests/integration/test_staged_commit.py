@@ -74,7 +74,7 @@ def _crash_during_merge(source: str, target: str) -> None:
 
     def merge_then_die(self, manager, results):  # type: ignore[no-untyped-def]
         for merge_target in self.targets:
-            paths = [part.path for part in merge_target.parts]
+            paths = sorted(merge_target.staging.path.glob("part-*"))
             merge_target.adapter.merge(paths, merge_target.staging.temp_path("merged"))
         os.kill(os.getpid(), signal.SIGKILL)
         original(self, manager, results)

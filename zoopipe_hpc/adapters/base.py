@@ -118,14 +118,25 @@ class BaseOutputAdapter(abc.ABC):
 
     def split(self, workers: int, staging: StagingArea) -> list[BaseOutputAdapter]:
         """One part adapter per shard, each writing ``part-NNNNN`` into ``staging``."""
-        parts = []
-        for index in range(check_workers(workers)):
-            part = self._clone()
-            part.path = staging.part_path(index, self.part_suffix)
-            part._part_of = staging
-            part._part_index = index
-            parts.append(part)
-        return parts
+        return [self._as_part(staging, index) for index in range(check_workers(workers))]
+
+    def _as_part(self, staging: StagingArea, index: int, attempt_id: str = "") -> BaseOutputAdapter:
+        part = self._clone()
+        part.path = staging.part_path(index, self.part_suffix, attempt_id)
+        part._part_of = staging
+        part._part_index = index
+        return part
+
+    def for_attempt(self, attempt_id: str) -> BaseOutputAdapter:
+        """The adapter one attempt of a shard writes through.
+
+        A part gets a file of its own per attempt, so that a retried or requeued shard never
+        mixes its rows with those of an earlier attempt that may still be writing; the
+        coordinator merges only the attempt that succeeded. Other adapters are returned as is.
+        """
+        if self._part_of is None or self._part_index is None:
+            return self
+        return self._as_part(self._part_of, self._part_index, attempt_id)
 
     @abc.abstractmethod
     def _clone(self) -> BaseOutputAdapter:

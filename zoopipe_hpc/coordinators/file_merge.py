@@ -72,8 +72,12 @@ class FileMergeCoordinator(BaseCoordinator):
 
     def on_finish(self, manager: Any, results: list[WorkerResult]) -> None:
         merged: list[tuple[MergeTarget, Path]] = []
+        attempts = {result.pipe_index: result.report.attempt_id for result in results}
         for target in self.targets:
-            paths = [part.path for part in target.parts]
+            paths = [
+                part.for_attempt(attempts.get(index, "")).path
+                for index, part in enumerate(target.parts)
+            ]
             missing = [(i, p) for i, p in enumerate(paths) if not p.exists()]
             if missing:
                 index, path = missing[0]

@@ -49,10 +49,11 @@ def progress_path(folder: Path, index: int, attempt_id: str) -> Path:
 def run_pipe(pipe: Pipe, index: int, record: Path, attempt_id: str) -> None:
     """Run ``pipe`` to the end, publishing its counters into ``record``; re-raises failures."""
     pipe.pipe_index = index
+    attempt = pipe.for_attempt(attempt_id)
     with ProgressWriter(record, attempt_id) as writer:
         writer.start()
         try:
-            pipe.run(progress=writer)
+            attempt.run(progress=writer)
         except WorkerTerminated as exc:
             writer.cancel(str(exc))
             raise
