@@ -137,7 +137,7 @@ class Pipe:
         )
 
     def for_attempt(self, attempt_id: str) -> Pipe:
-        """This pipe writing its shard parts under ``attempt_id`` (see ``for_attempt`` of outputs)."""
+        """This pipe, writing its shard parts under ``attempt_id``."""
         clone = Pipe(
             self.input_adapter,
             self.output_adapter.for_attempt(attempt_id),
