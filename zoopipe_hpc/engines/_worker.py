@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 from types import FrameType
@@ -46,20 +47,43 @@ def progress_path(folder: Path, index: int, attempt_id: str) -> Path:
     return folder / f"progress-{index:05d}.{attempt_id}.rec"
 
 
-def run_pipe(pipe: Pipe, index: int, record: Path, attempt_id: str) -> None:
-    """Run ``pipe`` to the end, publishing its counters into ``record``; re-raises failures."""
+def run_pipe(
+    pipe: Pipe, index: int, record: Path, attempt_id: str, heartbeat_every: float = 5.0
+) -> None:
+    """Run ``pipe`` to the end, publishing its counters into ``record``; re-raises failures.
+
+    A helper thread refreshes the record's heartbeat while a long batch is being processed, so
+    a coordinator can tell a slow worker from a dead one.
+    """
     pipe.pipe_index = index
     attempt = pipe.for_attempt(attempt_id)
     with ProgressWriter(record, attempt_id) as writer:
         writer.start()
+        done = threading.Event()
+
+        def beat() -> None:
+            while not done.wait(heartbeat_every):
+                try:
+                    writer.heartbeat()
+                except (RuntimeError, ValueError):
+                    return
+
+        beater = threading.Thread(target=beat, name="zoopipe-heartbeat", daemon=True)
+        beater.start()
         try:
             attempt.run(progress=writer)
         except WorkerTerminated as exc:
+            done.set()
+            beater.join()
             writer.cancel(str(exc))
             raise
         except BaseException as exc:
+            done.set()
+            beater.join()
             writer.fail(f"{type(exc).__name__}: {exc}")
             raise
+        done.set()
+        beater.join()
         writer.finish()
 
 

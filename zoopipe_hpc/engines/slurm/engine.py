@@ -1,0 +1,369 @@
+"""SlurmEngine: every pipe (shard) is one task of one sbatch job array."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..._atomic import new_run_id
+from ...errors import ConfigurationError
+from ...progress import ProgressReader
+from ...report import PipeReport, PipeStatus
+from .._worker import report_from_snapshot
+from ..base import BaseEngine
+from ._cli import SlurmCLI, SlurmCommandError
+from ._payload import PayloadStore
+from ._state import StateSource, TaskState, choose_state_source
+from ._submitter import ArraySubmitter
+from .parameters import SlurmParameters
+from .task import run_shard, shard_payload_name
+
+if TYPE_CHECKING:
+    from ...pipe import Pipe
+
+__all__ = ["SlurmEngine"]
+
+log = logging.getLogger(__name__)
+
+_RECORD = re.compile(r"^progress-(?P<index>\d+)\.(?P<attempt>.+)\.rec$")
+
+
+@dataclass
+class _Shard:
+    index: int
+    #: (array job id, task id) of every submission, the current one last.
+    submissions: list[tuple[str, int]] = field(default_factory=list)
+    attempt_id: str = ""
+    reader: ProgressReader | None = None
+    slurm: TaskState | None = None
+    final: PipeReport | None = None
+    failures: list[str] = field(default_factory=list)
+    completed_without_record_since: float | None = None
+
+    @property
+    def job_id(self) -> str:
+        job, task = self.submissions[-1]
+        return f"{job}_{task}"
+
+    @property
+    def attempt_prefix(self) -> str:
+        job, task = self.submissions[-1]
+        return f"{job}-{task}-r"
+
+
+class SlurmEngine(BaseEngine):
+    """Runs every pipe as one task of a Slurm job array, submitted through submitit.
+
+    Slurm parameters are given in Slurm's words (``partition``, ``time``, ``cpus_per_task``,
+    ``mem``, ``account``, ``qos``, ``constraint``, ``gres``, ``array_parallelism``, ``extra``
+    directives, ``setup`` lines, ``job_name``) and validated at once. ``job_script()`` shows the
+    exact script without submitting.
+
+    Parameters of the engine itself:
+        folder: the job folders' parent on the shared filesystem (default ``./zoopipe-jobs``);
+            each run gets ``<folder>/<run id>`` (mode 0700) with payloads, progress records
+            and Slurm logs.
+        max_retries: how often a failed shard is resubmitted (only the failed shards, in one
+            new array per round).
+        poll_interval: seconds between reads of the progress records.
+        stale_after: a running task whose record has not moved for this long is checked with
+            Slurm (tasks refresh their heartbeat every 5 s).
+        python: the command that starts Python on the compute nodes (default: this
+            interpreter, which must be on the shared filesystem).
+    """
+
+    def __init__(
+        self,
+        folder: str | os.PathLike[str] | None = None,
+        *,
+        max_retries: int = 0,
+        poll_interval: float = 1.0,
+        stale_after: float = 20.0,
+        python: str | None = None,
+        cli: SlurmCLI | None = None,
+        **slurm: Any,
+    ) -> None:
+        if max_retries < 0:
+            raise ConfigurationError(f"max_retries must be 0 or more, got {max_retries}")
+        self.parameters = SlurmParameters.validate_kwargs(**slurm)
+        self.folder = (Path(folder) if folder is not None else Path("zoopipe-jobs")).absolute()
+        self.max_retries = max_retries
+        self.poll_interval = poll_interval
+        self.stale_after = stale_after
+        self.python = python
+        self.cli = cli or SlurmCLI()
+        self.job_folder: Path | None = None
+        self._shards: list[_Shard] = []
+        self._submitter: ArraySubmitter | None = None
+        self._source: StateSource | None = None
+        self._max_array: int | None = None
+        self._next_query = 0.0
+        self._query_delay = 2.0
+        self._last_query_key: tuple[tuple[str, str], ...] = ()
+        self._cancelled = False
+
+    # -- submission -------------------------------------------------------------------------
+
+    def _make_submitter(self, job_folder: Path) -> ArraySubmitter:
+        return ArraySubmitter(
+            job_folder / "logs",
+            self.parameters,
+            self.cli,
+            python=self.python,
+            environment={"ZOOPIPE_HPC_JOB_FOLDER": str(job_folder)},
+        )
+
+    def job_script(self, tasks: int = 1) -> str:
+        """The sbatch script an array of ``tasks`` tasks would be submitted with (a dry run)."""
+        folder = self.job_folder or (self.folder / "<run id>")
+        return self._make_submitter(folder).script(tasks)
+
+    def max_array_size(self) -> int:
+        """The cluster's MaxArraySize (tasks of one array are indexed 0..MaxArraySize-1)."""
+        if self._max_array is None:
+            out = self.cli.run(["scontrol", "show", "config"])
+            match = re.search(r"^MaxArraySize\s*=\s*(\d+)", out, re.MULTILINE)
+            self._max_array = int(match.group(1)) if match else 1001
+        return self._max_array
+
+    def start(self, pipes: Sequence[Pipe]) -> None:
+        if self.is_running:
+            raise RuntimeError("this engine is already running")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        job_folder = self.folder / new_run_id()
+        job_folder.mkdir(mode=0o700)
+        os.chmod(job_folder, 0o700)
+        (job_folder / "progress").mkdir(mode=0o700)
+        (job_folder / "logs").mkdir(mode=0o700)
+        self.job_folder = job_folder
+        store = PayloadStore(job_folder)
+        store.create()
+        for index, pipe in enumerate(pipes):
+            store.dump(shard_payload_name(index), pipe)
+        self._submitter = self._make_submitter(job_folder)
+        self._shards = [_Shard(index) for index in range(len(pipes))]
+        self._cancelled = False
+        self._source = None
+        self._submit([s.index for s in self._shards])
+
+    def _submit(self, indices: list[int]) -> None:
+        if self._submitter is None or self.job_folder is None:
+            raise RuntimeError("start() the engine first")
+        size = self.max_array_size()
+        for offset in range(0, len(indices), size):
+            chunk = indices[offset : offset + size]
+            calls = [(str(self.job_folder), index) for index in chunk]
+            job_id = self._submitter.submit(run_shard, calls)
+            for task, index in enumerate(chunk):
+                shard = self._shards[index]
+                shard.submissions.append((job_id, task))
+                shard.attempt_id = ""
+                shard.reader = None
+                shard.slurm = None
+                shard.final = None
+                shard.completed_without_record_since = None
+        self._next_query = 0.0
+
+    # -- watching ---------------------------------------------------------------------------
+
+    def _scan_records(self) -> None:
+        """Attach each shard to the newest record of its current submission (requeues included)."""
+        if self.job_folder is None:
+            return
+        newest: dict[int, tuple[int, str]] = {}
+        with os.scandir(self.job_folder / "progress") as entries:
+            for entry in entries:
+                match = _RECORD.match(entry.name)
+                if not match:
+                    continue
+                index = int(match.group("index"))
+                if index >= len(self._shards):
+                    continue
+                attempt = match.group("attempt")
+                prefix = self._shards[index].attempt_prefix
+                if not attempt.startswith(prefix):
+                    continue  # an earlier submission of this shard: never counted again
+                restart = int(attempt[len(prefix) :] or 0)
+                if index not in newest or restart > newest[index][0]:
+                    newest[index] = (restart, entry.path)
+        for index, (_, path) in newest.items():
+            shard = self._shards[index]
+            attempt = _RECORD.match(Path(path).name).group("attempt")  # type: ignore[union-attr]
+            if attempt != shard.attempt_id:
+                shard.attempt_id = attempt
+                shard.reader = ProgressReader(path, expected_attempt_id=attempt)
+
+    def _shard_report(self, shard: _Shard) -> PipeReport:
+        if shard.final is not None:
+            return shard.final.copy()
+        snapshot = shard.reader.poll() if shard.reader is not None else None
+        report = report_from_snapshot(shard.index, snapshot)
+        report.extra = self._extra(shard)
+        return report
+
+    def _extra(self, shard: _Shard) -> dict[str, str]:
+        extra = {"attempts": str(len(shard.submissions))}
+        if shard.submissions:
+            extra["slurm_job_id"] = shard.job_id
+            if self._submitter is not None:
+                job, task = shard.submissions[-1]
+                extra["log"] = str(self._submitter.log_paths(job, task)[1])
+        if shard.slurm is not None:
+            extra["slurm_state"] = shard.slurm.state
+            if shard.slurm.node:
+                extra["node"] = shard.slurm.node
+        if shard.failures:
+            extra["earlier_failures"] = " | ".join(shard.failures)
+        return extra
+
+    def _refresh(self) -> list[PipeReport]:
+        if not self._shards:
+            return []
+        self._scan_records()
+        now = time.time()
+        reports = [self._shard_report(s) for s in self._shards]
+        doubtful = [
+            s
+            for s, r in zip(self._shards, reports, strict=True)
+            if s.final is None
+            and not r.is_finished
+            and (r.start_time is None or now - _heartbeat(s) > self.stale_after)
+        ]
+        if doubtful and time.monotonic() >= self._next_query:
+            self._ask_slurm(doubtful)
+        retry: list[int] = []
+        for shard, report in zip(self._shards, reports, strict=True):
+            if shard.final is not None:
+                continue
+            outcome = self._judge(shard, report, now)
+            if outcome is None:
+                continue
+            if outcome.status is PipeStatus.FAILED and self._may_retry(shard):
+                shard.failures.append(f"{shard.job_id}: {outcome.message}")
+                log.warning(
+                    "shard %d failed (%s); resubmitting (retry %d of %d)",
+                    shard.index,
+                    outcome.message,
+                    len(shard.submissions),
+                    self.max_retries,
+                )
+                retry.append(shard.index)
+                continue
+            outcome.extra = self._extra(shard)
+            shard.final = outcome
+        if retry:
+            self._submit(retry)
+        return [self._shard_report(s) for s in self._shards]
+
+    def _may_retry(self, shard: _Shard) -> bool:
+        return not self._cancelled and len(shard.submissions) <= self.max_retries
+
+    def _judge(self, shard: _Shard, report: PipeReport, now: float) -> PipeReport | None:
+        """The final report of a shard if it is over, else None."""
+        if report.is_finished:
+            if report.status is PipeStatus.FAILED and shard.slurm is not None:
+                report.message += f" [{shard.slurm.describe()}]"
+            return report
+        state = shard.slurm
+        if state is None or state.active:
+            return None
+        if state.completed or state.state == "GONE":
+            # The task ended well by Slurm's account but its final record has not reached us:
+            # give the shared filesystem a grace period before calling it a failure.
+            since = shard.completed_without_record_since or now
+            shard.completed_without_record_since = since
+            if now - since < self.stale_after:
+                return None
+        failed = report.copy()
+        failed.status = PipeStatus.CANCELLED if self._cancelled else PipeStatus.FAILED
+        log_path = self._extra(shard).get("log", "")
+        failed.message = f"{state.describe()}; log: {log_path}"
+        if state.completed:
+            failed.message = (
+                f"Slurm task {shard.job_id} completed but left no final progress record; "
+                f"log: {log_path}"
+            )
+        failed.is_alive = False
+        failed.end_time = failed.end_time or now
+        return failed
+
+    def _ask_slurm(self, shards: list[_Shard]) -> None:
+        if self._source is None:
+            self._source = choose_state_source(self.cli)
+        arrays = sorted({s.submissions[-1][0] for s in shards})
+        try:
+            states = self._source.query(arrays)
+        except SlurmCommandError as exc:
+            log.warning("could not ask Slurm about arrays %s: %s", arrays, exc)
+            self._next_query = time.monotonic() + self._query_delay
+            self._query_delay = min(self._query_delay * 2, 60.0)
+            return
+        for shard in shards:
+            shard.slurm = states.get(shard.job_id) or (
+                TaskState(shard.job_id, "GONE") if self._source.name == "squeue" else None
+            )
+        # Adaptive backoff: ask less often while nothing changes.
+        key = tuple((s.job_id, s.slurm.state if s.slurm else "") for s in shards)
+        if key == self._last_query_key:
+            self._query_delay = min(self._query_delay * 1.5, 30.0)
+        else:
+            self._query_delay = 2.0
+        self._last_query_key = key
+        self._next_query = time.monotonic() + self._query_delay
+
+    # -- BaseEngine -------------------------------------------------------------------------
+
+    @property
+    def pipe_reports(self) -> list[PipeReport]:
+        return self._refresh()
+
+    @property
+    def is_running(self) -> bool:
+        return bool(self._shards) and not all(r.is_finished for r in self._refresh())
+
+    def wait(self, timeout: float | None = None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.is_running:
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            time.sleep(self.poll_interval)
+        return True
+
+    def shutdown(self, timeout: float = 5.0) -> None:
+        """Cancel every array of this run that still has tasks (``scancel``)."""
+        if not self._shards:
+            return
+        self._cancelled = True
+        live = sorted({s.submissions[-1][0] for s in self._shards if s.final is None})
+        if live:
+            try:
+                self.cli.run(["scancel", *live])
+            except SlurmCommandError as exc:
+                log.error("scancel %s failed: %s", " ".join(live), exc)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and any(s.final is None for s in self._shards):
+            self._next_query = 0.0
+            self._refresh()
+            time.sleep(min(self.poll_interval, 0.5))
+        for shard in self._shards:
+            if shard.final is None:
+                report = self._shard_report(shard)
+                report.status = PipeStatus.CANCELLED
+                report.message = report.message or f"cancelled (scancel {shard.job_id})"
+                report.is_alive = False
+                shard.final = report
+
+    def slurm_calls(self) -> dict[str, int]:
+        """How many times each Slurm command was run by this engine."""
+        return dict(self.cli.calls)
+
+
+def _heartbeat(shard: _Shard) -> float:
+    snapshot = shard.reader.last if shard.reader is not None else None
+    return snapshot.heartbeat if snapshot is not None else 0.0

@@ -1,0 +1,161 @@
+"""Slurm parameters in Slurm's own words, validated up front, and the job script they make."""
+
+from __future__ import annotations
+
+import math
+import re
+import shlex
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ...errors import ConfigurationError
+
+__all__ = ["SlurmParameters", "parse_slurm_time"]
+
+_TIME = re.compile(r"^(?:(?P<d>\d+)-)?(?P<a>\d+)(?::(?P<b>\d+))?(?::(?P<c>\d+))?$")
+_MEM = re.compile(r"^\d+(?:\.\d+)?[KMGT]?B?$", re.IGNORECASE)
+_FLAG = re.compile(r"^[a-z][a-z0-9-]*$")
+#: Directives the engine sets itself; giving them in ``extra`` would break it.
+_RESERVED = {"array", "output", "error", "open-mode", "signal", "job-name", "parsable", "wrap"}
+
+
+def parse_slurm_time(value: str | int) -> int:
+    """Minutes (rounded up) of a Slurm time limit: ``MM``, ``MM:SS``, ``HH:MM:SS``, ``D-HH``,
+    ``D-HH:MM``, ``D-HH:MM:SS``; an int is minutes."""
+    if isinstance(value, int):
+        if value <= 0:
+            raise ValueError("time must be positive")
+        return value
+    match = _TIME.match(value.strip())
+    if not match:
+        raise ValueError(f"not a Slurm time limit: {value!r} (e.g. '30', '00:30:00', '1-12:00:00')")
+    d, b, c = (int(g) if g else None for g in match.group("d", "b", "c"))
+    a = int(match.group("a"))
+    if d is not None:  # D-HH[:MM[:SS]]
+        seconds = d * 86400 + a * 3600 + (b or 0) * 60 + (c or 0)
+    elif c is not None:  # HH:MM:SS
+        seconds = a * 3600 + (b or 0) * 60 + c
+    elif b is not None:  # MM:SS
+        seconds = a * 60 + b
+    else:  # MM
+        seconds = a * 60
+    if seconds <= 0:
+        raise ValueError("time must be positive")
+    return math.ceil(seconds / 60)
+
+
+class SlurmParameters(BaseModel):
+    """What every task of the array asks Slurm for."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    partition: str | None = None
+    time: str | int = "01:00:00"
+    cpus_per_task: int = Field(1, ge=1)
+    mem: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    constraint: str | None = None
+    gres: str | None = None
+    array_parallelism: int | None = Field(None, ge=1)
+    job_name: str = "zoopipe"
+    #: Further ``#SBATCH`` directives, e.g. ``{"mail-type": "END", "exclusive": True}``.
+    extra: dict[str, str | int | bool] = Field(default_factory=dict)
+    #: Shell lines run before the task starts, e.g. ``["module load python/3.11"]``.
+    setup: list[str] = Field(default_factory=list)
+    #: Seconds before the time limit at which the task is warned (USR2).
+    signal_delay_s: int = Field(30, ge=0)
+
+    @field_validator("time")
+    @classmethod
+    def _time(cls, value: str | int) -> str | int:
+        parse_slurm_time(value)
+        return value
+
+    @field_validator("mem")
+    @classmethod
+    def _mem(cls, value: str | None) -> str | None:
+        if value is not None and not _MEM.match(value):
+            raise ValueError(f"not a Slurm memory size: {value!r} (e.g. '500M', '2G')")
+        return value
+
+    @field_validator("extra")
+    @classmethod
+    def _extra(cls, value: dict[str, str | int | bool]) -> dict[str, str | int | bool]:
+        for key in value:
+            flag = key.lstrip("-").replace("_", "-")
+            if not _FLAG.match(flag):
+                raise ValueError(f"not an sbatch option name: {key!r}")
+            if flag in _RESERVED:
+                raise ValueError(f"--{flag} is set by the engine and cannot be given in extra")
+        return value
+
+    @property
+    def minutes(self) -> int:
+        return parse_slurm_time(self.time)
+
+    @classmethod
+    def validate_kwargs(cls, **kwargs: Any) -> SlurmParameters:
+        """Build from keyword arguments, with an error that lists the valid keys."""
+        unknown = sorted(set(kwargs) - set(cls.model_fields))
+        if unknown:
+            raise ConfigurationError(
+                f"unknown Slurm parameter(s) {unknown}; valid keys: {sorted(cls.model_fields)}"
+            )
+        try:
+            return cls(**kwargs)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+            )
+            raise ConfigurationError(
+                f"invalid Slurm parameters: {problems}; valid keys: {sorted(cls.model_fields)}"
+            ) from exc
+
+    def sbatch_directives(self) -> dict[str, str | int | bool]:
+        """Directives in sbatch's long-option names (without the array, output and signal)."""
+        directives: dict[str, str | int | bool] = {}
+        for key in ("partition", "mem", "account", "qos", "constraint", "gres"):
+            value = getattr(self, key)
+            if value is not None:
+                directives[key] = value
+        directives["time"] = self.minutes
+        directives["cpus-per-task"] = self.cpus_per_task
+        for key, value in self.extra.items():
+            directives[key.lstrip("-").replace("_", "-")] = value
+        return directives
+
+
+def render_job_script(
+    parameters: SlurmParameters,
+    *,
+    command: str,
+    log_folder: Path,
+    tasks: int,
+    environment: dict[str, str],
+) -> str:
+    """The sbatch script for an array of ``tasks`` tasks: a pure function of its arguments."""
+    from submitit.slurm.slurm import _make_sbatch_string
+
+    exports = [f"export {key}={shlex.quote(value)}" for key, value in sorted(environment.items())]
+    additional: dict[str, Any] = {
+        k: v for k, v in parameters.sbatch_directives().items() if k != "time"
+    }
+    additional.pop("cpus-per-task", None)
+    kwargs: dict[str, Any] = {
+        "job_name": parameters.job_name,
+        "time": parameters.minutes,
+        "cpus_per_task": parameters.cpus_per_task,
+        "signal_delay_s": parameters.signal_delay_s,
+        "setup": [*parameters.setup, *exports],
+        "additional_parameters": additional,
+        "map_count": tasks,
+    }
+    if parameters.array_parallelism is not None:
+        kwargs["array_parallelism"] = parameters.array_parallelism
+    else:
+        kwargs["array_parallelism"] = tasks
+    script: str = _make_sbatch_string(command=command, folder=log_folder, **kwargs)
+    return script
