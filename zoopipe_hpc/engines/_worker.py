@@ -48,7 +48,12 @@ def progress_path(folder: Path, index: int, attempt_id: str) -> Path:
 
 
 def run_pipe(
-    pipe: Pipe, index: int, record: Path, attempt_id: str, heartbeat_every: float = 5.0
+    pipe: Pipe,
+    index: int,
+    record: Path,
+    attempt_id: str,
+    heartbeat_every: float = 5.0,
+    host: str | None = None,
 ) -> None:
     """Run ``pipe`` to the end, publishing its counters into ``record``; re-raises failures.
 
@@ -57,7 +62,7 @@ def run_pipe(
     """
     pipe.pipe_index = index
     attempt = pipe.for_attempt(attempt_id)
-    with ProgressWriter(record, attempt_id) as writer:
+    with ProgressWriter(record, attempt_id, host=host) as writer:
         writer.start()
         done = threading.Event()
 

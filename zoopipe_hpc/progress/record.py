@@ -170,6 +170,7 @@ class ProgressWriter:
         *,
         flush_interval: float = 0.5,
         ram_interval: float = 1.0,
+        host: str | None = None,
     ) -> None:
         _check_attempt_id(attempt_id)
         self._flush_interval = _interval("flush_interval", flush_interval)
@@ -189,7 +190,7 @@ class ProgressWriter:
         self._heartbeat = 0.0
         self._end_time = 0.0
         self._attempt_bytes = attempt_id.encode("ascii")
-        self._host_bytes = _layout.truncate_utf8(socket.gethostname(), _layout.HOST_MAX)
+        self._host_bytes = _layout.truncate_utf8(host or socket.gethostname(), _layout.HOST_MAX)
         self._message_bytes = b""
 
         self._buf = bytearray(RECORD_SIZE)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import signal
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -67,8 +68,23 @@ class TaskState:
     def describe(self) -> str:
         words = FAILURES.get(self.state, self.state.lower())
         where = f" on {self.node}" if self.node and self.node != "None assigned" else ""
-        code = f", exit code {self.exit_code}" if self.exit_code and self.exit_code != "0:0" else ""
-        return f"Slurm task {self.job_id}{where} {words} ({self.state}{code})"
+        return f"Slurm task {self.job_id}{where} {words} ({self.state}{_exit(self.exit_code)})"
+
+
+def _exit(exit_code: str) -> str:
+    """sacct's ``code:signal`` in words: a signal by name, and 128+N exit codes as signals."""
+    code, _, sig = exit_code.partition(":")
+    if not code.isdigit():
+        return ""
+    number = int(sig) if sig.isdigit() else 0
+    if number == 0 and int(code) > 128:
+        number = int(code) - 128
+    if number:
+        try:
+            return f", killed by {signal.Signals(number).name}"
+        except ValueError:
+            return f", killed by signal {number}"
+    return f", exit code {code}" if int(code) else ""
 
 
 class StateSource(Protocol):
@@ -119,7 +135,7 @@ class SacctSource:
                 "-X",
                 "--noheader",
                 "--parsable2",
-                "--format=JobID,State,ExitCode,NodeList",
+                "--format=JobID,State,ExitCode,NodeList,DerivedExitCode",
             ]
         )
         states: dict[str, TaskState] = {}
@@ -127,6 +143,10 @@ class SacctSource:
             if len(row) < 4:
                 continue
             job_id, state, exit_code, node = row[:4]
+            derived = row[4] if len(row) > 4 else ""
+            if derived.partition(":")[2] not in ("", "0"):
+                # The step's signal (e.g. 0:9) says more than the batch script's exit code.
+                exit_code = derived
             for task in expand_job_ids(job_id):
                 states[task] = TaskState(task, state.split()[0], exit_code, node)
         return states

@@ -55,8 +55,9 @@ def run_shard(job_folder: str, index: int) -> None:
     try:
         pipe = PayloadStore(folder).load(shard_payload_name(index))
     except Exception as exc:
-        with ProgressWriter(record, attempt_id) as writer:
+        with ProgressWriter(record, attempt_id, host=os.environ.get("SLURMD_NODENAME")) as writer:
             writer.fail(f"{type(exc).__name__}: {exc}")
         raise
     log.info("shard %d, attempt %s: %r", index, attempt_id, pipe)
-    run_pipe(pipe, index, record, attempt_id)
+    # The Slurm node name is what users see in squeue (several slurmd may share a host).
+    run_pipe(pipe, index, record, attempt_id, host=os.environ.get("SLURMD_NODENAME"))
