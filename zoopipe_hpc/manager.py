@@ -145,7 +145,14 @@ class PipeManager:
             self.start()
         if not wait:
             return True
-        finished = self._wait_with_updates(timeout, on_report_update)
+        try:
+            finished = self._wait_with_updates(timeout, on_report_update)
+        except KeyboardInterrupt:
+            # Ctrl-C on a login node or in a notebook: stop the workers (scancel on Slurm)
+            # and roll back before giving control back.
+            log.warning("interrupted: stopping the pipes and rolling back")
+            self.shutdown()
+            raise
         if not finished:
             self.engine.shutdown()
             self._fail(ShardFailedError(f"timed out after {timeout} s", failures={}))
