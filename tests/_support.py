@@ -34,6 +34,11 @@ class Trigger(BaseModel):
             os.kill(os.getpid(), signal.SIGKILL)
         if value == "sigsegv":
             os.kill(os.getpid(), signal.SIGSEGV)
+        if value == "hog":
+            hog = bytearray(600 * 2**20)
+            for i in range(0, len(hog), 4096):
+                hog[i] = 1
+            time.sleep(20)
         if value.startswith("sleep"):
             time.sleep(float(value[5:] or "0.01"))
         return value

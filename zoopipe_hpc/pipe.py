@@ -206,6 +206,7 @@ class Pipe:
                 pipe_index=self.pipe_index, status=PipeStatus.RUNNING, start_time=time.time()
             )
         self._exception = None
+        self._chunk = min(8, self.executor.batch_size)
         writers: list[OutputWriter] = []
         try:
             model = resolve_model(self.schema_model)
@@ -258,26 +259,40 @@ class Pipe:
         errors: OutputWriter | None,
         progress: ProgressSink | None,
     ) -> None:
-        step = self.executor.batch_size
+        """Validate and write one input batch, chunk by chunk, publishing progress after each.
+
+        Chunks start small and double while they are quick (up to the executor's batch size),
+        and halve when one takes over a second, so progress moves even when a model is slow.
+        """
         records = batch.records
-        for start in range(0, max(len(records), 1), step):
-            chunk = records[start : start + step]
+        malformed = sorted(batch.malformed, key=_line_key)
+        start = 0
+        while start < len(records) or malformed:
+            chunk = records[start : start + self._chunk]
+            began = time.perf_counter()
             result = self.executor.validate(validator, chunk)
+            elapsed = time.perf_counter() - began
+            end = start + len(chunk)
             output.write(result.valid)
-            bad = list(batch.malformed) if start == 0 else []
-            for index, problems in result.invalid:
-                bad.append(
-                    {
-                        "source": batch.source,
-                        "line": batch.locate(start + index),
-                        "record": chunk[index],
-                        "errors": problems,
-                    }
-                )
+            bad = [
+                {
+                    "source": batch.source,
+                    "line": batch.locate(start + index),
+                    "record": chunk[index],
+                    "errors": problems,
+                }
+                for index, problems in result.invalid
+            ]
+            if malformed:
+                # Malformed input goes out with the chunk it sits in, keeping the input order.
+                boundary = batch.locate(end) if end < len(records) else None
+                take = len(malformed)
+                if boundary is not None:
+                    take = sum(1 for item in malformed if _line_key(item) < boundary)
+                if take:
+                    bad = sorted(bad + malformed[:take], key=_line_key)
+                    malformed = malformed[take:]
             if bad:
-                if batch.malformed and start == 0:
-                    # Malformed input and invalid records of one batch, in the order of the input.
-                    bad.sort(key=lambda item: item["line"] if item["line"] is not None else 0)
                 self._keep_invalid(bad, errors)
             with self._lock:
                 r = self._report
@@ -288,6 +303,11 @@ class Pipe:
                 counts = (r.total_processed, r.success_count, r.error_count)
             if progress is not None:
                 progress.update(*counts)
+            if elapsed > 1.0:
+                self._chunk = max(1, self._chunk // 2)
+            elif elapsed < 0.25:
+                self._chunk = min(self.executor.batch_size, self._chunk * 2)
+            start = end
 
     def _keep_invalid(self, bad: Sequence[dict[str, Any]], errors: OutputWriter | None) -> None:
         if errors is not None:
@@ -298,6 +318,11 @@ class Pipe:
             if already + offset < _LOGGED_INVALID:
                 where = f"{item['source']}:{item['line']}" if item["line"] else item["source"]
                 log.warning("invalid record at %s (no error output): %s", where, item["errors"])
+
+
+def _line_key(item: dict[str, Any]) -> int:
+    line = item.get("line")
+    return line if isinstance(line, int) else 0
 
 
 _PROCESS: psutil.Process | None = None

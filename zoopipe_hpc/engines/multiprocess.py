@@ -146,6 +146,9 @@ class MultiProcessEngine(BaseEngine):
             report.message = "cancelled before it started"
         elif process is not None and not process.is_alive():
             process.join(0)
+            # Read again now that the process is gone: it may have written its final record
+            # between the read above and the liveness check.
+            report = report_from_snapshot(index, self._readers[index].poll())
             if process.exitcode != 0 and not report.has_error:
                 # Killed or crashed before it could write its own reason.
                 cancelled = index in self._cancelled

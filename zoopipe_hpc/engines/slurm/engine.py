@@ -232,8 +232,10 @@ class SlurmEngine(BaseEngine):
             s
             for s, r in zip(self._shards, reports, strict=True)
             if s.final is None
-            and not r.is_finished
-            and (r.start_time is None or now - _heartbeat(s) > self.stale_after)
+            and (
+                r.has_error  # confirm: a requeued task's old attempt also ends CANCELLED
+                or (not r.is_finished and (r.start_time is None or self._is_stale(s, now)))
+            )
         ]
         if doubtful and time.monotonic() >= self._next_query:
             self._ask_slurm(doubtful)
@@ -261,16 +263,26 @@ class SlurmEngine(BaseEngine):
             self._submit(retry)
         return [self._shard_report(s) for s in self._shards]
 
+    def _is_stale(self, shard: _Shard, now: float) -> bool:
+        snapshot = shard.reader.last if shard.reader is not None else None
+        return snapshot is None or snapshot.is_stale(self.stale_after, now)
+
     def _may_retry(self, shard: _Shard) -> bool:
         return not self._cancelled and len(shard.submissions) <= self.max_retries
 
     def _judge(self, shard: _Shard, report: PipeReport, now: float) -> PipeReport | None:
         """The final report of a shard if it is over, else None."""
-        if report.is_finished:
-            if report.status is PipeStatus.FAILED and shard.slurm is not None:
-                report.message += f" [{shard.slurm.describe()}]"
-            return report
         state = shard.slurm
+        if report.status is PipeStatus.COMPLETED:
+            return report
+        if report.is_finished:
+            # A failed or cancelled attempt is final only once Slurm says the task is over:
+            # a requeued task (node failure, preemption, scontrol requeue) runs again as a
+            # new attempt.
+            if state is None or state.active:
+                return None
+            report.message += f" [{state.describe()}]"
+            return report
         if state is None or state.active:
             return None
         if state.completed or state.state == "GONE":
@@ -362,8 +374,3 @@ class SlurmEngine(BaseEngine):
     def slurm_calls(self) -> dict[str, int]:
         """How many times each Slurm command was run by this engine."""
         return dict(self.cli.calls)
-
-
-def _heartbeat(shard: _Shard) -> float:
-    snapshot = shard.reader.last if shard.reader is not None else None
-    return snapshot.heartbeat if snapshot is not None else 0.0
