@@ -1,0 +1,147 @@
+"""Faults injected into real Slurm runs, each with the outcome listed in docs/faults.md."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from _support import Trigger, read_jsonl, write_csv
+from test_slurm_engine import slurm_engine
+
+from zoopipe_hpc import CSVInputAdapter, JSONOutputAdapter, Pipe, PipeManager, PipeStatus
+from zoopipe_hpc.report import PipeReport
+
+pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm_cluster")]
+
+ROWS = 60
+
+
+def slow_pipe(tmp_path: Path, delay: float = 0.1, names: list[str] | None = None) -> Pipe:
+    rows = [{"id": i, "name": f"sleep{delay}"} for i in range(ROWS)]
+    for i, name in enumerate(names or []):
+        rows[i]["name"] = name
+    source = write_csv(tmp_path / "in.csv", rows)
+    return Pipe(CSVInputAdapter(source), JSONOutputAdapter(tmp_path / "out.jsonl"), Trigger)
+
+
+def wait_for(manager: PipeManager, check: Callable[[list[PipeReport]], bool], limit: float = 90):
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        reports = manager.pipe_reports
+        if check(reports):
+            return reports
+        time.sleep(0.2)
+    raise AssertionError(f"condition not reached in {limit} s: {manager.pipe_reports}")
+
+
+def running_with_rows(reports: list[PipeReport]) -> bool:
+    return all(r.status is PipeStatus.RUNNING and r.total_processed > 0 for r in reports)
+
+
+def assert_exact_output(tmp_path: Path) -> None:
+    assert [r["id"] for r in read_jsonl(tmp_path / "out.jsonl")] == list(range(ROWS))
+
+
+def test_task_killed_with_sigkill_is_retried_and_rows_are_exact(tmp_path: Path):
+    engine = slurm_engine(tmp_path, max_retries=1)
+    manager = PipeManager.parallelize_pipe(slow_pipe(tmp_path), workers=2, engine=engine)
+    manager.start()
+    reports = wait_for(manager, running_with_rows)
+    os.kill(reports[1].pid, signal.SIGKILL)
+    assert manager.run(timeout=240), manager.error
+    final = manager.pipe_reports[1]
+    assert final.extra["attempts"] == "2"
+    assert "SIGKILL" in final.extra["earlier_failures"]
+    assert_exact_output(tmp_path)
+    assert manager.report.total_processed == ROWS
+
+
+def test_one_cancelled_task_fails_the_run_and_rolls_back(tmp_path: Path):
+    target = tmp_path / "out.jsonl"
+    target.write_text("previous\n")
+    manager = PipeManager.parallelize_pipe(
+        slow_pipe(tmp_path), workers=3, engine=slurm_engine(tmp_path)
+    )
+    manager.start()
+    reports = wait_for(manager, running_with_rows)
+    subprocess.run(["scancel", reports[2].extra["slurm_job_id"]], check=True)
+    assert manager.run(timeout=240) is False
+    cancelled = manager.pipe_reports[2]
+    assert cancelled.has_error
+    assert "cancelled" in cancelled.message.lower() and "log:" in cancelled.message
+    assert manager.pipe_reports[0].status is PipeStatus.COMPLETED
+    assert target.read_text() == "previous\n"
+
+
+def test_requeue_of_a_running_task_never_duplicates_rows(tmp_path: Path):
+    engine = slurm_engine(tmp_path)
+    manager = PipeManager.parallelize_pipe(slow_pipe(tmp_path), workers=2, engine=engine)
+    manager.start()
+    reports = wait_for(manager, running_with_rows)
+    job = reports[0].extra["slurm_job_id"]
+    subprocess.run(["scontrol", "requeue", job], check=True)
+    assert manager.run(timeout=300), manager.error
+    first = manager.pipe_reports[0]
+    assert first.attempt_id.endswith("-r1"), first.attempt_id
+    assert first.total_processed == ROWS // 2 or first.total_processed > 0
+    assert_exact_output(tmp_path)
+    assert manager.report.total_processed == ROWS
+
+
+def test_node_taken_down_requeues_its_task_elsewhere(tmp_path: Path):
+    engine = slurm_engine(tmp_path)
+    manager = PipeManager.parallelize_pipe(slow_pipe(tmp_path), workers=2, engine=engine)
+    manager.start()
+    reports = wait_for(manager, running_with_rows)
+    node = reports[0].host
+    try:
+        subprocess.run(
+            ["scontrol", "update", f"nodename={node}", "state=DOWN", "reason=zoopipe-test"],
+            check=True,
+        )
+        assert manager.run(timeout=300), manager.error
+    finally:
+        subprocess.run(["scontrol", "update", f"nodename={node}", "state=RESUME"], check=False)
+    assert manager.pipe_reports[0].host != node
+    assert manager.pipe_reports[0].attempt_id.endswith("-r1")
+    assert_exact_output(tmp_path)
+
+
+def test_task_over_its_time_limit_is_reported_as_such(tmp_path: Path):
+    engine = slurm_engine(tmp_path, time="00:01:00", signal_delay_s=20)
+    pipe = slow_pipe(tmp_path, delay=2.0)
+    manager = PipeManager.parallelize_pipe(pipe, workers=1, engine=engine)
+    assert manager.run(timeout=240) is False
+    [report] = manager.pipe_reports
+    assert report.status is PipeStatus.FAILED
+    assert "time limit" in report.message
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_task_over_its_memory_is_reported_as_such(tmp_path: Path):
+    engine = slurm_engine(tmp_path, mem="150M")
+    pipe = slow_pipe(tmp_path, names=["hog"])
+    manager = PipeManager.parallelize_pipe(pipe, workers=1, engine=engine)
+    assert manager.run(timeout=240) is False
+    [report] = manager.pipe_reports
+    assert report.status is PipeStatus.FAILED
+    assert "OUT_OF_MEMORY" in report.message or "memory" in report.message, report.message
+
+
+def test_group_writable_job_folder_is_refused(tmp_path: Path):
+    engine = slurm_engine(tmp_path, extra={"hold": True})
+    manager = PipeManager.parallelize_pipe(slow_pipe(tmp_path, delay=0.0), workers=2, engine=engine)
+    manager.start()
+    assert engine.job_folder is not None
+    os.chmod(engine.job_folder, 0o770)
+    array = manager.pipe_reports[0].extra["slurm_job_id"].split("_")[0]
+    subprocess.run(["scontrol", "release", array], check=True)
+    assert manager.run(timeout=240) is False
+    for report in manager.pipe_reports:
+        assert report.status is PipeStatus.FAILED
+        assert "writable by group" in report.message and "chmod go-w" in report.message
