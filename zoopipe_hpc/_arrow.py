@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import enum
-import json
 import types
 import typing
 import uuid
@@ -13,6 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import pyarrow as pa
+import pydantic_core
 from pydantic import BaseModel
 
 __all__: list[str] = []
@@ -58,7 +58,11 @@ def _json_default(value: Any) -> Any:
 
 
 def to_json(value: Any) -> str:
-    return json.dumps(value, default=_json_default, ensure_ascii=False)
+    """JSON text of a row (UTF-8 kept as is; NaN and infinities as Python's json writes them)."""
+    text: str = pydantic_core.to_json(
+        value, fallback=_json_default, inf_nan_mode="constants", timedelta_mode="float"
+    ).decode("utf-8")
+    return text
 
 
 def _strip_optional(annotation: Any) -> Any:
@@ -129,6 +133,11 @@ def rows_to_table(rows: Sequence[dict[str, Any]], schema: pa.Schema | None) -> p
     """Build a table from ``rows``; with a schema, every column is converted to its type."""
     if schema is None:
         return pa.Table.from_pylist(list(rows))
+    try:
+        # The common case, all in C: values already of the column types.
+        return pa.Table.from_pylist(list(rows), schema=schema)
+    except (pa.ArrowTypeError, pa.ArrowInvalid, TypeError, ValueError):
+        pass
     columns = []
     for field in schema:
         convert = _converter(field.type)
