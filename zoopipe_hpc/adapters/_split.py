@@ -13,7 +13,7 @@ record boundary, under one of two quoting rules:
   start of a record); anywhere else (``5"``, ``ab"c``, after a closing quote) it is an ordinary
   character. The pass steps over whole quoted fields with a regular expression run in C over a
   memory map of the file. It is exact for every file those readers accept, stray quotes
-  included, and slower than the parity count (about 10 s/GB when most fields are quoted).
+  included; when most fields are quoted it is a few times slower than the parity count.
 
 Line numbers of CSV ranges count ``\\r\\n``, ``\\r`` and ``\\n`` as one line end each, as the
 ``csv`` module reading a file opened with ``newline=""`` does. JSON Lines cannot hold a raw
@@ -86,19 +86,39 @@ def _find_record_end(f: BinaryIO, pos: int, limit: int, quote: bytes | None) -> 
     return limit
 
 
-def _odd_quotes(f: BinaryIO, start: int, end: int, quote: bytes) -> bool:
-    """Whether ``[start, end)`` holds an odd number of quote characters."""
+def _scan(
+    f: BinaryIO,
+    start: int,
+    end: int,
+    quote: bytes | None,
+    universal: bool,
+    cr_before: bool = False,
+) -> tuple[bool, int, bool]:
+    """(odd number of quotes, number of line ends, ends with CR) of bytes ``[start, end)``.
+
+    Line ends are LF, or with ``universal`` also CR LF (counted once) and a lone CR.
+    ``cr_before``: the byte before ``start`` is a CR, so an LF at ``start`` ends no new line.
+    """
     odd = False
+    lines = 0
     f.seek(start)
     remaining = end - start
     while remaining > 0:
         chunk = f.read(min(CHUNK, remaining))
         if not chunk:
             break
-        if chunk.count(quote) % 2:
-            odd = not odd
         remaining -= len(chunk)
-    return odd
+        if quote and chunk.count(quote) % 2:
+            odd = not odd
+        lines += chunk.count(b"\n")
+        if universal:
+            returns = chunk.count(b"\r")
+            if returns:
+                lines += returns - chunk.count(b"\r\n")
+            if cr_before and chunk.startswith(b"\n"):
+                lines -= 1  # a CR LF cut in two by the chunking is one line end
+            cr_before = chunk.endswith(b"\r")
+    return odd, lines, cr_before
 
 
 def _skip_quoted_then_find(f: BinaryIO, pos: int, limit: int, quote: bytes) -> int:
@@ -116,14 +136,22 @@ def _skip_quoted_then_find(f: BinaryIO, pos: int, limit: int, quote: bytes) -> i
     return limit
 
 
-def _parity_boundary(
-    f: BinaryIO, position: int, target: int, limit: int, quote: bytes | None
-) -> int:
-    """First record boundary at or after ``target``, scanning from the boundary ``position``."""
-    if quote and _odd_quotes(f, position, target, quote):
+def _parity_cut(
+    f: BinaryIO, position: int, target: int, limit: int, quote: bytes | None, universal: bool
+) -> tuple[int, int]:
+    """(first record boundary at or after ``target``, line ends from ``position`` to it).
+
+    ``position`` is a record boundary; one pass counts the quotes and the line ends up to
+    ``target``, a second one the line ends from ``target`` to the boundary found.
+    """
+    odd, lines, cr_before = _scan(f, position, target, quote, universal)
+    if quote and odd:
         # ``target`` is inside a quoted field: the field's closing quote comes first.
-        return _skip_quoted_then_find(f, target, limit, quote)
-    return _find_record_end(f, target, limit, quote)
+        boundary = _skip_quoted_then_find(f, target, limit, quote)
+    else:
+        boundary = _find_record_end(f, target, limit, quote)
+    _, more, _ = _scan(f, target, boundary, None, universal, cr_before)
+    return boundary, lines + more
 
 
 # -- lenient quoting, as pyarrow and the csv module read it ------------------------------------
@@ -204,29 +232,7 @@ class _Mapped:
             self._map.close()
 
 
-# -- shared ----------------------------------------------------------------------------------
-
-
-def _count_lines(f: BinaryIO, start: int, end: int, universal: bool) -> int:
-    """Line ends in ``[start, end)``: LF, or with ``universal`` also CR LF (once) and CR."""
-    total = 0
-    cr_before = False
-    f.seek(start)
-    remaining = end - start
-    while remaining > 0:
-        chunk = f.read(min(CHUNK, remaining))
-        if not chunk:
-            break
-        remaining -= len(chunk)
-        total += chunk.count(b"\n")
-        if universal:
-            returns = chunk.count(b"\r")
-            if returns:
-                total += returns - chunk.count(b"\r\n")
-            if cr_before and chunk.startswith(b"\n"):
-                total -= 1  # a CR LF cut in two by the chunking is one line end
-            cr_before = chunk.endswith(b"\r")
-    return total
+# -- both ----------------------------------------------------------------------------------------
 
 
 def split_ranges(
@@ -264,9 +270,12 @@ def split_ranges(
             if target > position:
                 if scanner is not None:
                     boundary = scanner.boundary(position, target, end)
+                    ends = _scan(f, position, boundary, None, universal_newlines)[1]
                 else:
-                    boundary = _parity_boundary(f, position, target, end, quote)
-                line += _count_lines(f, position, boundary, universal_newlines)
+                    boundary, ends = _parity_cut(
+                        f, position, target, end, quote, universal_newlines
+                    )
+                line += ends
                 position = boundary
             cuts.append(position)
             lines.append(line)
