@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..._atomic import new_run_id
 from ...errors import ConfigurationError
-from ...progress import ProgressReader
+from ...progress import ProgressReader, ProgressState
 from ...report import PipeReport, PipeStatus
 from .._worker import report_from_snapshot
 from ..base import BaseEngine
@@ -31,6 +31,8 @@ __all__ = ["SlurmEngine"]
 
 log = logging.getLogger(__name__)
 
+#: Terminal states after which Slurm may still requeue the task by itself.
+_MAY_REQUEUE = frozenset({"NODE_FAIL", "PREEMPTED"})
 _RECORD = re.compile(r"^progress-(?P<index>\d+)\.(?P<attempt>.+)\.rec$")
 
 
@@ -44,7 +46,8 @@ class _Shard:
     slurm: TaskState | None = None
     final: PipeReport | None = None
     failures: list[str] = field(default_factory=list)
-    completed_without_record_since: float | None = None
+    #: When Slurm was first seen to report the task over while its record was not final.
+    ended_since: float | None = None
 
     @property
     def job_id(self) -> str:
@@ -167,7 +170,7 @@ class SlurmEngine(BaseEngine):
                 shard.reader = None
                 shard.slurm = None
                 shard.final = None
-                shard.completed_without_record_since = None
+                shard.ended_since = None
         self._next_query = 0.0
 
     # -- watching ---------------------------------------------------------------------------
@@ -205,6 +208,11 @@ class SlurmEngine(BaseEngine):
         snapshot = shard.reader.poll() if shard.reader is not None else None
         report = report_from_snapshot(shard.index, snapshot)
         report.extra = self._extra(shard)
+        if report.has_error:
+            # The attempt ended badly, but the shard is not over until Slurm confirms it: a
+            # requeued task runs again as a new attempt.
+            report.status = PipeStatus.RUNNING
+            report.message = f"attempt {report.attempt_id} ended ({report.message}); checking"
         return report
 
     def _extra(self, shard: _Shard) -> dict[str, str]:
@@ -228,15 +236,7 @@ class SlurmEngine(BaseEngine):
         self._scan_records()
         now = time.time()
         reports = [self._shard_report(s) for s in self._shards]
-        doubtful = [
-            s
-            for s, r in zip(self._shards, reports, strict=True)
-            if s.final is None
-            and (
-                r.has_error  # confirm: a requeued task's old attempt also ends CANCELLED
-                or (not r.is_finished and (r.start_time is None or self._is_stale(s, now)))
-            )
-        ]
+        doubtful = [s for s in self._shards if s.final is None and self._needs_slurm(s, now)]
         if doubtful and time.monotonic() >= self._next_query:
             self._ask_slurm(doubtful)
         retry: list[int] = []
@@ -263,9 +263,18 @@ class SlurmEngine(BaseEngine):
             self._submit(retry)
         return [self._shard_report(s) for s in self._shards]
 
-    def _is_stale(self, shard: _Shard, now: float) -> bool:
+    def _needs_slurm(self, shard: _Shard, now: float) -> bool:
+        """Only Slurm can tell what became of a task whose record is missing, stale or failed.
+
+        A missing record: still queued, or it never started. A stale one: its process or node
+        died. A failed or cancelled one: over for good, or requeued to run again.
+        """
         snapshot = shard.reader.last if shard.reader is not None else None
-        return snapshot is None or snapshot.is_stale(self.stale_after, now)
+        if snapshot is None:
+            return True
+        if snapshot.state.is_final:
+            return snapshot.state is not ProgressState.FINISHED
+        return snapshot.is_stale(self.stale_after, now)
 
     def _may_retry(self, shard: _Shard) -> bool:
         return not self._cancelled and len(shard.submissions) <= self.max_retries
@@ -275,26 +284,36 @@ class SlurmEngine(BaseEngine):
         state = shard.slurm
         if report.status is PipeStatus.COMPLETED:
             return report
-        if report.is_finished:
-            # A failed or cancelled attempt is final only once Slurm says the task is over:
-            # a requeued task (node failure, preemption, scontrol requeue) runs again as a
-            # new attempt.
-            if state is None or state.active:
-                return None
-            report.message += f" [{state.describe()}]"
-            return report
         if state is None or state.active:
             return None
+        if state.state in _MAY_REQUEUE:
+            # Slurm requeues a batch task after a node failure or a preemption a moment after
+            # reporting it: look again before calling it final.
+            since = shard.ended_since or now
+            shard.ended_since = since
+            if now - since < self.stale_after:
+                self._next_query = min(self._next_query, time.monotonic() + 2.0)
+                return None
+        log_path = self._extra(shard).get("log", "")
+        snapshot = shard.reader.last if shard.reader is not None else None
+        if snapshot is not None and snapshot.state.is_final:
+            # The attempt said why it stopped; Slurm says how the task ended.
+            final = report_from_snapshot(shard.index, snapshot)
+            final.message = f"{final.message} [{state.describe()}; log: {log_path}]"
+            if final.status is PipeStatus.CANCELLED and not (
+                self._cancelled or state.state == "CANCELLED"
+            ):
+                final.status = PipeStatus.FAILED  # stopped by a node failure, not by a person
+            return final
         if state.completed or state.state == "GONE":
             # The task ended well by Slurm's account but its final record has not reached us:
             # give the shared filesystem a grace period before calling it a failure.
-            since = shard.completed_without_record_since or now
-            shard.completed_without_record_since = since
+            since = shard.ended_since or now
+            shard.ended_since = since
             if now - since < self.stale_after:
                 return None
         failed = report.copy()
         failed.status = PipeStatus.CANCELLED if self._cancelled else PipeStatus.FAILED
-        log_path = self._extra(shard).get("log", "")
         failed.message = f"{state.describe()}; log: {log_path}"
         if state.completed:
             failed.message = (
@@ -320,6 +339,8 @@ class SlurmEngine(BaseEngine):
             shard.slurm = states.get(shard.job_id) or (
                 TaskState(shard.job_id, "GONE") if self._source.name == "squeue" else None
             )
+            if shard.slurm is not None and shard.slurm.active:
+                shard.ended_since = None
         # Adaptive backoff: ask less often while nothing changes.
         key = tuple((s.job_id, s.slurm.state if s.slurm else "") for s in shards)
         if key == self._last_query_key:
