@@ -7,6 +7,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from _support import User, read_jsonl
+from pydantic import BaseModel
 
 from zoopipe_hpc import (
     CSVInputAdapter,
@@ -164,3 +165,56 @@ def test_csv_output_round_trips_through_csv_input(tmp_path: Path):
     out = tmp_path / "out.csv"
     Pipe(CSVInputAdapter(path), CSVOutputAdapter(out), User).run()
     assert records(CSVInputAdapter(out)) == [{"id": "1", "name": "a,b\nc", "score": "2.5"}]
+
+
+def test_malformed_rows_keep_their_lines_past_the_first_block(tmp_path: Path):
+    class M(BaseModel):
+        id: int
+
+    lines = ["id,name"] + [f"{i},{'n' * 60}" for i in range(30000)]
+    lines[20001] = "x,bad-id"  # file line 20002: invalid
+    lines[20011] = "oops"  # file line 20012: malformed
+    path = tmp_path / "in.csv"
+    path.write_text("\n".join(lines) + "\n")
+    err = tmp_path / "err.jsonl"
+    Pipe(
+        CSVInputAdapter(path),
+        JSONOutputAdapter(tmp_path / "ok.jsonl"),
+        M,
+        error_output_adapter=JSONOutputAdapter(err),
+    ).run()
+    assert [(e["line"], e["errors"][0]["type"]) for e in read_jsonl(err)] == [
+        (20002, "int_parsing"),
+        (20012, "csv_field_count"),
+    ]
+
+
+def test_blank_lines_and_multiline_headers_keep_line_numbers(tmp_path: Path):
+    path = tmp_path / "in.csv"
+    path.write_bytes(b"id,name\n1,a\n\n2,b\n")
+    assert [b.locate(i) for b in CSVInputAdapter(path).batches() for i in range(len(b))] == [2, 4]
+    path.write_bytes(b'"i\nd",x\n1,a\n')
+    assert [b.locate(0) for b in CSVInputAdapter(path).batches()] == [3]
+
+
+def test_stray_quotes_do_not_break_a_split(tmp_path: Path):
+    path = tmp_path / "in.csv"
+    path.write_bytes(b'id,name\n1,5"\n2,x\n3,"a\nb"\n4,y\n5,z\n')
+    whole = records(CSVInputAdapter(path))
+    assert whole[2] == {"id": "3", "name": "a\nb"}
+    for workers in range(1, 9):
+        assert [r for s in CSVInputAdapter(path).split(workers) for r in records(s)] == whole
+
+
+def test_lone_cr_line_ends_are_a_clear_error_not_an_empty_input(tmp_path: Path):
+    path = tmp_path / "in.csv"
+    path.write_bytes(b"id,name\r1,a\r2,b\r")
+    with pytest.raises(InputError, match="lone CR"):
+        records(CSVInputAdapter(path))
+
+
+def test_an_empty_parquet_shard_splits_into_empty_shards(tmp_path: Path):
+    path = tmp_path / "in.parquet"
+    pq.write_table(pa.table({"id": list(range(4))}), path, row_group_size=2)
+    empty = ParquetInputAdapter(path).split(3)[2]
+    assert [records(s) for s in empty.split(2)] == [[], []]

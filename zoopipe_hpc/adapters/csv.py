@@ -22,6 +22,11 @@ __all__ = ["CSVInputAdapter", "CSVOutputAdapter"]
 _BOM = b"\xef\xbb\xbf"
 
 
+def _line_ends(data: bytes) -> int:
+    """Line ends (LF, CR LF, lone CR) in ``data``, as the csv module counts lines."""
+    return data.count(b"\n") + data.count(b"\r") - data.count(b"\r\n")
+
+
 class _RangeStream(io.RawIOBase):
     """A read-only stream of ``prefix`` followed by bytes ``[start, end)`` of a file."""
 
@@ -66,30 +71,32 @@ class _LineLocator:
         self._delimiter = delimiter
         self._quote_char = quote_char
         self._reader: Any = None
-        self._stream: io.TextIOWrapper | None = None
-        self._row = 0  # records consumed so far
-        self._next_line = byte_range.line
+        self._read = 0  # records read so far
+        self._last_start = byte_range.line  # where the last record read started
+
+    def _restart(self) -> None:
+        raw = _RangeStream(self._path, b"", self._range.start, self._range.end)
+        stream = io.TextIOWrapper(
+            io.BufferedReader(raw), encoding="utf-8", errors="replace", newline=""
+        )
+        self._reader = _pycsv.reader(stream, delimiter=self._delimiter, quotechar=self._quote_char)
+        self._read = 0
+        self._last_start = self._range.line
 
     def line_of(self, row: int) -> int:
         """Line where record number ``row`` (0-based within the range) starts."""
-        if self._reader is None or row < self._row:
-            raw = _RangeStream(self._path, b"", self._range.start, self._range.end)
-            self._stream = io.TextIOWrapper(
-                io.BufferedReader(raw), encoding="utf-8", errors="replace", newline=""
-            )
-            self._reader = _pycsv.reader(
-                self._stream, delimiter=self._delimiter, quotechar=self._quote_char
-            )
-            self._row = 0
-            self._next_line = self._range.line
-        while self._row < row:
+        if self._reader is None or row < self._read - 1:
+            self._restart()
+        while self._read <= row:
+            before = self._reader.line_num
             try:
-                next(self._reader)
+                fields = next(self._reader)
             except StopIteration:
-                break
-            self._row += 1
-            self._next_line = self._range.line + self._reader.line_num
-        return self._next_line
+                return self._range.line + int(self._reader.line_num)
+            if fields:  # pyarrow skips blank lines: they are not records
+                self._last_start = self._range.line + before
+                self._read += 1
+        return self._last_start
 
 
 class CSVInputAdapter(BaseInputAdapter):
@@ -134,26 +141,47 @@ class CSVInputAdapter(BaseInputAdapter):
         self.check()
         size = file_size(self.path)
         with open(self.path, "rb") as f:
-            end = header_end(f, size, self.quote_char.encode())
+            end = header_end(f, size, self.quote_char.encode(), self.delimiter.encode())
             f.seek(0)
             header = f.read(end)
         return header, end, size
 
     def _columns(self, header: bytes) -> list[str]:
         text = header.removeprefix(_BOM).decode("utf-8", errors="replace")
-        rows = list(
-            _pycsv.reader(io.StringIO(text), delimiter=self.delimiter, quotechar=self.quote_char)
+        reader = _pycsv.reader(
+            io.StringIO(text, newline=""), delimiter=self.delimiter, quotechar=self.quote_char
         )
+        try:
+            rows = list(reader)
+        except _pycsv.Error as exc:
+            raise InputError(
+                f"cannot parse the CSV header: {exc}", path=self.source, line=1
+            ) from exc
+        if len(rows) > 1:
+            raise InputError(
+                "the header line does not end where a CSV record ends: the file seems to use "
+                "lone CR line ends (classic Mac); convert it to LF or CR LF line ends",
+                path=self.source,
+                line=1,
+            )
         return rows[0] if rows else []
 
     def split(self, workers: int) -> list[BaseInputAdapter]:
         check_workers(workers)
         header, data_start, size = self._layout()
-        start, end, line = (data_start, size, 2)
+        start, end, line = (data_start, size, 1 + _line_ends(header))
         if self.byte_range is not None:
             start, end, line = self.byte_range.start, self.byte_range.end, self.byte_range.line
         with open(self.path, "rb") as f:
-            ranges = split_ranges(f, start, end, workers, line, self.quote_char.encode())
+            ranges = split_ranges(
+                f,
+                start,
+                end,
+                workers,
+                line,
+                self.quote_char.encode(),
+                delimiter=self.delimiter.encode(),
+            )
         return [
             CSVInputAdapter(
                 self.path,
@@ -170,7 +198,7 @@ class CSVInputAdapter(BaseInputAdapter):
         if not header:
             return
         columns = self._columns(header)
-        byte_range = self.byte_range or ByteRange(data_start, size, 2)
+        byte_range = self.byte_range or ByteRange(data_start, size, 1 + _line_ends(header))
         if byte_range.empty:
             return
         locator = _LineLocator(self.path, byte_range, self.delimiter, self.quote_char)
@@ -200,7 +228,7 @@ class CSVInputAdapter(BaseInputAdapter):
         except (pa.ArrowInvalid, OSError) as exc:
             stream.close()
             raise InputError(f"cannot parse CSV: {exc}", path=self.source) from exc
-        rows_before = 0  # data rows (valid and malformed) of earlier batches
+        next_row = 0  # stream data rows (records and malformed rows) before the next batch
         try:
             while True:
                 try:
@@ -210,12 +238,21 @@ class CSVInputAdapter(BaseInputAdapter):
                 except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
                     raise InputError(f"cannot parse CSV: {exc}", path=self.source) from exc
                 records: list[Record] = table.to_pylist()
-                batch_bad = [m for m in malformed_rows]
-                malformed_rows.clear()
-                yield self._batch(records, batch_bad, rows_before, locator)
-                rows_before += len(records) + len(batch_bad)
+                # pyarrow reports malformed rows as it parses, possibly a block ahead: give
+                # each batch those whose row number falls among its rows.
+                malformed_rows.sort()
+                mine: list[tuple[int, int, int, str]] = []
+                row, count = next_row, 0
+                while count < len(records):
+                    if malformed_rows and malformed_rows[0][0] - 2 == row:
+                        mine.append(malformed_rows.pop(0))
+                    else:
+                        count += 1
+                    row += 1
+                yield self._batch(records, mine, next_row, locator)
+                next_row = row
             if malformed_rows:
-                yield self._batch([], list(malformed_rows), rows_before, locator)
+                yield self._batch([], sorted(malformed_rows), next_row, locator)
         finally:
             stream.close()
 
@@ -227,7 +264,7 @@ class CSVInputAdapter(BaseInputAdapter):
         locator: _LineLocator,
     ) -> InputBatch:
         # pyarrow numbers stream rows from 1 and the header is row 1: data row k (0-based) is k+2.
-        bad_rows = sorted(number - 2 for number, *_ in bad)
+        bad_rows = [number - 2 for number, *_ in bad]
         malformed = [
             {
                 "source": self.source,

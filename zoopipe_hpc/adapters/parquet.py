@@ -55,7 +55,11 @@ class ParquetInputAdapter(BaseInputAdapter):
     def split(self, workers: int) -> list[BaseInputAdapter]:
         check_workers(workers)
         with self._open() as f:
-            groups = self.row_groups or list(range(f.metadata.num_row_groups))
+            groups = (
+                self.row_groups
+                if self.row_groups is not None
+                else list(range(f.metadata.num_row_groups))
+            )
             sizes = [f.metadata.row_group(g).num_rows for g in groups]
         # Contiguous runs of row groups with about the same number of rows each, in order.
         total = sum(sizes)
