@@ -95,3 +95,89 @@ def test_job_script_dry_run_and_parameter_validation(tmp_path: Path):
         SlurmEngine(mem="lots")
     with pytest.raises(ConfigurationError, match="array"):
         SlurmEngine(extra={"array": "0-3"})
+
+
+def test_arrays_larger_than_max_array_size_are_split_each_from_zero(tmp_path: Path, monkeypatch):  # type: ignore[no-untyped-def]
+    source = write_csv(tmp_path / "in.csv", users(700))
+    engine = slurm_engine(tmp_path)
+    monkeypatch.setattr(engine, "max_array_size", lambda: 3)
+    pipe = Pipe(CSVInputAdapter(source), JSONOutputAdapter(tmp_path / "out.jsonl"), User)
+    manager = PipeManager.parallelize_pipe(pipe, workers=7, engine=engine)
+    assert manager.run(timeout=300), manager.error
+    assert engine.slurm_calls()["sbatch"] == 3
+    tasks = [r.extra["slurm_job_id"].split("_")[1] for r in manager.pipe_reports]
+    assert tasks == ["0", "1", "2", "0", "1", "2", "0"]
+    assert [r["id"] for r in read_jsonl(tmp_path / "out.jsonl")] == list(range(700))
+
+
+SCRIPT = """
+import sys
+from pydantic import BaseModel, field_validator
+from zoopipe_hpc import CSVInputAdapter, JSONOutputAdapter, Pipe, PipeManager
+from zoopipe_hpc.engines.slurm import SlurmEngine
+from row_models import Loud  # a module next to this script, not installed anywhere
+
+
+class Quiet(BaseModel):  # defined in __main__
+    id: int
+    name: str
+
+    @field_validator("name")
+    @classmethod
+    def lower(cls, value):
+        return value.lower() + "."
+
+
+folder = sys.argv[1]
+pipes = [
+    Pipe(CSVInputAdapter(folder + "/in.csv"), JSONOutputAdapter(folder + "/quiet.jsonl"), Quiet),
+    Pipe(CSVInputAdapter(folder + "/in.csv"), JSONOutputAdapter(folder + "/loud.jsonl"), Loud),
+]
+engine = SlurmEngine(folder=folder + "/jobs", time="00:05:00", mem="300M", poll_interval=0.3)
+manager = PipeManager(pipes, engine=engine)
+ok = manager.run(timeout=240)
+print(manager.error)
+sys.exit(0 if ok else 1)
+"""
+
+MODULE = """
+from pydantic import BaseModel, field_validator
+
+
+class Loud(BaseModel):
+    id: int
+    name: str
+
+    @field_validator("name")
+    @classmethod
+    def upper(cls, value):
+        return value.upper() + "!"
+"""
+
+
+def test_models_from_main_and_from_a_module_next_to_the_script_travel(tmp_path: Path):
+    """Neither the script's __main__ nor its neighbour module is importable on the nodes."""
+    import subprocess
+    import sys
+
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "row_models.py").write_text(MODULE)
+    (code / "pipeline.py").write_text(SCRIPT)
+    data = tmp_path / "data"
+    data.mkdir()
+    write_csv(data / "in.csv", [{"id": i, "name": f"Nn{i}"} for i in range(30)])
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    done = subprocess.run(
+        [sys.executable, str(code / "pipeline.py"), str(data)],
+        cwd=elsewhere,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    quiet = read_jsonl(data / "quiet.jsonl")
+    loud = read_jsonl(data / "loud.jsonl")
+    assert quiet[:2] == [{"id": 0, "name": "nn0."}, {"id": 1, "name": "nn1."}]
+    assert loud[:2] == [{"id": 0, "name": "NN0!"}, {"id": 1, "name": "NN1!"}]
