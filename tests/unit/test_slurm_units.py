@@ -146,3 +146,76 @@ def test_payloads_in_shared_places_are_refused(tmp_path: Path, target: str):
     os.chmod(path, os.stat(path).st_mode | 0o020)
     with pytest.raises(PayloadRefused, match="writable by group"):
         store.load("p")
+
+
+class FakeDbJob:
+    def __init__(self, array_id, task, state, code=0, sig=0, derived=0, nodes="n1"):  # type: ignore[no-untyped-def]
+        self.array_id, self.array_task_id, self.state = array_id, task, state
+        self.exit_code, self.exit_code_signal, self.derived_exit_code_signal = code, sig, derived
+        self.nodelist = nodes
+
+
+def fake_pyslurm(version: str, jobs: list[FakeDbJob]):  # type: ignore[no-untyped-def]
+    """A stand-in with pyslurm's documented db API (Jobs.load(JobFilter(ids=...)))."""
+    import types
+
+    loaded: list[list[int]] = []
+
+    class JobFilter:
+        def __init__(self, ids):  # type: ignore[no-untyped-def]
+            self.ids = ids
+
+    class Jobs:
+        @staticmethod
+        def load(db_filter):  # type: ignore[no-untyped-def]
+            loaded.append(db_filter.ids)
+            return jobs
+
+    module = types.SimpleNamespace(
+        version=lambda: version, db=types.SimpleNamespace(Jobs=Jobs, JobFilter=JobFilter)
+    )
+    return module, loaded
+
+
+def test_pyslurm_is_used_only_when_it_matches_the_cluster(fake, monkeypatch, caplog):  # type: ignore[no-untyped-def]
+    import logging
+    import sys
+
+    from zoopipe_hpc.engines.slurm._state import choose_state_source
+
+    caplog.set_level(logging.INFO)
+    module, loaded = fake_pyslurm(
+        "22.5.1",
+        [
+            FakeDbJob(9, 0, "COMPLETED"),
+            FakeDbJob(9, 1, "FAILED", 0, 0, 9),
+            FakeDbJob(9, None, "PENDING"),
+        ],
+    )
+    monkeypatch.setitem(sys.modules, "pyslurm", module)
+    fake([(0, "slurm 22.05.8\n", "")])
+    source = choose_state_source(SlurmCLI())
+    assert source.name == "pyslurm" and "from pyslurm 22.5.1" in caplog.text
+    states = source.query(["9"])
+    assert loaded == [[9]]
+    assert states["9_0"].completed and "killed by SIGKILL" in states["9_1"].describe()
+
+    module, _ = fake_pyslurm("25.11.2", [])
+    monkeypatch.setitem(sys.modules, "pyslurm", module)
+    fake([(0, "slurm 22.05.8\n", ""), (0, "", "")])
+    assert choose_state_source(SlurmCLI()).name == "sacct"
+    assert "does not match the cluster's slurm 22.05.8" in caplog.text
+
+
+def test_without_pyslurm_the_choice_is_logged(fake, monkeypatch, caplog):  # type: ignore[no-untyped-def]
+    import logging
+    import sys
+
+    from zoopipe_hpc.engines.slurm._state import choose_state_source
+
+    caplog.set_level(logging.INFO)
+    monkeypatch.setitem(sys.modules, "pyslurm", None)  # import fails
+    fake([(1, "", "sacct: error: Slurm accounting storage is disabled")])
+    assert choose_state_source(SlurmCLI()).name == "squeue"
+    assert "pyslurm is not importable" in caplog.text
+    assert "sacct is not usable" in caplog.text

@@ -7,11 +7,18 @@ import re
 import signal
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from ._cli import SlurmCLI, SlurmCommandError
 
-__all__ = ["TaskState", "StateSource", "SacctSource", "SqueueSource", "choose_state_source"]
+__all__ = [
+    "TaskState",
+    "StateSource",
+    "SacctSource",
+    "SqueueSource",
+    "PyslurmSource",
+    "choose_state_source",
+]
 
 log = logging.getLogger(__name__)
 
@@ -175,8 +182,71 @@ class SqueueSource:
         return states
 
 
+class PyslurmSource:
+    """Accounting through pyslurm's slurmdbd API: no process spawned per poll."""
+
+    name = "pyslurm"
+
+    def __init__(self, pyslurm: Any) -> None:
+        self._pyslurm = pyslurm
+
+    def query(self, array_ids: Sequence[str]) -> dict[str, TaskState]:
+        db = self._pyslurm.db
+        try:
+            jobs = db.Jobs.load(db.JobFilter(ids=[int(a) for a in array_ids]))
+        except Exception as exc:  # pyslurm raises its own RPCError family
+            raise SlurmCommandError(
+                f"pyslurm could not load jobs {list(array_ids)}: {type(exc).__name__}: {exc}",
+                command=["pyslurm.db.Jobs.load"],
+                returncode=-1,
+                stderr=str(exc),
+            ) from exc
+        states: dict[str, TaskState] = {}
+        for job in jobs:
+            if job.array_task_id is None:
+                continue
+            task = f"{job.array_id}_{job.array_task_id}"
+            signal_number = job.derived_exit_code_signal or job.exit_code_signal or 0
+            exit_code = f"{job.exit_code or 0}:{signal_number}"
+            state = str(job.state or "UNKNOWN").split()[0]
+            states[task] = TaskState(task, state, exit_code, job.nodelist or "")
+        return states
+
+
+def _major_minor(version: str) -> tuple[int, int] | None:
+    match = re.search(r"(\d+)\.(\d+)", version)
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def _matching_pyslurm(cli: SlurmCLI) -> Any | None:
+    """pyslurm, if it is importable and built for the cluster's Slurm version."""
+    try:
+        import pyslurm  # type: ignore[import-not-found]
+    except ImportError:
+        log.info("pyslurm is not importable: Slurm state comes from the command-line tools")
+        return None
+    version = str(getattr(pyslurm, "version", lambda: "")())
+    cluster = cli.run(["sinfo", "--version"]).strip()
+    if _major_minor(version) is None or _major_minor(version) != _major_minor(cluster):
+        log.info(
+            "pyslurm %s does not match the cluster's %s: Slurm state comes from the "
+            "command-line tools",
+            version or "(unknown version)",
+            cluster,
+        )
+        return None
+    return pyslurm
+
+
 def choose_state_source(cli: SlurmCLI) -> StateSource:
-    """sacct where accounting works, squeue otherwise; the choice is logged."""
+    """pyslurm if it matches the cluster, else sacct where accounting works, else squeue.
+
+    The choice is logged.
+    """
+    pyslurm = _matching_pyslurm(cli)
+    if pyslurm is not None:
+        log.info("Slurm state from pyslurm %s (no process per poll)", pyslurm.version())
+        return PyslurmSource(pyslurm)
     try:
         cli.run(["sacct", "--noheader", "-X", "-j", "1", "--format=JobID"])
     except SlurmCommandError as exc:
