@@ -38,16 +38,8 @@ def new_run_id() -> str:
     return f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
 
 
-def fsync_dir(path: Path) -> None:
-    """Make a rename or creation inside ``path`` durable."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def fsync_file(path: Path) -> None:
+def fsync_path(path: Path) -> None:
+    """Make a file's content, or a folder's renames and creations, durable."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -141,10 +133,10 @@ class StagingArea:
 
     def commit_file(self, ready: Path) -> None:
         """Atomically replace the target with ``ready`` (a fully written file in this area)."""
-        fsync_file(ready)
+        fsync_path(ready)
         with locked(self.target):
             os.replace(ready, self.target)
-            fsync_dir(self.target.parent)
+            fsync_path(self.target.parent)
         log.info("committed %s (run %s)", self.target, self.run_id)
 
     def discard(self) -> None:

@@ -10,6 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .._arrow import rows_to_table
+from .._atomic import fsync_path
 from ..errors import InputError, OutputError
 from .base import BaseInputAdapter, BaseOutputAdapter, InputBatch, Record, _FileSink, check_workers
 
@@ -126,11 +127,7 @@ class _ParquetSink(_FileSink):
         )
         writer.close()
         self._writer = None
-        fd = os.open(self._path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_path(self._path)
 
 
 class ParquetOutputAdapter(BaseOutputAdapter):
@@ -162,8 +159,4 @@ class ParquetOutputAdapter(BaseOutputAdapter):
         finally:
             for f in files:
                 f.close()
-        fd = os.open(destination, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_path(destination)

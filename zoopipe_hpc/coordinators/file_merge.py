@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .._atomic import StagingArea, clean_leftovers, fsync_dir, fsync_file, locked, new_run_id
+from .._atomic import StagingArea, clean_leftovers, fsync_path, locked, new_run_id
 from ..adapters.base import BaseOutputAdapter
 from ..errors import CommitError
 from .base import BaseCoordinator
@@ -89,14 +89,14 @@ class FileMergeCoordinator(BaseCoordinator):
                 )
             destination = target.staging.temp_path(target.adapter.path.name)
             target.adapter.merge(paths, destination)
-            fsync_file(destination)
+            fsync_path(destination)
             merged.append((target, destination))
         with contextlib.ExitStack() as stack:
             for target, _ in sorted(merged, key=lambda item: str(item[0].adapter.path)):
                 stack.enter_context(locked(target.staging.target))
             for target, destination in merged:
                 os.replace(destination, target.staging.target)
-                fsync_dir(target.staging.target.parent)
+                fsync_path(target.staging.target.parent)
                 log.info("committed %s from %d parts", target.adapter.path, len(target.parts))
         for target in self.targets:
             target.staging.discard()

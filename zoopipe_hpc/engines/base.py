@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -32,26 +33,35 @@ class WorkerResult:
 class BaseEngine(abc.ABC):
     """Runs pipes and reports on them. One engine instance runs one set of pipes at a time.
 
-    Subclasses implement :meth:`start`, :meth:`wait`, :meth:`shutdown`, :attr:`is_running` and
-    :attr:`pipe_reports`; everything else is derived from those.
+    Subclasses implement :meth:`start`, :meth:`shutdown` and :attr:`pipe_reports`; waiting,
+    :attr:`is_running`, the aggregate report and the results are derived from those.
     """
 
     @abc.abstractmethod
     def start(self, pipes: Sequence[Pipe]) -> None:
         """Launch every pipe; returns at once. Raises ``RuntimeError`` if already running."""
 
-    @abc.abstractmethod
+    #: Seconds between two looks at the pipes while waiting.
+    poll_interval: float = 0.2
+
     def wait(self, timeout: float | None = None) -> bool:
         """Block until every pipe reached a final state; False if ``timeout`` expired first."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.is_running:
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            time.sleep(self.poll_interval)
+        return True
 
     @abc.abstractmethod
     def shutdown(self, timeout: float = 5.0) -> None:
         """Stop pipes still running (gracefully, then by force after ``timeout``)."""
 
     @property
-    @abc.abstractmethod
     def is_running(self) -> bool:
         """True while any pipe has not reached a final state."""
+        reports = self.pipe_reports
+        return bool(reports) and not all(r.is_finished for r in reports)
 
     @property
     @abc.abstractmethod

@@ -173,18 +173,6 @@ class MultiProcessEngine(BaseEngine):
             self._launch_more()
         return reports
 
-    @property
-    def is_running(self) -> bool:
-        return bool(self._pipes) and not all(r.is_finished for r in self.pipe_reports)
-
-    def wait(self, timeout: float | None = None) -> bool:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while self.is_running:
-            if deadline is not None and time.monotonic() >= deadline:
-                return False
-            time.sleep(self.poll_interval)
-        return True
-
     def shutdown(self, timeout: float = 5.0) -> None:
         for index, process in enumerate(self._processes):
             if index not in self._final:

@@ -356,18 +356,6 @@ class SlurmEngine(BaseEngine):
     def pipe_reports(self) -> list[PipeReport]:
         return self._refresh()
 
-    @property
-    def is_running(self) -> bool:
-        return bool(self._shards) and not all(r.is_finished for r in self._refresh())
-
-    def wait(self, timeout: float | None = None) -> bool:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while self.is_running:
-            if deadline is not None and time.monotonic() >= deadline:
-                return False
-            time.sleep(self.poll_interval)
-        return True
-
     def shutdown(self, timeout: float = 5.0) -> None:
         """Cancel every array of this run that still has tasks (``scancel``)."""
         if not self._shards:
