@@ -109,7 +109,8 @@ class StagingArea:
     def __repr__(self) -> str:
         return f"StagingArea({str(self.target)!r}, run_id={self.run_id!r})"
 
-    def create(self) -> Path:
+    def create(self, job_dir: Path | None = None) -> Path:
+        """Create the folder and its owner record; ``job_dir`` names a durable job that owns it."""
         if not self.target.parent.is_dir():
             raise CommitError(
                 f"output folder {self.target.parent} does not exist", path=str(self.target)
@@ -117,7 +118,13 @@ class StagingArea:
         self.path.mkdir(parents=True, exist_ok=True)
         owner = self.path / OWNER_FILE
         if not owner.exists():
-            record = {"host": socket.gethostname(), "pid": os.getpid(), "created": time.time()}
+            record: dict[str, object] = {
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "created": time.time(),
+            }
+            if job_dir is not None:
+                record["job_dir"] = str(job_dir)
             with contextlib.suppress(psutil.Error):
                 record["process_start"] = psutil.Process().create_time()
             owner.write_text(json.dumps(record))
@@ -154,6 +161,10 @@ def _owner_is_dead(folder: Path) -> bool:
             return time.time() - folder.stat().st_mtime > 24 * 3600
         except OSError:
             return False
+    if owner.get("job_dir"):
+        # Owned by a durable job: alive until its manifest says it is over, whichever process
+        # (a login node, a Slurm commit job) works on it.
+        return _job_is_over(Path(owner["job_dir"]))
     if owner.get("host") != socket.gethostname():
         return False
     pid = int(owner.get("pid", 0))
@@ -166,6 +177,20 @@ def _owner_is_dead(folder: Path) -> bool:
         return bool(abs(psutil.Process(pid).create_time() - float(started)) > 1.0)
     except psutil.Error:
         return True
+
+
+_FINAL_JOB_STATES = {"committed", "rolled_back", "cancelled"}
+
+
+def _job_is_over(job_dir: Path) -> bool:
+    try:
+        document = json.loads((job_dir / "manifest.json").read_text())
+        state = document["manifest"]["state"]
+    except FileNotFoundError:
+        return True  # the job directory was deleted
+    except (OSError, ValueError, KeyError, TypeError):
+        return False  # unreadable right now: keep the files
+    return state in _FINAL_JOB_STATES
 
 
 def clean_leftovers(target: str | os.PathLike[str]) -> list[Path]:

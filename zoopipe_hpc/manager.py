@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Self
@@ -63,13 +64,18 @@ class PipeManager:
         executor: BatchExecutor | None = None,
         engine: BaseEngine | None = None,
         coordinator: BaseCoordinator | None = None,
+        *,
+        run_id: str | None = None,
+        job_dir: str | os.PathLike[str] | None = None,
     ) -> PipeManager:
         """Split ``pipe`` into ``workers`` shards, one pipe each.
 
         With ``merge=True`` the shards write part files into a staging folder and a
         :class:`FileMergeCoordinator` merges them into the original outputs only if every shard
         succeeds. With ``merge=False`` each shard commits its own ``<name>.part-NNNNN<suffix>``
-        next to the target. ``coordinator`` adds hooks of your own.
+        next to the target. ``coordinator`` adds hooks of your own. ``run_id`` and ``job_dir``
+        are for durable jobs: the staging folders' run id, and the job directory that owns them
+        (they are kept while that job is not over, whoever started it).
         """
         helper = coordinator or BaseCoordinator()
         shards = helper.prepare_shards(pipe.input_adapter, workers)
@@ -80,7 +86,13 @@ class PipeManager:
             )
         coordinators: list[BaseCoordinator] = [] if coordinator is None else [coordinator]
         if merge:
-            merger = FileMergeCoordinator(pipe.output_adapter, workers, pipe.error_output_adapter)
+            merger = FileMergeCoordinator(
+                pipe.output_adapter,
+                workers,
+                pipe.error_output_adapter,
+                run_id=run_id,
+                job_dir=job_dir,
+            )
             coordinators.append(merger)
             outputs = [merger.part_adapters(i) for i in range(workers)]
         else:

@@ -50,8 +50,10 @@ class FileMergeCoordinator(BaseCoordinator):
         workers: int,
         error_output_adapter: BaseOutputAdapter | None = None,
         run_id: str | None = None,
+        job_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         self.run_id = run_id or new_run_id()
+        self.job_dir = Path(job_dir).absolute() if job_dir is not None else None
         self.targets: list[MergeTarget] = []
         for adapter in (output_adapter, error_output_adapter):
             if adapter is None:
@@ -68,7 +70,7 @@ class FileMergeCoordinator(BaseCoordinator):
     def on_start(self, manager: Any) -> None:
         for target in self.targets:
             clean_leftovers(target.adapter.path)
-            target.staging.create()
+            target.staging.create(job_dir=self.job_dir)
 
     def on_finish(self, manager: Any, results: list[WorkerResult]) -> None:
         merged: list[tuple[MergeTarget, Path]] = []

@@ -6,7 +6,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -90,6 +90,8 @@ class SlurmEngine(BaseEngine):
         stale_after: float = 20.0,
         python: str | None = None,
         cli: SlurmCLI | None = None,
+        job_folder: str | os.PathLike[str] | None = None,
+        on_submit: Callable[[str, list[int]], None] | None = None,
         **slurm: Any,
     ) -> None:
         if max_retries < 0:
@@ -101,6 +103,11 @@ class SlurmEngine(BaseEngine):
         self.stale_after = stale_after
         self.python = python
         self.cli = cli or SlurmCLI()
+        #: Use exactly this job folder (a durable job's directory), not a new one in ``folder``.
+        self.requested_job_folder = Path(job_folder).absolute() if job_folder is not None else None
+        #: Called after each ``sbatch`` with the array job id and the shard indices it runs, so
+        #: a durable job can record the array before anything else can go wrong.
+        self.on_submit = on_submit
         self.job_folder: Path | None = None
         self._shards: list[_Shard] = []
         self._submitter: ArraySubmitter | None = None
@@ -138,12 +145,14 @@ class SlurmEngine(BaseEngine):
     def start(self, pipes: Sequence[Pipe]) -> None:
         if self.is_running:
             raise RuntimeError("this engine is already running")
-        self.folder.mkdir(parents=True, exist_ok=True)
-        job_folder = self.folder / new_run_id()
-        job_folder.mkdir(mode=0o700)
+        job_folder = self.requested_job_folder
+        if job_folder is None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            job_folder = self.folder / new_run_id()
+        job_folder.mkdir(mode=0o700, parents=True, exist_ok=self.requested_job_folder is not None)
         os.chmod(job_folder, 0o700)
-        (job_folder / "progress").mkdir(mode=0o700)
-        (job_folder / "logs").mkdir(mode=0o700)
+        (job_folder / "progress").mkdir(mode=0o700, exist_ok=True)
+        (job_folder / "logs").mkdir(mode=0o700, exist_ok=True)
         self.job_folder = job_folder
         store = PayloadStore(job_folder)
         store.create()
@@ -163,6 +172,8 @@ class SlurmEngine(BaseEngine):
             chunk = indices[offset : offset + size]
             calls = [(str(self.job_folder), index) for index in chunk]
             job_id = self._submitter.submit(run_shard, calls)
+            if self.on_submit is not None:
+                self.on_submit(job_id, list(chunk))
             for task, index in enumerate(chunk):
                 shard = self._shards[index]
                 shard.submissions.append((job_id, task))
@@ -172,6 +183,38 @@ class SlurmEngine(BaseEngine):
                 shard.final = None
                 shard.ended_since = None
         self._next_query = 0.0
+
+    def resubmit(self, indices: Sequence[int]) -> None:
+        """Submit these shards again (one new array), e.g. after fixing what made them fail."""
+        self._cancelled = False
+        self._submit(sorted(set(indices)))
+
+    def attach(
+        self, job_folder: str | os.PathLike[str], submissions: Sequence[Sequence[str]]
+    ) -> None:
+        """Watch arrays submitted earlier (by a process that may be gone) without submitting.
+
+        ``submissions[i]`` lists shard ``i``'s Slurm tasks (``"<array>_<task>"``), the current
+        one last, as a durable job's manifest records them.
+        """
+        if self.is_running:
+            raise RuntimeError("this engine is already running")
+        self.job_folder = Path(job_folder).absolute()
+        self._submitter = self._make_submitter(self.job_folder)
+        self._shards = []
+        for index, tasks in enumerate(submissions):
+            shard = _Shard(index)
+            for task in tasks:
+                array, _, number = task.partition("_")
+                shard.submissions.append((array, int(number)))
+            self._shards.append(shard)
+        self._cancelled = False
+        self._source = None
+        self._next_query = 0.0
+
+    def live_arrays(self) -> list[str]:
+        """Arrays of this run that still have unfinished shards."""
+        return sorted({s.submissions[-1][0] for s in self._shards if s.final is None})
 
     # -- watching ---------------------------------------------------------------------------
 
@@ -361,7 +404,7 @@ class SlurmEngine(BaseEngine):
         if not self._shards:
             return
         self._cancelled = True
-        live = sorted({s.submissions[-1][0] for s in self._shards if s.final is None})
+        live = self.live_arrays()
         if live:
             try:
                 self.cli.run(["scancel", *live])
