@@ -1,0 +1,251 @@
+"""The zoopipe-hpc command line driven as a user would: local runs here, Slurm flows below."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from _support import read_jsonl, write_csv
+
+MODELS = """
+import time
+from pathlib import Path
+from pydantic import BaseModel, field_validator
+
+BROKEN = Path(__file__).with_name("broken")
+
+
+class Row(BaseModel):
+    id: int
+    name: str
+
+    @field_validator("name")
+    @classmethod
+    def check(cls, value):
+        if value.startswith("slow"):
+            time.sleep(0.2)
+        if value == "needs-table" and BROKEN.exists():
+            raise RuntimeError("the lookup table is missing (remove " + str(BROKEN) + ")")
+        return value
+"""
+
+JOB = """
+name: {name}
+input:  {{format: csv, path: data/in.csv}}
+output: {{format: jsonl, path: out/rows.jsonl}}
+errors: {{format: jsonl, path: out/errors.jsonl}}
+schema: "models:Row"
+workers: {workers}
+engine:
+  kind: {kind}
+{extra}
+"""
+
+
+def make_job(
+    tmp_path: Path, names: list[str], *, kind: str = "local", workers: int = 3, extra: str = ""
+) -> Path:
+    (tmp_path / "data").mkdir(exist_ok=True)
+    (tmp_path / "out").mkdir(exist_ok=True)
+    (tmp_path / "models.py").write_text(MODELS)
+    rows = [{"id": i if n != "bad-id" else "x", "name": n} for i, n in enumerate(names)]
+    write_csv(tmp_path / "data" / "in.csv", rows)
+    job = tmp_path / "job.yaml"
+    job.write_text(JOB.format(name="t", kind=kind, workers=workers, extra=extra))
+    return job
+
+
+def cli(*args: str | Path, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "zoopipe_hpc.cli", *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def job_dir(tmp_path: Path) -> Path:
+    [path] = sorted((tmp_path / "zoopipe-jobs").iterdir())
+    return path
+
+
+def manifest(path: Path) -> dict:  # type: ignore[type-arg]
+    return json.loads((path / "manifest.json").read_text())["manifest"]
+
+
+def wait_for_state(path: Path, states: set[str], limit: float = 240) -> dict:  # type: ignore[type-arg]
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        current = manifest(path)
+        if current["state"] in states:
+            return current
+        time.sleep(0.5)
+    raise AssertionError(f"job stayed {manifest(path)['state']} (wanted {states})")
+
+
+# -- without Slurm -------------------------------------------------------------------------------
+
+
+def test_local_run_status_list_and_help(tmp_path: Path) -> None:
+    job = make_job(tmp_path, [f"n{i}" for i in range(300)] + ["bad-id"])
+    done = cli("run", job, "--quiet", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "committed" in done.stdout
+    assert len(read_jsonl(tmp_path / "out" / "rows.jsonl")) == 300
+    assert len(read_jsonl(tmp_path / "out" / "errors.jsonl")) == 1
+    path = job_dir(tmp_path)
+    status = cli("status", path, "--json", cwd=tmp_path)
+    document = json.loads(status.stdout)
+    assert document["state"] == "committed"
+    assert sum(s["rows"] for s in document["shards"]) == 301
+    assert sum(s["errors"] for s in document["shards"]) == 1
+    table = cli("status", path, cwd=tmp_path).stdout
+    assert "rows/s" in table and "completed" in table
+    listing = cli("list", cwd=tmp_path)
+    assert path.name in listing.stdout and "committed" in listing.stdout
+    for command in ("run", "status", "watch", "cancel", "resume", "retry", "list"):
+        helped = cli(command, "--help", cwd=tmp_path)
+        assert helped.returncode == 0 and "exit codes" in helped.stdout
+
+
+def test_bad_job_file_is_exit_2_naming_the_key(tmp_path: Path) -> None:
+    job = make_job(tmp_path, ["a"])
+    job.write_text(job.read_text().replace("workers: 3", "workers: many"))
+    done = cli("run", job, cwd=tmp_path)
+    assert done.returncode == 2
+    assert "workers" in done.stderr and "job.yaml" in done.stderr
+
+
+def test_a_tampered_manifest_is_refused(tmp_path: Path) -> None:
+    job = make_job(tmp_path, ["a", "b", "c"])
+    assert cli("run", job, "--quiet", cwd=tmp_path).returncode == 0
+    path = job_dir(tmp_path)
+    text = (path / "manifest.json").read_text()
+    (path / "manifest.json").write_text(text.replace('"committed"', '"running"', 1))
+    done = cli("status", path, cwd=tmp_path)
+    assert done.returncode == 3
+    assert "checksum mismatch" in done.stderr
+
+
+def test_local_retry_after_a_fixable_failure(tmp_path: Path) -> None:
+    names = [f"n{i}" for i in range(30)]
+    names[25] = "needs-table"
+    job = make_job(tmp_path, names)
+    (tmp_path / "broken").write_text("")
+    first = cli("run", job, "--quiet", cwd=tmp_path)
+    assert first.returncode == 1
+    assert "lookup table is missing" in first.stdout and "zoopipe-hpc retry" in first.stdout
+    assert not (tmp_path / "out" / "rows.jsonl").exists()
+    path = job_dir(tmp_path)
+    assert manifest(path)["state"] == "failed"
+    (tmp_path / "broken").unlink()
+    again = cli("retry", path, "--quiet", cwd=tmp_path)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "resubmitted shards [2]" in again.stdout
+    assert [r["id"] for r in read_jsonl(tmp_path / "out" / "rows.jsonl")] == list(range(30))
+    attempts = [len(s["submissions"]) for s in manifest(path)["shards"]]
+    assert attempts == [1, 1, 2]
+
+
+# -- on the Slurm test cluster --------------------------------------------------------------------
+
+SLURM = '  time: "00:05:00"\n  mem: 300M\n  max_retries: 0'
+
+
+@pytest.mark.slurm
+@pytest.mark.usefixtures("slurm_cluster")
+def test_detached_run_is_committed_by_slurm_alone(tmp_path: Path) -> None:
+    job = make_job(tmp_path, [f"slow{i}" for i in range(30)], kind="slurm", extra=SLURM)
+    done = cli("run", job, "--detach", cwd=tmp_path, timeout=60)
+    assert done.returncode == 0, done.stderr
+    path = job_dir(tmp_path)
+    current = manifest(path)
+    assert set(current["finish_jobs"]) == {"commit", "recover"}
+    # Nothing of ours is left running: the CLI returned, and this test only reads files.
+    final = wait_for_state(path, {"committed", "rolled_back", "failed"})
+    assert final["state"] == "committed"
+    assert [r["id"] for r in read_jsonl(tmp_path / "out" / "rows.jsonl")] == list(range(30))
+    assert list((path / "logs").glob("commit-*.out"))
+
+
+@pytest.mark.slurm
+@pytest.mark.usefixtures("slurm_cluster")
+def test_killed_run_is_resumed_with_the_same_array(tmp_path: Path) -> None:
+    job = make_job(tmp_path, [f"slow{i}" for i in range(45)], kind="slurm", extra=SLURM)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "zoopipe_hpc.cli", "run", str(job), "--quiet"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    path = None
+    while time.monotonic() < deadline:
+        jobs = tmp_path / "zoopipe-jobs"
+        if jobs.exists() and any(jobs.iterdir()):
+            path = job_dir(tmp_path)
+            if (path / "manifest.json").exists() and manifest(path)["arrays"]:
+                records = list((path / "progress").glob("*.rec"))
+                if len(records) == 3:
+                    break
+        time.sleep(0.3)
+    assert path is not None
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    arrays = manifest(path)["arrays"]
+    assert len(arrays) == 1
+    resumed = cli("resume", path, "--quiet", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "nothing submitted again" in resumed.stdout
+    final = manifest(path)
+    assert final["state"] == "committed" and final["arrays"] == arrays
+    assert all(len(s["submissions"]) == 1 for s in final["shards"])
+    assert [r["id"] for r in read_jsonl(tmp_path / "out" / "rows.jsonl")] == list(range(45))
+
+
+@pytest.mark.slurm
+@pytest.mark.usefixtures("slurm_cluster")
+def test_slurm_retry_after_a_fixable_failure(tmp_path: Path) -> None:
+    names = [f"n{i}" for i in range(30)]
+    names[3] = "needs-table"
+    job = make_job(tmp_path, names, kind="slurm", extra=SLURM)
+    (tmp_path / "broken").write_text("")
+    first = cli("run", job, "--quiet", cwd=tmp_path)
+    assert first.returncode == 1, first.stdout + first.stderr
+    assert "lookup table is missing" in first.stdout
+    path = job_dir(tmp_path)
+    (tmp_path / "broken").unlink()
+    again = cli("retry", path, "--quiet", cwd=tmp_path)
+    assert again.returncode == 0, again.stdout + again.stderr
+    final = manifest(path)
+    assert len(final["arrays"]) == 2
+    assert [len(s["submissions"]) for s in final["shards"]] == [2, 1, 1]
+    assert [r["id"] for r in read_jsonl(tmp_path / "out" / "rows.jsonl")] == list(range(30))
+
+
+@pytest.mark.slurm
+@pytest.mark.usefixtures("slurm_cluster")
+def test_cancel_rolls_back(tmp_path: Path) -> None:
+    job = make_job(tmp_path, [f"slow{i}" for i in range(60)], kind="slurm", extra=SLURM)
+    (tmp_path / "out" / "rows.jsonl").write_text('{"previous": true}\n')
+    assert cli("run", job, "--detach", cwd=tmp_path, timeout=60).returncode == 0
+    path = job_dir(tmp_path)
+    wait_for_state(path, {"running"})
+    done = cli("cancel", path, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert manifest(path)["state"] == "cancelled"
+    assert (tmp_path / "out" / "rows.jsonl").read_text() == '{"previous": true}\n'
+    assert not list((tmp_path / "out" / ".zoopipe-staging").glob("rows.jsonl.run-*"))
+    time.sleep(2)
+    queue = subprocess.run(["squeue", "-h", "-o", "%j"], capture_output=True, text=True).stdout
+    assert "t-commit" not in queue and "t-recover" not in queue
+    again = cli("cancel", path, cwd=tmp_path)
+    assert again.returncode == 4

@@ -1,0 +1,5 @@
+"""The ``zoopipe-hpc`` command line: run, watch and steer durable jobs."""
+
+from .main import main
+
+__all__ = ["main"]

@@ -1,0 +1,293 @@
+"""``zoopipe-hpc``: run a job file, then watch, resume, retry or cancel it by its directory.
+
+Exit codes (the same for every command):
+
+====  =====================================================================================
+0     success: the job committed (``run``, ``resume``, ``retry``, ``watch``), or the command
+      did what it says (``status``, ``list``, ``cancel``, a detached ``run``)
+1     the job failed or was rolled back; the reason is printed and kept in the manifest
+2     the command line or the job file is wrong (nothing was submitted)
+3     the job directory is missing, or its manifest is unreadable or was tampered with
+4     the job is in a state where this command cannot act (e.g. ``retry`` of a committed job)
+5     Slurm refused or failed a command (the message names the command)
+130   interrupted (Ctrl-C): watching stopped, the job itself keeps running
+====  =====================================================================================
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import TextIO
+
+from ..engines.slurm import SlurmCommandError
+from ..errors import ConfigurationError, ZoopipeHPCError
+from ..jobs.config import JobConfigError, load_job_file
+from ..jobs.manifest import JobState, ManifestError
+from ..jobs.runner import (
+    JobError,
+    JobHandle,
+    finish_commit,
+    finish_recover,
+    list_jobs,
+    open_job,
+    submit,
+)
+from ..report import PipeReport
+
+__all__ = ["main", "build_parser", "EXIT_CODES"]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_JOB, EXIT_STATE, EXIT_SLURM = 0, 1, 2, 3, 4, 5
+EXIT_INTERRUPTED = 130
+EXIT_CODES = {
+    EXIT_OK: "success",
+    EXIT_FAILED: "the job failed or was rolled back",
+    EXIT_USAGE: "bad command line or job file",
+    EXIT_NO_JOB: "job directory missing, unreadable or tampered with",
+    EXIT_STATE: "the job's state does not allow this command",
+    EXIT_SLURM: "a Slurm command failed",
+    EXIT_INTERRUPTED: "interrupted; the job keeps running",
+}
+
+_EPILOG = "exit codes: " + "; ".join(f"{k} {v}" for k, v in EXIT_CODES.items())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="zoopipe-hpc",
+        description="Run validated data pipelines as durable jobs, locally or on Slurm.",
+        epilog=_EPILOG,
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens (INFO)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser(
+        "run", help="submit a job file and watch it to the end", epilog=_EPILOG
+    )
+    run.add_argument("job_file", type=Path, help="the job's YAML file")
+    run.add_argument("--engine", choices=["local", "slurm"], help="override engine.kind")
+    run.add_argument(
+        "--detach",
+        action="store_true",
+        help="return at once; Slurm commits (afterok) or rolls back (afternotok) by itself",
+    )
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    for name, text in (
+        ("status", "print each shard's state, rows, rows/s, errors, attempts, node and log"),
+        ("watch", "show live progress until the job is over"),
+        ("cancel", "cancel the job's Slurm jobs and discard its staged parts"),
+        ("resume", "reattach after the submitting process died, and finish the commit"),
+        ("retry", "resubmit only the failed shards, then watch and commit"),
+    ):
+        sub = commands.add_parser(name, help=text, description=text, epilog=_EPILOG)
+        sub.add_argument("job_dir", type=Path, help="the job directory (printed by run)")
+        if name == "status":
+            sub.add_argument("--json", action="store_true", help="machine-readable output")
+        if name in ("watch", "resume", "retry"):
+            sub.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    listing = commands.add_parser("list", help="list the jobs in a jobs folder", epilog=_EPILOG)
+    listing.add_argument(
+        "jobs_dir",
+        type=Path,
+        nargs="?",
+        default=Path("zoopipe-jobs"),
+        help="default: ./zoopipe-jobs",
+    )
+    listing.add_argument("--json", action="store_true", help="machine-readable output")
+
+    for hidden in ("_commit", "_recover"):
+        step = commands.add_parser(hidden, help=argparse.SUPPRESS)
+        step.add_argument("job_dir", type=Path)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+    stdout = out or sys.stdout
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.verbose or args.command.startswith("_"):
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    command: Callable[[argparse.Namespace, TextIO], int] = _COMMANDS[args.command]
+    try:
+        return command(args, stdout)
+    except KeyboardInterrupt:
+        print(
+            "\ninterrupted: the job keeps running; `zoopipe-hpc resume` reattaches", file=sys.stderr
+        )
+        return EXIT_INTERRUPTED
+    except (JobConfigError, ConfigurationError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ManifestError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_NO_JOB
+    except JobError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_STATE
+    except SlurmCommandError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_SLURM
+    except ZoopipeHPCError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+# -- commands ---------------------------------------------------------------------------------
+
+
+def _run(args: argparse.Namespace, out: TextIO) -> int:
+    config = load_job_file(args.job_file)
+    handle = submit(config, engine=args.engine, detach=args.detach)
+    print(f"job directory: {handle.path}", file=out)
+    if args.detach:
+        jobs = handle.manifest().finish_jobs
+        print(
+            f"submitted; Slurm will commit (job {jobs.get('commit')}) or roll back "
+            f"(job {jobs.get('recover')}). Follow it with: zoopipe-hpc watch {handle.path}",
+            file=out,
+        )
+        return EXIT_OK
+    return _watch_to_end(handle, args.quiet, out)
+
+
+def _status(args: argparse.Namespace, out: TextIO) -> int:
+    handle = open_job(args.job_dir)
+    manifest = handle.manifest()
+    rows = handle.shard_status()
+    if args.json:
+        document = {
+            "job": manifest.job_id,
+            "state": manifest.state.value,
+            "message": manifest.message,
+            "engine": manifest.engine,
+            "arrays": manifest.arrays,
+            "finish_jobs": manifest.finish_jobs,
+            "shards": [asdict(r) for r in rows],
+        }
+        json.dump(document, out, indent=2)
+        out.write("\n")
+        return EXIT_OK
+    print(f"{manifest.job_id}: {manifest.state.value} ({manifest.engine})", file=out)
+    if manifest.message:
+        print(f"  {manifest.message}", file=out)
+    header = ("shard", "state", "rows", "rows/s", "errors", "attempts", "node", "log")
+    table = [header] + [
+        (
+            str(r.index),
+            r.state,
+            f"{r.rows:,}",
+            f"{r.rows_per_second:,.0f}",
+            f"{r.errors:,}",
+            str(r.attempts),
+            r.node or "-",
+            r.log or "-",
+        )
+        for r in rows
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    for row in table:
+        print(
+            "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip(), file=out
+        )
+    return EXIT_OK
+
+
+def _watch(args: argparse.Namespace, out: TextIO) -> int:
+    return _watch_to_end(open_job(args.job_dir), args.quiet, out)
+
+
+def _resume(args: argparse.Namespace, out: TextIO) -> int:
+    handle = open_job(args.job_dir)
+    again = handle.resume()
+    if again:
+        print(f"running shards {again} again", file=out)
+    else:
+        print("reattached: nothing submitted again", file=out)
+    return _watch_to_end(handle, args.quiet, out)
+
+
+def _retry(args: argparse.Namespace, out: TextIO) -> int:
+    handle = open_job(args.job_dir)
+    failed = handle.retry()
+    print(f"resubmitted shards {failed}", file=out)
+    return _watch_to_end(handle, args.quiet, out)
+
+
+def _cancel(args: argparse.Namespace, out: TextIO) -> int:
+    handle = open_job(args.job_dir)
+    handle.cancel()
+    print(f"{handle.path.name}: cancelled; staged parts discarded, targets untouched", file=out)
+    return EXIT_OK
+
+
+def _list(args: argparse.Namespace, out: TextIO) -> int:
+    jobs = list_jobs(args.jobs_dir)
+    if args.json:
+        json.dump([{**asdict(j), "path": str(j.path)} for j in jobs], out, indent=2)
+        out.write("\n")
+        return EXIT_OK
+    if not jobs:
+        print(f"no jobs in {args.jobs_dir}", file=out)
+    for job in jobs:
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(job.created)) if job.created else "-"
+        print(
+            f"{job.path.name}  {job.state}  {job.engine}  {job.done}/{job.shards} shards  {when}",
+            file=out,
+        )
+    return EXIT_OK
+
+
+def _commit_step(args: argparse.Namespace, out: TextIO) -> int:
+    return EXIT_OK if finish_commit(args.job_dir) else EXIT_FAILED
+
+
+def _recover_step(args: argparse.Namespace, out: TextIO) -> int:
+    finish_recover(args.job_dir)
+    return EXIT_OK
+
+
+def _watch_to_end(handle: JobHandle, quiet: bool, out: TextIO) -> int:
+    display = None if quiet else _display(handle.path.name)
+
+    def show(report: PipeReport, shards: list[PipeReport]) -> None:
+        if display is not None:
+            display.update(report, shards)
+
+    committed = handle.wait(on_report=show if display is not None else None)
+    if display is not None:
+        display.close(handle.report())
+    manifest = handle.manifest()
+    if committed:
+        print(f"{manifest.job_id}: committed", file=out)
+        return EXIT_OK
+    print(f"{manifest.job_id}: {manifest.state.value}: {manifest.message}", file=out)
+    if manifest.state is JobState.FAILED:
+        print(f"  fix the cause, then: zoopipe-hpc retry {handle.path}", file=out)
+    return EXIT_FAILED
+
+
+def _display(title: str):  # type: ignore[no-untyped-def]
+    from ..progress.display import TerminalProgress
+
+    return TerminalProgress(sys.stderr, title=title)
+
+
+_COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO], int]] = {
+    "run": _run,
+    "status": _status,
+    "watch": _watch,
+    "cancel": _cancel,
+    "resume": _resume,
+    "retry": _retry,
+    "list": _list,
+    "_commit": _commit_step,
+    "_recover": _recover_step,
+}

@@ -1,0 +1,43 @@
+"""Durable jobs: a YAML job file, a job directory that outlives the submitting process, and
+the operations the ``zoopipe-hpc`` command line offers (run, status, watch, cancel, resume,
+retry, list)."""
+
+from .config import DataSpec, EngineSpec, JobConfig, JobConfigError, load_job_file
+from .manifest import (
+    JobDirectory,
+    JobState,
+    Manifest,
+    ManifestConflict,
+    ManifestError,
+    ShardRecord,
+)
+from .runner import (
+    JobError,
+    JobHandle,
+    JobSummary,
+    ShardStatus,
+    list_jobs,
+    open_job,
+    submit,
+)
+
+__all__ = [
+    "DataSpec",
+    "EngineSpec",
+    "JobConfig",
+    "JobConfigError",
+    "load_job_file",
+    "JobDirectory",
+    "JobState",
+    "Manifest",
+    "ManifestConflict",
+    "ManifestError",
+    "ShardRecord",
+    "JobError",
+    "JobHandle",
+    "JobSummary",
+    "ShardStatus",
+    "list_jobs",
+    "open_job",
+    "submit",
+]

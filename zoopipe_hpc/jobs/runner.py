@@ -1,0 +1,606 @@
+"""Durable jobs: submit, watch, resume, retry, cancel. The job directory is the truth.
+
+A job directory holds the resolved config, the manifest (shards, Slurm arrays, attempts,
+state), the signed payloads of the shards, their progress records and logs; the outputs are
+staged next to their targets under the job's run id. Any process that can read the directory
+(the user's shell, a later ``resume`` after the login node died, a Slurm job that commits) can
+carry the job forward; every state change goes through :meth:`JobDirectory.update`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .._atomic import new_run_id
+from ..coordinators.file_merge import FileMergeCoordinator
+from ..engines._worker import report_from_snapshot
+from ..engines.base import BaseEngine, WorkerResult
+from ..engines.multiprocess import MultiProcessEngine
+from ..engines.slurm import SlurmEngine
+from ..engines.slurm._payload import PayloadStore
+from ..engines.slurm.task import shard_payload_name
+from ..errors import ConfigurationError, ZoopipeHPCError
+from ..manager import PipeManager
+from ..pipe import Pipe
+from ..progress import read_progress
+from ..report import PipeReport, PipeStatus
+from .config import JobConfig
+from .manifest import JobDirectory, JobState, Manifest, ShardRecord
+
+__all__ = [
+    "JobError",
+    "JobHandle",
+    "JobSummary",
+    "ShardStatus",
+    "finish_commit",
+    "finish_recover",
+    "list_jobs",
+    "open_job",
+    "submit",
+]
+
+log = logging.getLogger(__name__)
+
+ReportCallback = Callable[[PipeReport, list[PipeReport]], None]
+
+
+class JobError(ZoopipeHPCError):
+    """A job operation is not possible in the job's present state."""
+
+
+@dataclass(frozen=True)
+class ShardStatus:
+    """One line of ``zoopipe-hpc status``."""
+
+    index: int
+    state: str
+    rows: int
+    rows_per_second: float
+    errors: int
+    attempts: int
+    node: str
+    log: str
+    message: str
+
+
+@dataclass(frozen=True)
+class JobSummary:
+    """One line of ``zoopipe-hpc list``."""
+
+    path: Path
+    name: str
+    state: str
+    engine: str
+    shards: int
+    done: int
+    created: float
+
+
+def _shard_state(report: PipeReport) -> str:
+    return report.status.value
+
+
+class JobHandle:
+    """A job, known by its directory. Cheap to create; reads the manifest when asked."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.directory = JobDirectory(path)
+        self._engine: BaseEngine | None = None
+        self._merger: FileMergeCoordinator | None = None
+
+    @property
+    def path(self) -> Path:
+        return self.directory.path
+
+    def manifest(self) -> Manifest:
+        return self.directory.read()
+
+    def config(self) -> JobConfig:
+        return JobConfig.from_resolved(self.manifest().config)
+
+    # -- building the pieces from the directory -------------------------------------------
+
+    def _merger_for(self, manifest: Manifest) -> FileMergeCoordinator:
+        if self._merger is None:
+            config = JobConfig.from_resolved(manifest.config)
+            pipe = config.make_pipe()
+            self._merger = FileMergeCoordinator(
+                pipe.output_adapter,
+                len(manifest.shards),
+                pipe.error_output_adapter,
+                run_id=manifest.run_id,
+                job_dir=self.path,
+            )
+        return self._merger
+
+    def _slurm_engine(self, manifest: Manifest) -> SlurmEngine:
+        config = JobConfig.from_resolved(manifest.config)
+        return SlurmEngine(
+            folder=self.path.parent,
+            job_folder=self.path,
+            max_retries=config.engine.max_retries,
+            poll_interval=1.0,
+            on_submit=self._record_submission,
+            **config.engine.slurm_parameters(),
+        )
+
+    def _record_submission(self, array: str, indices: list[int]) -> None:
+        def change(m: Manifest) -> None:
+            m.arrays.append(array)
+            for task, index in enumerate(indices):
+                m.shards[index].submissions.append(f"{array}_{task}")
+                m.shards[index].state = "pending"
+            m.state = JobState.RUNNING
+
+        self.directory.update(change, what=f"submitted array {array} ({len(indices)} shards)")
+
+    def _attached_engine(self) -> BaseEngine:
+        """An engine watching this job's shards as they are now, submitting nothing."""
+        if self._engine is not None:
+            return self._engine
+        manifest = self.manifest()
+        if manifest.engine != "slurm":
+            raise JobError(
+                f"{self.path}: a local job cannot be watched from another process; "
+                f"use `zoopipe-hpc resume {self.path}` to finish it"
+            )
+        engine = self._slurm_engine(manifest)
+        engine.attach(self.path, [s.submissions for s in manifest.shards])
+        self._engine = engine
+        return engine
+
+    # -- reporting ---------------------------------------------------------------------------
+
+    def state(self) -> JobState:
+        return self.manifest().state
+
+    def shard_reports(self) -> list[PipeReport]:
+        """One report per shard: live where an engine watches it, else from the manifest."""
+        manifest = self.manifest()
+        reports = [_report_from_record(s, self.path / "progress") for s in manifest.shards]
+        engine = self._engine
+        if engine is None and manifest.engine == "slurm" and not manifest.state.is_final:
+            if any(s.submissions for s in manifest.shards):
+                engine = self._attached_engine()
+        if engine is not None:
+            for report in engine.pipe_reports:
+                reports[report.pipe_index] = report
+        return reports
+
+    def _results(self) -> list[WorkerResult]:
+        return [WorkerResult(r.pipe_index, r.status, r, r.message) for r in self.shard_reports()]
+
+    def report(self) -> PipeReport:
+        return PipeReport.aggregate(self.shard_reports())
+
+    def shard_status(self) -> list[ShardStatus]:
+        manifest = self.manifest()
+        rows = []
+        for record, report in zip(manifest.shards, self.shard_reports(), strict=True):
+            state = (
+                record.state if record.state in ("completed", "cancelled") else report.status.value
+            )
+            rows.append(
+                ShardStatus(
+                    index=record.index,
+                    state=state,
+                    rows=report.total_processed,
+                    rows_per_second=report.items_per_second,
+                    errors=report.error_count,
+                    attempts=len(record.submissions),
+                    node=report.host or report.extra.get("node", ""),
+                    log=report.extra.get("log", ""),
+                    message=report.message or record.message,
+                )
+            )
+        return rows
+
+    # -- driving -----------------------------------------------------------------------------
+
+    def wait(self, on_report: ReportCallback | None = None, poll: float = 1.0) -> bool:
+        """Watch until every shard is over, then commit (all succeeded) or mark the job failed.
+
+        A failed job keeps its staged parts: ``retry`` resubmits only the failed shards. For
+        a detached job the commit is Slurm's to do: this waits for the manifest to say so.
+        Returns True when the job is committed.
+        """
+        manifest = self.manifest()
+        if manifest.state.is_final:
+            return manifest.state is JobState.COMMITTED
+        if manifest.finish_jobs and manifest.engine == "slurm":
+            return self._wait_detached(on_report, poll)
+        if self._engine is None:
+            self._attached_engine()
+        while True:
+            reports = self.shard_reports()
+            if on_report is not None:
+                on_report(PipeReport.aggregate(reports), reports)
+            if all(r.is_finished for r in reports):
+                break
+            time.sleep(poll)
+        return self._conclude(self._results())
+
+    def _wait_detached(self, on_report: ReportCallback | None, poll: float) -> bool:
+        while True:
+            manifest = self.manifest()
+            if on_report is not None:
+                reports = self.shard_reports()
+                on_report(PipeReport.aggregate(reports), reports)
+            if manifest.state.is_final or manifest.state is JobState.FAILED:
+                return manifest.state is JobState.COMMITTED
+            time.sleep(poll)
+
+    def _conclude(self, results: list[WorkerResult]) -> bool:
+        """Record the shards' outcomes; commit if all succeeded. Idempotent."""
+        manifest = self.manifest()
+        if manifest.state.is_final:
+            return manifest.state is JobState.COMMITTED
+
+        def record(m: Manifest) -> None:
+            for result in results:
+                shard = m.shards[result.pipe_index]
+                shard.state = result.status.value
+                shard.attempt_id = result.report.attempt_id
+                shard.message = result.message
+
+        failed = [r for r in results if not r.succeeded]
+        if failed:
+            summary = "; ".join(f"shard {r.pipe_index}: {r.message}" for r in failed)
+
+            def fail(m: Manifest) -> None:
+                record(m)
+                m.state = JobState.FAILED
+                m.message = f"{len(failed)} of {len(results)} shards failed: {summary}"
+
+            self.directory.update(fail, what="shards failed; staged parts kept for retry")
+            log.error("job %s failed: %s", self.path.name, summary)
+            return False
+
+        def committing(m: Manifest) -> None:
+            record(m)
+            m.state = JobState.COMMITTING
+
+        manifest = self.directory.update(committing, what="all shards completed; committing")
+        try:
+            self._merger_for(manifest).on_finish(None, results)
+        except ZoopipeHPCError as exc:
+            reason = f"commit failed, targets untouched: {exc}"
+
+            def commit_failed(m: Manifest) -> None:
+                m.state = JobState.FAILED
+                m.message = reason
+
+            self.directory.update(commit_failed, what="commit failed")
+            log.error("job %s: commit failed: %s", self.path.name, exc)
+            return False
+
+        def committed(m: Manifest) -> None:
+            m.state = JobState.COMMITTED
+            m.message = ""
+
+        self.directory.update(committed, what="committed")
+        return True
+
+    def retry(self) -> list[int]:
+        """Resubmit only the shards that failed (one new array); returns their indices."""
+        manifest = self.manifest()
+        if manifest.state.is_final:
+            raise JobError(f"{self.path}: the job is {manifest.state.value}; nothing to retry")
+        failed = [s.index for s in manifest.shards if s.state in ("failed", "cancelled")]
+        if not failed:
+            raise JobError(f"{self.path}: no failed shard to retry (state {manifest.state.value})")
+        if manifest.engine == "slurm":
+            engine = self._attached_engine()
+            assert_slurm(engine).resubmit(failed)
+            self._add_finish_jobs_if_detached()
+        else:
+            self._run_local(failed)
+        return failed
+
+    def resume(self) -> list[int]:
+        """Reattach after the login-node process died; returns the shards submitted again.
+
+        Slurm: running and finished tasks keep going, nothing is submitted again. Local: shards
+        without a successful record are run again.
+        """
+        manifest = self.manifest()
+        if manifest.state.is_final:
+            return []
+        if manifest.engine == "slurm":
+            self._attached_engine()
+            return []
+        done = {s.index for s in manifest.shards if s.state == "completed"}
+        todo = [s.index for s in manifest.shards if s.index not in done]
+        if todo:
+            self._run_local(todo)
+        return todo
+
+    def cancel(self) -> None:
+        """Cancel the arrays and the finishing jobs, discard the staged parts."""
+        manifest = self.manifest()
+        if manifest.state.is_final:
+            raise JobError(f"{self.path}: the job is already {manifest.state.value}")
+        if manifest.engine == "slurm":
+            engine = assert_slurm(self._attached_engine())
+            ids = sorted(set(manifest.arrays) | set(manifest.finish_jobs.values()))
+            if ids:
+                engine.cli.run(["scancel", *ids])
+        self._merger_for(manifest).on_error(None, JobError("cancelled"))
+
+        def cancelled(m: Manifest) -> None:
+            m.state = JobState.CANCELLED
+            m.message = "cancelled by the user; staged parts discarded"
+
+        self.directory.update(cancelled, what="cancelled")
+
+    def roll_back(self, reason: str) -> None:
+        """Give up: discard the staged parts; the targets stay as they were."""
+        manifest = self.manifest()
+        if manifest.state.is_final:
+            return
+        self._merger_for(manifest).on_error(None, JobError(reason))
+
+        def rolled_back(m: Manifest) -> None:
+            m.state = JobState.ROLLED_BACK
+            m.message = reason
+
+        self.directory.update(rolled_back, what="rolled back")
+
+    # -- local engine ------------------------------------------------------------------------
+
+    def _run_local(self, indices: list[int]) -> None:
+        """Run these shards from their payloads in local processes, recording attempts."""
+        store = PayloadStore(self.path)
+        pipes = [store.load(shard_payload_name(i)) for i in indices]
+        engine = _LocalSubset(indices, self.path / "progress", self._record_local_attempts)
+        engine.start(pipes)
+        self._engine = engine
+
+    def _record_local_attempts(self, indices: list[int], attempts: list[str]) -> None:
+        def change(m: Manifest) -> None:
+            for index, attempt in zip(indices, attempts, strict=True):
+                m.shards[index].submissions.append(attempt)
+                m.shards[index].state = "running"
+            m.state = JobState.RUNNING
+
+        self.directory.update(change, what=f"local run of shards {indices}")
+
+    # -- detached ----------------------------------------------------------------------------
+
+    def _add_finish_jobs_if_detached(self) -> None:
+        if self.manifest().finish_jobs:
+            submit_finish_jobs(self)
+
+
+class _LocalSubset(MultiProcessEngine):
+    """MultiProcessEngine over some shards of a job, reporting under their job indices."""
+
+    def __init__(
+        self,
+        indices: list[int],
+        progress_dir: Path,
+        on_attempts: Callable[[list[int], list[str]], None],
+    ) -> None:
+        super().__init__(progress_dir=progress_dir)
+        self.indices = indices
+        self._on_attempts = on_attempts
+
+    def start(self, pipes: Sequence[Pipe]) -> None:
+        super().start(pipes)
+        self._on_attempts(self.indices, list(self._attempts))
+
+    @property
+    def pipe_reports(self) -> list[PipeReport]:
+        reports = super().pipe_reports
+        for report in reports:
+            report.pipe_index = self.indices[report.pipe_index]
+        return reports
+
+
+def assert_slurm(engine: BaseEngine) -> SlurmEngine:
+    if not isinstance(engine, SlurmEngine):
+        raise JobError("this operation needs the Slurm engine")
+    return engine
+
+
+def _report_from_record(record: ShardRecord, progress_dir: Path) -> PipeReport:
+    """A shard's report from the manifest, with its counters from its attempt's record."""
+    if record.attempt_id:
+        for path in progress_dir.glob(f"progress-*.{record.attempt_id}.rec"):
+            snapshot = read_progress(path, expected_attempt_id=record.attempt_id)
+            if snapshot is not None:
+                report = report_from_snapshot(record.index, snapshot)
+                report.extra = {"attempts": str(len(record.submissions))}
+                return report
+    status = {
+        "completed": PipeStatus.COMPLETED,
+        "failed": PipeStatus.FAILED,
+        "cancelled": PipeStatus.CANCELLED,
+        "running": PipeStatus.RUNNING,
+    }.get(record.state, PipeStatus.PENDING)
+    return PipeReport(
+        pipe_index=record.index,
+        status=status,
+        message=record.message,
+        attempt_id=record.attempt_id,
+        extra={"attempts": str(len(record.submissions))},
+    )
+
+
+# -- module functions -------------------------------------------------------------------------
+
+
+def submit(config: JobConfig, *, engine: str | None = None, detach: bool = False) -> JobHandle:
+    """Create the job directory, stage the shards and submit them; returns at once."""
+    kind = engine or config.engine.kind
+    if kind not in ("local", "slurm"):
+        raise ConfigurationError(f"engine must be 'local' or 'slurm', got {kind!r}")
+    if detach and kind != "slurm":
+        raise ConfigurationError(
+            "--detach needs the Slurm engine: with local processes, nothing would be left to "
+            "finish the job after this command returns"
+        )
+    run_id = new_run_id()
+    path = config.jobs_path() / f"{config.name}-{run_id}"
+    pipe = config.make_pipe()
+    manager = PipeManager.parallelize_pipe(
+        pipe, config.workers, engine=MultiProcessEngine(), run_id=run_id, job_dir=path
+    )
+    resolved = config.resolved()
+    resolved["engine"]["kind"] = kind
+    handle = JobHandle(path)
+    handle.directory.create(
+        Manifest(
+            job_id=path.name,
+            name=config.name,
+            engine=kind,
+            run_id=run_id,
+            config=resolved,
+            shards=[
+                ShardRecord(index=i, source=p.input_adapter.describe(), submissions=[])
+                for i, p in enumerate(manager.pipes)
+            ],
+            created=time.time(),
+        )
+    )
+    (path / "progress").mkdir(mode=0o700, exist_ok=True)
+    merger = _find_merger(manager)
+    handle._merger = merger
+    merger.on_start(None)
+    store = PayloadStore(path)
+    store.create()
+    for index, shard_pipe in enumerate(manager.pipes):
+        store.dump(shard_payload_name(index), shard_pipe)
+    if kind == "slurm":
+        slurm = handle._slurm_engine(handle.manifest())
+        handle._engine = slurm
+        slurm.start(manager.pipes)
+        if detach:
+            submit_finish_jobs(handle)
+    else:
+        handle._run_local(list(range(len(manager.pipes))))
+    return handle
+
+
+def _find_merger(manager: PipeManager) -> FileMergeCoordinator:
+    coordinators = getattr(manager.coordinator, "coordinators", [manager.coordinator])
+    for coordinator in coordinators:
+        if isinstance(coordinator, FileMergeCoordinator):
+            return coordinator
+    raise ConfigurationError("a job's outputs must be files that can be merged")
+
+
+def submit_finish_jobs(handle: JobHandle) -> dict[str, str]:
+    """Submit the commit step (afterok) and the recovery step (afternotok) as Slurm jobs.
+
+    They depend on the job's current arrays, so the target is committed, retried or rolled
+    back by Slurm itself, whether or not anyone is still logged in.
+    """
+    manifest = handle.manifest()
+    engine = assert_slurm(handle._attached_engine())
+    current = sorted({s.submissions[-1].split("_")[0] for s in manifest.shards if s.submissions})
+    deps = ":".join(current)
+    python = shlex.quote(sys.executable)
+    logs = handle.path / "logs"
+    jobs: dict[str, str] = {}
+    for step, condition in (("commit", "afterok"), ("recover", "afternotok")):
+        out = engine.cli.run(
+            [
+                "sbatch",
+                "--parsable",
+                f"--job-name={manifest.name}-{step}",
+                f"--dependency={condition}:{deps}",
+                "--kill-on-invalid-dep=yes",
+                "--time=00:30:00",
+                "--cpus-per-task=1",
+                "--mem=1G",
+                f"--output={logs}/{step}-%j.out",
+                f"--chdir={handle.path}",
+                f"--wrap={python} -m zoopipe_hpc.cli _{step} {shlex.quote(str(handle.path))}",
+            ]
+        )
+        jobs[step] = out.strip().split(";")[0]
+
+    def change(m: Manifest) -> None:
+        m.finish_jobs = jobs
+
+    handle.directory.update(change, what=f"finish jobs {jobs} after arrays {current}")
+    return jobs
+
+
+def open_job(path: str | os.PathLike[str]) -> JobHandle:
+    handle = JobHandle(path)
+    handle.manifest()  # refuses a missing or tampered manifest at once
+    return handle
+
+
+def list_jobs(jobs_dir: str | os.PathLike[str]) -> list[JobSummary]:
+    """Every job directory under ``jobs_dir``, newest first (unreadable ones are reported)."""
+    summaries = []
+    root = Path(jobs_dir)
+    if not root.is_dir():
+        return []
+    for path in sorted(root.iterdir(), reverse=True):
+        if not (path / JobDirectory.MANIFEST).exists():
+            continue
+        try:
+            m = JobDirectory(path).read()
+        except ZoopipeHPCError as exc:
+            summaries.append(JobSummary(path, path.name, f"unreadable: {exc}", "?", 0, 0, 0.0))
+            continue
+        done = sum(1 for s in m.shards if s.state == "completed")
+        summaries.append(
+            JobSummary(path, m.name, m.state.value, m.engine, len(m.shards), done, m.created)
+        )
+    return summaries
+
+
+def finish_commit(path: str | os.PathLike[str], timeout: float = 300.0) -> bool:
+    """The detached commit step (a Slurm job that runs once every task succeeded)."""
+    handle = open_job(path)
+    if handle.manifest().state.is_final:
+        return handle.manifest().state is JobState.COMMITTED
+    _wait_for_records(handle, timeout)
+    return handle._conclude(handle._results())
+
+
+def finish_recover(path: str | os.PathLike[str], timeout: float = 300.0) -> bool:
+    """The detached recovery step (a Slurm job that runs when a task failed).
+
+    Shards that may still be retried are resubmitted (with a new commit and recovery step);
+    otherwise the staged parts are discarded and the targets stay as they were.
+    """
+    handle = open_job(path)
+    manifest = handle.manifest()
+    if manifest.state.is_final:
+        return False
+    _wait_for_records(handle, timeout)
+    results = handle._results()
+    failed = [r for r in results if not r.succeeded]
+    if not failed:
+        return handle._conclude(results)
+    handle._conclude(results)  # records the failures; state FAILED
+    max_retries = JobConfig.from_resolved(manifest.config).engine.max_retries
+    manifest = handle.manifest()
+    retriable = [s.index for s in manifest.shards if s.state == "failed"]
+    if retriable and all(len(manifest.shards[i].submissions) <= max_retries for i in retriable):
+        handle.retry()
+        return False
+    handle.roll_back(manifest.message or "a shard failed")
+    return False
+
+
+def _wait_for_records(handle: JobHandle, timeout: float) -> None:
+    """Slurm says the tasks are over; give their last records time to reach this node."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all(r.is_finished for r in handle.shard_reports()):
+            return
+        time.sleep(1.0)
