@@ -6,7 +6,7 @@ import logging
 import os
 from collections.abc import Callable, Sequence
 from types import TracebackType
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
 from .adapters.base import BaseOutputAdapter
 from .coordinators.base import BaseCoordinator, CompositeCoordinator
@@ -17,6 +17,9 @@ from .errors import ConfigurationError, ShardFailedError, ZoopipeHPCError
 from .executors import BatchExecutor
 from .pipe import Pipe
 from .report import PipeReport
+
+if TYPE_CHECKING:
+    from .progress.display import ProgressDisplay
 
 __all__ = ["PipeManager"]
 
@@ -146,25 +149,41 @@ class PipeManager:
         merge: bool = True,
         timeout: float | None = None,
         on_report_update: ReportCallback | None = None,
+        progress: bool | None = None,
     ) -> bool:
         """Start (if needed), wait, then commit or roll back; True only if everything committed.
 
         ``timeout``: past it, the pipes are stopped and everything is rolled back (returns
         False). ``merge=False`` skips the coordinators' ``on_finish`` (the parts stay staged).
         ``on_report_update`` is called with the aggregate report while waiting.
+        ``progress``: ``None`` (default) shows a progress widget in a Jupyter notebook and
+        nothing elsewhere; ``True`` also shows a live bar on a terminal's stderr; ``False``
+        shows nothing.
         """
         if not self._started or self._outcome is not None:
             self.start()
         if not wait:
             return True
+        display = _progress_display(progress)
+        callback = on_report_update
+        if display is not None:
+
+            def callback(report: PipeReport) -> None:
+                display.update(report, self.pipe_reports)
+                if on_report_update is not None:
+                    on_report_update(report)
+
         try:
-            finished = self._wait_with_updates(timeout, on_report_update)
+            finished = self._wait_with_updates(timeout, callback)
         except KeyboardInterrupt:
             # Ctrl-C on a login node or in a notebook: stop the workers (scancel on Slurm)
             # and roll back before giving control back.
             log.warning("interrupted: stopping the pipes and rolling back")
             self.shutdown()
             raise
+        finally:
+            if display is not None:
+                display.close(self.report)
         if not finished:
             self.engine.shutdown()
             self._fail(ShardFailedError(f"timed out after {timeout} s", failures={}))
@@ -297,6 +316,14 @@ class PipeManager:
     def __repr__(self) -> str:
         state = "running" if self.is_running else ("idle" if not self._started else "done")
         return f"PipeManager({len(self._pipes)} pipes, {type(self.engine).__name__}, {state})"
+
+
+def _progress_display(progress: bool | None) -> ProgressDisplay | None:
+    from .progress.display import auto_display, in_notebook
+
+    if progress is False or (progress is None and not in_notebook()):
+        return None
+    return auto_display()
 
 
 def _numbered(adapter: BaseOutputAdapter, index: int) -> BaseOutputAdapter:

@@ -64,6 +64,21 @@ HTML_CELL = textwrap.dedent(
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
+RUN_CELL = textwrap.dedent(
+    """
+    from pydantic import BaseModel
+    from zoopipe_hpc import CSVInputAdapter, JSONOutputAdapter, Pipe, PipeManager
+
+    class Row(BaseModel):
+        id: int
+
+    with open("rows.csv", "w") as f:
+        f.write("id\\n" + "".join(f"{i}\\n" for i in range(2000)))
+    pipe = Pipe(CSVInputAdapter("rows.csv"), JSONOutputAdapter("rows.jsonl"), Row)
+    print("RUN", PipeManager.parallelize_pipe(pipe, workers=2).run())
+    """
+)
+
 
 def _have_notebook_stack() -> bool:
     names = ("nbclient", "nbformat", "ipykernel", "ipywidgets")
@@ -106,6 +121,7 @@ def test_notebook_progress_in_a_real_kernel(
         nbformat.v4.new_code_cell(NOTEBOOK_CODE),
         nbformat.v4.new_code_cell(WIDGET_CELL),
         nbformat.v4.new_code_cell(HTML_CELL),
+        nbformat.v4.new_code_cell(RUN_CELL),
     ]
     nb.metadata["kernelspec"] = {
         "name": "python3",
@@ -141,6 +157,11 @@ def test_notebook_progress_in_a_real_kernel(
     assert "<progress" in markup
     assert 'data-state="danger"' in markup
     assert "FAILED" in markup and "disk full" in markup and "1 failed" in markup
+    # PipeManager.run() in a notebook shows the widget by itself, and prints no lines
+    run_outputs = executed.cells[3].outputs
+    assert [o for o in run_outputs if WIDGET_VIEW in o.get("data", {})], run_outputs
+    run_text = "".join(o.get("text", "") for o in run_outputs if o.output_type == "stream")
+    assert run_text.strip() == "RUN True", run_outputs
     # the notebook stores the widget state, so the saved file shows the bar too
     state = executed.metadata.get("widgets", {})
     assert "application/vnd.jupyter.widget-state+json" in state
