@@ -18,6 +18,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml  # type: ignore[import-untyped, unused-ignore]
+
 from .._atomic import new_run_id
 from ..coordinators.file_merge import FileMergeCoordinator
 from ..engines._worker import report_from_snapshot
@@ -471,6 +473,9 @@ def submit(config: JobConfig, *, engine: str | None = None, detach: bool = False
         )
     )
     (path / "progress").mkdir(mode=0o700, exist_ok=True)
+    # For people: the config as resolved (extends applied, absolute paths). The manifest's
+    # checksummed copy is the one zoopipe-hpc reads.
+    (path / "job.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
     merger = _find_merger(manager)
     handle._merger = merger
     merger.on_start(None)
