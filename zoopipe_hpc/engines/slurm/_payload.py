@@ -8,6 +8,7 @@ code, so a payload anyone else could have replaced is refused, with the reason.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import importlib
@@ -57,6 +58,14 @@ def _check_private(path: Path, *, what: str) -> None:
         )
 
 
+@functools.cache
+def _installed_roots() -> tuple[str, ...]:
+    """Folders of the standard library and of installed packages (absolute)."""
+    paths = sysconfig.get_paths()
+    keys = ("stdlib", "platstdlib", "purelib", "platlib")
+    return tuple(sorted({os.path.abspath(paths[k]) for k in keys}))
+
+
 def _user_modules(obj: Any) -> list[ModuleType]:
     """Modules of the user's own code that a compute node may not be able to import.
 
@@ -64,7 +73,7 @@ def _user_modules(obj: Any) -> list[ModuleType]:
     user's script (not installed in site-packages, not the standard library) is registered to
     travel by value too.
     """
-    roots = {sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")}
+    roots = _installed_roots()
     candidates: set[str] = set()
     model = getattr(obj, "schema_model", None)
     for item in (model, obj):
@@ -79,7 +88,7 @@ def _user_modules(obj: Any) -> list[ModuleType]:
         path = getattr(module, "__file__", None)
         if module is None or path is None:
             continue
-        if any(os.path.abspath(path).startswith(os.path.abspath(root)) for root in roots):
+        if any(os.path.abspath(path).startswith(root) for root in roots):
             continue
         modules.append(module)
     return modules

@@ -229,7 +229,7 @@ class SlurmEngine(BaseEngine):
                 if not match:
                     continue
                 index = int(match.group("index"))
-                if index >= len(self._shards):
+                if index >= len(self._shards) or self._shards[index].final is not None:
                     continue
                 attempt = match.group("attempt")
                 prefix = self._shards[index].attempt_prefix
@@ -247,7 +247,7 @@ class SlurmEngine(BaseEngine):
 
     def _shard_report(self, shard: _Shard) -> PipeReport:
         if shard.final is not None:
-            return shard.final.copy()
+            return shard.final  # settled: shared, not copied on every poll (treat as read-only)
         snapshot = shard.reader.poll() if shard.reader is not None else None
         report = report_from_snapshot(shard.index, snapshot)
         report.extra = self._extra(shard)
@@ -302,9 +302,12 @@ class SlurmEngine(BaseEngine):
                 continue
             outcome.extra = self._extra(shard)
             shard.final = outcome
+            reports[shard.index] = outcome
         if retry:
             self._submit(retry)
-        return [self._shard_report(s) for s in self._shards]
+            for index in retry:
+                reports[index] = self._shard_report(self._shards[index])
+        return reports
 
     def _needs_slurm(self, shard: _Shard, now: float) -> bool:
         """Only Slurm can tell what became of a task whose record is missing, stale or failed.
