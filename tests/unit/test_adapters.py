@@ -218,3 +218,11 @@ def test_an_empty_parquet_shard_splits_into_empty_shards(tmp_path: Path):
     pq.write_table(pa.table({"id": list(range(4))}), path, row_group_size=2)
     empty = ParquetInputAdapter(path).split(3)[2]
     assert [records(s) for s in empty.split(2)] == [[], []]
+
+
+def test_a_cut_on_a_record_start_keeps_shards_balanced(tmp_path: Path):
+    path = tmp_path / "in.csv"
+    path.write_text("id\n0\n1\n2\n3\n")
+    assert [len(records(s)) for s in CSVInputAdapter(path).split(4)] == [1, 1, 1, 1]
+    path.write_text('id,x\n0,"a\nb"\n1,c\n2,d\n3,e\n')
+    assert [len(records(s)) for s in CSVInputAdapter(path).split(4)] == [1, 1, 1, 1]

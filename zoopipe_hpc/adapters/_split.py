@@ -136,6 +136,13 @@ def _skip_quoted_then_find(f: BinaryIO, pos: int, limit: int, quote: bytes) -> i
     return limit
 
 
+def _after_line_feed(f: BinaryIO, pos: int) -> bool:
+    if pos <= 0:
+        return False
+    f.seek(pos - 1)
+    return f.read(1) == b"\n"
+
+
 def _parity_cut(
     f: BinaryIO, position: int, target: int, limit: int, quote: bytes | None, universal: bool
 ) -> tuple[int, int]:
@@ -148,6 +155,8 @@ def _parity_cut(
     if quote and odd:
         # ``target`` is inside a quoted field: the field's closing quote comes first.
         boundary = _skip_quoted_then_find(f, target, limit, quote)
+    elif _after_line_feed(f, target):
+        boundary = target  # ``target`` already starts a record: cut there, not one record on
     else:
         boundary = _find_record_end(f, target, limit, quote)
     _, more, _ = _scan(f, target, boundary, None, universal, cr_before)
@@ -190,6 +199,8 @@ class _LenientScanner:
             # ``target`` is inside the quoted field opened at ``scanned.end()``.
             field = self.field.match(buf, scanned.end(), limit)
             target = field.end() if field is not None else limit
+        elif target > position and buf[target - 1 : target] == b"\n":
+            return target  # outside quotes, just after a line feed: a record starts here
         return self.record_end(target, limit)
 
     def record_end(self, pos: int, limit: int, field_start: bool = False) -> int:
