@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
@@ -194,8 +195,6 @@ class PipeManager:
     def _wait_with_updates(self, timeout: float | None, callback: ReportCallback | None) -> bool:
         if callback is None:
             return self.engine.wait(timeout)
-        import time
-
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             step = 0.5 if deadline is None else max(0.0, min(0.5, deadline - time.monotonic()))
