@@ -3,6 +3,7 @@
     python benchmarks/throughput.py                # 1M rows (about 2-4 minutes)
     python benchmarks/throughput.py --quick        # 50k rows, RSS pair 50k / 200k (smoke test)
     python benchmarks/throughput.py --json out.json
+    python benchmarks/throughput.py --columnar-table   # fast path: clean and 2 % dirty input
 
 Every measurement runs in a fresh child process (this script again, with ``--child``), so the
 memory and caches of one run do not leak into the next; the parent only generates the data,
@@ -239,6 +240,8 @@ class Case:
     workers: int
     rows: int
     source: Path
+    invalid: int = 0  # rows of the input that are invalid (dirty inputs)
+    columnar: bool = True  # False: zoopipe_hpc with ZOOPIPE_HPC_COLUMNAR=0 (the row path)
 
     @property
     def label(self) -> str:
@@ -274,8 +277,11 @@ def measure(case: Case, work_dir: Path, timeout: float) -> dict[str, Any]:
         "--out-dir",
         str(out_dir),
     ]
+    env = None
+    if not case.columnar:
+        env = {**os.environ, "ZOOPIPE_HPC_COLUMNAR": "0"}
     try:
-        child: ChildResult = run_child(argv, timeout=timeout)
+        child: ChildResult = run_child(argv, timeout=timeout, env=env)
     finally:
         shutil.rmtree(out_dir, ignore_errors=True)
     report = child.report or {}
@@ -312,10 +318,13 @@ def measure(case: Case, work_dir: Path, timeout: float) -> dict[str, Any]:
     cpu = report.get("cpu_seconds")
     result["rows_per_cpu_s"] = case.rows / cpu if cpu else None
     problems = []
-    if report.get("success") is not None and report["success"] != case.rows:
-        problems.append(f"validated {report['success']:,} of {case.rows:,} rows")
-    if report.get("output_rows") is not None and report["output_rows"] != case.rows:
-        problems.append(f"wrote {report['output_rows']:,} of {case.rows:,} rows")
+    valid = case.rows - case.invalid
+    if report.get("success") is not None and report["success"] != valid:
+        problems.append(f"validated {report['success']:,} of {valid:,} valid rows")
+    if report.get("errors") is not None and report["errors"] != case.invalid:
+        problems.append(f"found {report['errors']:,} of {case.invalid:,} invalid rows")
+    if report.get("output_rows") is not None and report["output_rows"] != valid:
+        problems.append(f"wrote {report['output_rows']:,} of {valid:,} valid rows")
     if report.get("output_rows") is None:
         problems.append("no output")
     if problems:
@@ -376,6 +385,8 @@ def parent_main(args: argparse.Namespace) -> int:
     else:
         rss_rows = (rows, 4 * rows)
     data_dir = Path(args.data_dir).resolve()
+    if args.columnar_table:
+        return columnar_main(args, rows, data_dir)
 
     # -- data -----------------------------------------------------------------------------------
     sources: dict[int, Path] = {}
@@ -474,6 +485,120 @@ def parent_main(args: argparse.Namespace) -> int:
         )
         return 1
     return 0
+
+
+# ==============================================================================================
+# --columnar-table: the columnar fast path, clean and 2 % dirty input, one worker
+# ==============================================================================================
+
+#: Every 50th record of the dirty input has an id that is not an integer (2 %).
+DIRTY_EVERY = 50
+
+
+def ensure_dirty_csv(clean: Path) -> tuple[Path, int]:
+    """A copy of ``clean`` with every 50th record's id made invalid; (path, invalid rows)."""
+    path = clean.with_name(f"{clean.stem}-dirty{DIRTY_EVERY}.csv")
+    invalid = 0
+    with open(clean, encoding="utf-8", newline="") as f:
+        header = f.readline()
+        if path.exists():
+            for index, _ in enumerate(f):
+                invalid += index % DIRTY_EVERY == DIRTY_EVERY // 3
+            return path, invalid
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "w", encoding="utf-8", newline="") as out:
+            out.write(header)
+            for index, line in enumerate(f):
+                if index % DIRTY_EVERY == DIRTY_EVERY // 3:
+                    line = "x" + line  # "x123,..." is not an int, for anyone
+                    invalid += 1
+                out.write(line)
+        os.replace(tmp, path)
+    return path, invalid
+
+
+def columnar_main(args: argparse.Namespace, rows: int, data_dir: Path) -> int:
+    """Clean and 2 %-dirty CSV to Parquet and JSON Lines, one worker: zoopipe_hpc with the
+    columnar fast path, zoopipe_hpc on the row path, ZooPipe, and plain pyarrow."""
+    began = time.perf_counter()
+    clean = ensure_people_csv(rows, data_dir, seed=args.seed)
+    dirty, invalid = ensure_dirty_csv(clean)
+    if args.no_zoopipe:
+        have_zoopipe, zoopipe_note = False, "zoopipe skipped (--no-zoopipe)"
+    else:
+        have_zoopipe, zoopipe_note = zoopipe_status(args.timeout)
+    inputs = [("clean", clean, 0), (f"{100 / DIRTY_EVERY:g}% dirty", dirty, invalid)]
+    work_dir = Path(tempfile.mkdtemp(prefix="run-", dir=data_dir))
+    results: list[dict[str, Any]] = []
+    try:
+        cases: list[tuple[str, Case]] = [("clean", Case(PYARROW, "parquet", 1, rows, clean))]
+        for name, source, bad in inputs:
+            for output in OUTPUTS:
+                cases.append((name, Case(HPC, output, 1, rows, source, bad)))
+                cases.append((name, Case(HPC, output, 1, rows, source, bad, columnar=False)))
+                if have_zoopipe:
+                    cases.append((name, Case(ZOOPIPE, output, 1, rows, source, bad)))
+        runs: dict[tuple[str, str, str, bool], list[dict[str, Any]]] = {}
+        for _ in range(args.repeat):
+            for name, case in cases:
+                warm_file(case.source)
+                what = case.label + ("" if case.columnar else " [row path]")
+                _progress(f"{name}: {what}, {case.rows:,} rows ...")
+                result = measure(case, work_dir, args.timeout)
+                _progress(f"    {describe_result(result)}")
+                result["input"] = name
+                result["columnar"] = case.columnar
+                key = (name, case.engine, case.output, case.columnar)
+                runs.setdefault(key, []).append(result)
+        results = [best_of(v) for v in runs.values()]
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
+    index = {(r["input"], r["engine"], r["output"], r["columnar"]): r for r in results}
+    limit = index.get(("clean", PYARROW, "parquet", True), {}).get("rows_per_s")
+    table = []
+    for r in results:
+        zoo = index.get((r["input"], ZOOPIPE, r["output"], True))
+        run = r["label"] + ("" if r["columnar"] or r["engine"] != HPC else " [row path]")
+        table.append(
+            [
+                r["input"],
+                run,
+                f"{r['seconds']:.2f}" if r.get("seconds") is not None else "n/a",
+                fmt_rate(r["rows_per_s"]),
+                fmt_ratio(ratio(r["rows_per_s"], zoo["rows_per_s"] if zoo else None))
+                if r["engine"] == HPC
+                else "",
+                fmt_ratio(ratio(limit, r["rows_per_s"])) if r["engine"] != PYARROW else "",
+                fmt_mib(r["peak_rss_bytes"]),
+                "" if r["ok"] else f"FAILED: {r['error']}",
+            ]
+        )
+    env = environment()
+    print()
+    print(
+        f"columnar fast path: {rows:,}-row CSV, 4-field model, one worker "
+        f"(dirty: {invalid:,} invalid rows); pyarrow baseline: clean input, no validation"
+    )
+    versions = ", ".join(f"{k} {v or 'not installed'}" for k, v in env["versions"].items())
+    print(f"machine: {env['usable_cpus'] or env['cpu_count']} CPUs, {versions}")
+    if zoopipe_note:
+        print(f"NOTE: {zoopipe_note}")
+    print()
+    print(
+        format_table(
+            ["input", "run", "seconds", "rows/s", "hpc/zoopipe", "pyarrow/this", "peak MiB", ""],
+            table,
+            align="llrrrrrl",
+        )
+    )
+    print(f"\ntotal benchmark time: {time.perf_counter() - began:.1f} s")
+    if args.json:
+        out = Path(args.json)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        payload = {"benchmark": "columnar", "rows": rows, "invalid": invalid, "runs": results}
+        out.write_text(json.dumps(payload, indent=2, default=str) + "\n", encoding="utf-8")
+    failed = [r for r in results if r["engine"] != ZOOPIPE and not r["ok"]]
+    return 1 if failed else 0
 
 
 def _loadavg() -> list[float] | None:
@@ -747,6 +872,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="seconds before one measurement is killed (default 1800)",
     )
     parser.add_argument("--no-zoopipe", action="store_true", help="skip the zoopipe rows")
+    parser.add_argument(
+        "--columnar-table",
+        action="store_true",
+        help="only the columnar table: clean and 2%% dirty input, one worker, zoopipe_hpc "
+        "(fast path and row path) vs zoopipe vs plain pyarrow",
+    )
     parser.add_argument(
         "--rss-hpc-only",
         action="store_true",

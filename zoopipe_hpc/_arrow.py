@@ -57,8 +57,16 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
+class RawJSON(str):
+    """A row already serialized, exactly as :func:`to_json` would write it."""
+
+    __slots__ = ()
+
+
 def to_json(value: Any) -> str:
     """JSON text of a row (UTF-8 kept as is; NaN and infinities as Python's json writes them)."""
+    if type(value) is RawJSON:
+        return value
     text: str = pydantic_core.to_json(
         value, fallback=_json_default, inf_nan_mode="constants", timedelta_mode="float"
     ).decode("utf-8")
@@ -130,7 +138,14 @@ def _converter(arrow_type: pa.DataType) -> Callable[[Any], Any] | None:
 
 
 def rows_to_table(rows: Sequence[dict[str, Any]], schema: pa.Schema | None) -> pa.Table:
-    """Build a table from ``rows``; with a schema, every column is converted to its type."""
+    """Build a table from ``rows``; with a schema, every column is converted to its type.
+
+    ``rows`` may also be a table already (from the columnar fast path): it is cast if needed.
+    """
+    if isinstance(rows, pa.Table):
+        if schema is None or rows.schema.equals(schema):
+            return rows
+        return rows.cast(schema)
     if schema is None:
         return pa.Table.from_pylist(list(rows))
     try:
@@ -159,3 +174,107 @@ def error_rows(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         }
         for r in records
     ]
+
+
+_PLAIN_FLOAT = r"^-?(0|[1-9][0-9]{0,14})\.[0-9]{1,17}$"
+_CONTROL = "[\x00-\x1f]"
+_ESCAPED = '[\x00-\x1f"\\\\]'
+
+
+class _Quoted:
+    """Escaped text without nulls, to be written between quotes."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: pa.Array) -> None:
+        self.text = text
+
+
+def _json_column(column: pa.Array) -> pa.Array | _Quoted | None:
+    """Each value's JSON text, as :func:`to_json` writes it; None when not sure of the form."""
+    import pyarrow.compute as pc
+
+    typ = column.type
+    if pa.types.is_int64(typ):
+        return pc.fill_null(column.cast(pa.string()), "null")
+    if pa.types.is_boolean(typ):
+        return pc.fill_null(pc.if_else(column, "true", "false"), "null")
+    if pa.types.is_string(typ):
+        text = column
+        if pc.any(pc.match_substring_regex(column, _ESCAPED)).as_py():
+            if pc.any(pc.match_substring_regex(column, _CONTROL)).as_py():
+                return None
+            text = pc.replace_substring(text, "\\", "\\\\")
+            text = pc.replace_substring(text, '"', '\\"')
+        if not text.null_count:
+            return _Quoted(text)  # the quotes go into the literal parts around it
+        return pc.fill_null(pc.binary_join_element_wise('"', text, '"', ""), "null")
+    if pa.types.is_float64(typ):
+        # Both pyarrow and pydantic-core write the shortest text that reads back as the same
+        # double; in plain decimal form (no exponent, at most 15 integer digits) the two texts
+        # are the same. Other values take pydantic-core's own text.
+        text = column.cast(pa.string())
+        plain = pc.fill_null(pc.match_substring_regex(text, _PLAIN_FLOAT), False)
+        if not pc.all(plain).as_py():
+            others = pc.invert(plain)
+            theirs = _pydantic_json(column.filter(others))
+            text = pc.replace_with_mask(text, others, theirs)
+        return pc.fill_null(text, "null")
+    if pa.types.is_date32(typ) or typ == pa.timestamp("us"):
+        return _pydantic_json(column)
+    return None
+
+
+def _pydantic_json(column: pa.Array) -> pa.Array:
+    """pydantic-core's JSON text of each value (forms without commas), in one call."""
+    values = column.to_pylist()
+    if not values:
+        return pa.array([], pa.string())
+    text = pydantic_core.to_json(values, inf_nan_mode="constants").decode("utf-8")
+    return pa.array(text[1:-1].split(","), pa.string())
+
+
+def json_rows(table: pa.Table, end: str = "") -> pa.Array | None:
+    """The rows of ``table`` as JSON objects, built column by column; None if a type is not
+    covered (the caller then serializes row dicts)."""
+    import pyarrow.compute as pc
+
+    if not table.num_rows:
+        return pa.array([], pa.string())
+    parts: list[Any] = []
+    for index, field in enumerate(table.schema):
+        column = table.column(index).combine_chunks()
+        text = _json_column(column)
+        if text is None:
+            return None
+        key = pydantic_core.to_json(field.name).decode("utf-8")
+        literal = ("{" if index == 0 else ",") + key + ":"
+        if isinstance(text, _Quoted):
+            parts.append(literal + '"')
+            parts.append(text.text)
+            parts.append('"')
+        else:
+            parts.append(literal)
+            parts.append(text)
+    if not parts:
+        return None
+    parts.append("}" + end)
+    # Adjacent literal parts are merged: fewer inputs to join.
+    merged: list[Any] = []
+    for part in parts:
+        if isinstance(part, str) and merged and isinstance(merged[-1], str):
+            merged[-1] += part
+        else:
+            merged.append(part)
+    parts = merged
+    return pc.binary_join_element_wise(*parts, "")
+
+
+def joined_lines(lines: pa.Array, start: int, stop: int) -> RawJSON:
+    """Lines ``[start, stop)`` of ``json_rows(table, "\\n")`` as one text, without the last
+    newline (a JSON Lines sink adds one after each item it writes); read straight from the
+    array's data buffer."""
+    _, offset_buffer, data = lines.buffers()
+    offsets = memoryview(offset_buffer).cast("i")  # int32 offsets of a string array
+    first, last = offsets[lines.offset + start], offsets[lines.offset + stop]
+    return RawJSON(str(memoryview(data)[first : last - 1], "utf-8"))

@@ -114,6 +114,7 @@ class PipeManager:
                 schema_model=pipe.schema_model,
                 error_output_adapter=errors,
                 executor=executor or pipe.executor,
+                columnar=pipe.columnar,
             )
             for shard, (output, errors) in zip(shards, outputs, strict=True)
         ]

@@ -120,3 +120,14 @@ def test_parquet_output_uses_the_model_types(tmp_path: Path):
     assert table.column("color").to_pylist() == ["red", "blue"]
     assert table.column("ok").to_pylist() == [True, False]
     assert table.column("when").to_pylist()[0] == dt.date(2024, 1, 2)
+
+
+def test_parallelize_pipe_keeps_the_columnar_switch(tmp_path: Path):
+    from zoopipe_hpc import PipeManager
+
+    source = write_csv(tmp_path / "in.csv", users(10))
+    pipe = Pipe(
+        CSVInputAdapter(source), JSONOutputAdapter(tmp_path / "o.jsonl"), User, columnar=False
+    )
+    manager = PipeManager.parallelize_pipe(pipe, workers=2)
+    assert [p.columnar for p in manager.pipes] == [False, False]

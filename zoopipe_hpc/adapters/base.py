@@ -5,12 +5,12 @@ from __future__ import annotations
 import abc
 import os
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
+from .._arrow import joined_lines, json_rows, rows_to_table
 from .._atomic import StagingArea
 from ..errors import ConfigurationError
 
@@ -24,11 +24,14 @@ __all__ = [
 Record = dict[str, Any]
 
 
+#: Output formats whose sinks take a pyarrow table in place of rows (see ``rows_to_table``).
+_TABLE_FORMATS = ("parquet", "csv")
+
+
 def _no_line(index: int) -> int | None:
     return None
 
 
-@dataclass
 class InputBatch:
     """A bounded slice of an input: its records in order, plus what could not be parsed.
 
@@ -36,15 +39,45 @@ class InputBatch:
     that is not a record at all (a CSV row with the wrong number of fields, a line that is not
     JSON); ``locate(i)`` gives the 1-based line of ``records[i]`` in the source, where the format
     has lines.
+
+    Adapters that read through pyarrow may give the batch as ``table`` instead: ``records`` is
+    then made from it on first use only (the columnar fast path works on the table itself).
     """
 
-    records: list[Record]
-    source: str
-    malformed: list[Record] = field(default_factory=list)
-    locate: Callable[[int], int | None] = _no_line
+    def __init__(
+        self,
+        records: list[Record] | None = None,
+        source: str = "",
+        malformed: list[Record] | None = None,
+        locate: Callable[[int], int | None] = _no_line,
+        table: pa.Table | None = None,
+    ) -> None:
+        self._records = records
+        self.source = source
+        self.malformed: list[Record] = malformed if malformed is not None else []
+        self.locate = locate
+        self.table = table
+
+    @property
+    def records(self) -> list[Record]:
+        if self._records is None:
+            rows: list[Record] = self.table.to_pylist() if self.table is not None else []
+            self._records = rows
+        return self._records
+
+    @records.setter
+    def records(self, value: list[Record]) -> None:
+        self._records = value
 
     def __len__(self) -> int:
+        if self._records is None and self.table is not None:
+            return int(self.table.num_rows)
         return len(self.records)
+
+    def __repr__(self) -> str:
+        return (
+            f"InputBatch({len(self)} records from {self.source!r}, {len(self.malformed)} malformed)"
+        )
 
 
 class BaseInputAdapter(abc.ABC):
@@ -86,6 +119,23 @@ class OutputWriter(abc.ABC):
 
     @abc.abstractmethod
     def write(self, rows: Sequence[Record]) -> None: ...
+
+    def write_table(
+        self, table: pa.Table, rows: Sequence[Record] = (), order: pa.Array | None = None
+    ) -> None:
+        """Write the rows of ``table`` (of the output's schema), merged with ``rows``.
+
+        With ``rows``, row ``i`` written is row ``order[i]`` of the table's rows followed by
+        ``rows``; ``rows`` keep their Python values until the sink converts them, exactly as
+        :meth:`write` would.
+        """
+        merged = table.to_pylist() if table.num_rows else []
+        if rows:
+            merged.extend(rows)
+            if order is not None:
+                merged = [merged[i] for i in order.to_pylist()]
+        if merged:
+            self.write(merged)
 
     @abc.abstractmethod
     def commit(self) -> Path:
@@ -198,6 +248,25 @@ class _StagedWriter(OutputWriter):
         if rows:
             self._sink.write(rows)
 
+    def write_table(
+        self, table: pa.Table, rows: Sequence[Record] = (), order: pa.Array | None = None
+    ) -> None:
+        if self._adapter.format not in _TABLE_FORMATS:
+            if self._adapter.format == "jsonl":
+                texts = json_rows(table, "\n")
+                if texts is not None:
+                    self.write(_jsonl_items(texts, rows, order))
+                    return
+            super().write_table(table, rows, order)
+            return
+        # These sinks turn rows into a table first (rows_to_table), which passes a table on.
+        if rows:
+            table = pa.concat_tables([table, rows_to_table(rows, table.schema)])
+            if order is not None:
+                table = table.take(order)
+        if table.num_rows:
+            self._sink.write(table)
+
     def commit(self) -> Path:
         if self._done:
             raise RuntimeError("output already committed or aborted")
@@ -223,3 +292,25 @@ class _StagedWriter(OutputWriter):
         self._temp.unlink(missing_ok=True)
         if self._owns_staging:
             self._staging.discard()
+
+
+def _jsonl_items(texts: pa.Array, rows: Sequence[Record], order: pa.Array | None) -> list[Any]:
+    """What a JSON Lines sink writes (each item's JSON text and a newline), in output order:
+    runs of rows serialized column by column as one text each, rows from pydantic as they are.
+    """
+    n = len(texts)
+    if not rows or order is None:
+        return [joined_lines(texts, 0, n)] if n else list(rows)
+    items: list[Any] = []
+    start = done = 0  # fast rows [start, done) wait to be written as one text
+    for index in order.to_pylist():
+        if index < n:
+            done = index + 1
+            continue
+        if done > start:
+            items.append(joined_lines(texts, start, done))
+            start = done
+        items.append(rows[index - n])
+    if n > start:
+        items.append(joined_lines(texts, start, n))
+    return items

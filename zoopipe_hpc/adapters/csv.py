@@ -237,28 +237,28 @@ class CSVInputAdapter(BaseInputAdapter):
                     break
                 except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
                     raise InputError(f"cannot parse CSV: {exc}", path=self.source) from exc
-                records: list[Record] = table.to_pylist()
+                rows = table.num_rows
                 # pyarrow reports malformed rows as it parses, possibly a block ahead: give
                 # each batch those whose row number falls among its rows.
                 malformed_rows.sort()
                 mine: list[tuple[int, int, int, str]] = []
                 row, count = next_row, 0
-                while count < len(records):
+                while count < rows:
                     if malformed_rows and malformed_rows[0][0] - 2 == row:
                         mine.append(malformed_rows.pop(0))
                     else:
                         count += 1
                     row += 1
-                yield self._batch(records, mine, next_row, locator)
+                yield self._batch(pa.Table.from_batches([table]), mine, next_row, locator)
                 next_row = row
             if malformed_rows:
-                yield self._batch([], sorted(malformed_rows), next_row, locator)
+                yield self._batch(None, sorted(malformed_rows), next_row, locator)
         finally:
             stream.close()
 
     def _batch(
         self,
-        records: list[Record],
+        table: pa.Table | None,
         bad: list[tuple[int, int, int, str]],
         rows_before: int,
         locator: _LineLocator,
@@ -288,7 +288,13 @@ class CSVInputAdapter(BaseInputAdapter):
                     row += 1
             return locator.line_of(row)
 
-        return InputBatch(records=records, source=self.source, malformed=malformed, locate=locate)
+        return InputBatch(
+            records=None if table is not None else [],
+            source=self.source,
+            malformed=malformed,
+            locate=locate,
+            table=table,
+        )
 
 
 class _CSVSink(_FileSink):

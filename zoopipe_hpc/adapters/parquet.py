@@ -94,7 +94,7 @@ class ParquetInputAdapter(BaseInputAdapter):
                     raise InputError(
                         f"cannot read Parquet data (truncated or corrupt?): {exc}", path=self.source
                     ) from exc
-                yield InputBatch(records=batch.to_pylist(), source=self.source)
+                yield InputBatch(source=self.source, table=pa.Table.from_batches([batch]))
         finally:
             f.close()
 
