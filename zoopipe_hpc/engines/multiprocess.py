@@ -6,25 +6,16 @@ import logging
 import multiprocessing
 import multiprocessing.process
 import os
-import shutil
 import sys
-import tempfile
 import time
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import ConfigurationError
-from ..progress import ProgressReader
-from ..report import PipeReport, PipeStatus
-from ._worker import (
-    describe_exit,
-    install_stop_handlers,
-    progress_path,
-    report_from_snapshot,
-    run_pipe,
-)
+from ..report import PipeReport
+from ._tracking import RUNNING, WAITING, PipeTracker, TaskEnded, TaskState
+from ._worker import describe_exit, install_stop_handlers, run_pipe
 from .base import BaseEngine
 
 if TYPE_CHECKING:
@@ -80,53 +71,48 @@ class MultiProcessEngine(BaseEngine):
         self.max_workers = max_workers
         self.poll_interval = poll_interval
         self._progress_dir = Path(progress_dir) if progress_dir is not None else None
-        self._owns_dir = False
         self._pipes: list[Pipe] = []
         self._processes: list[multiprocessing.process.BaseProcess | None] = []
-        self._readers: list[ProgressReader] = []
-        self._final: dict[int, PipeReport] = {}
-        self._cancelled: set[int] = set()
+        self._tracker: PipeTracker | None = None
 
     @property
     def progress_dir(self) -> Path | None:
+        if self._tracker is not None:
+            return self._tracker.folder
         return self._progress_dir
+
+    @property
+    def attempt_ids(self) -> list[str]:
+        """The attempt id of each pipe of the current run (names its record and part files)."""
+        return list(self._tracker.attempt_ids) if self._tracker is not None else []
 
     def start(self, pipes: Sequence[Pipe]) -> None:
         if self.is_running:
             raise RuntimeError("this engine is already running")
-        if self._progress_dir is None or self._owns_dir:
-            self._progress_dir = Path(tempfile.mkdtemp(prefix="zoopipe-progress-"))
-            self._owns_dir = True
-        else:
-            self._progress_dir.mkdir(parents=True, exist_ok=True)
         self._pipes = list(pipes)
         self._processes = [None] * len(self._pipes)
-        self._final = {}
-        self._cancelled = set()
-        run = uuid.uuid4().hex[:12]
-        self._readers = []
-        self._attempts = [f"{run}{i:04x}" for i in range(len(self._pipes))]
-        for index in range(len(self._pipes)):
-            path = progress_path(self._progress_dir, index, self._attempts[index])
-            self._readers.append(ProgressReader(path, expected_attempt_id=self._attempts[index]))
+        self._tracker = PipeTracker(len(self._pipes), self._progress_dir)
         self._launch_more()
 
     def _launch_more(self) -> None:
+        tracker = self._tracker
+        if tracker is None:
+            return
         context = multiprocessing.get_context(self.start_method)
         running = sum(1 for p in self._processes if p is not None and p.is_alive())
         limit = self.max_workers or len(self._pipes)
         for index, process in enumerate(self._processes):
             if running >= limit:
                 break
-            if process is not None or index in self._cancelled:
+            if process is not None or index in tracker.cancelled:
                 continue
             new = context.Process(  # type: ignore[attr-defined]
                 target=_process_main,
                 args=(
                     self._pipes[index],
                     index,
-                    str(self._readers[index].path),
-                    self._attempts[index],
+                    str(tracker.record_path(index)),
+                    tracker.attempt_ids[index],
                 ),
                 name=f"zoopipe-pipe-{index}",
                 daemon=False,
@@ -135,48 +121,31 @@ class MultiProcessEngine(BaseEngine):
             self._processes[index] = new
             running += 1
 
-    def _report(self, index: int) -> PipeReport:
-        if index in self._final:
-            return self._final[index].copy()
-        snapshot = self._readers[index].poll()
-        report = report_from_snapshot(index, snapshot)
+    def _state(self, index: int) -> TaskState:
         process = self._processes[index]
-        if index in self._cancelled and process is None:
-            report.status = PipeStatus.CANCELLED
-            report.message = "cancelled before it started"
-        elif process is not None and not process.is_alive():
-            process.join(0)
-            # Read again now that the process is gone: it may have written its final record
-            # between the read above and the liveness check.
-            report = report_from_snapshot(index, self._readers[index].poll())
-            if process.exitcode != 0 and not report.has_error:
-                # Killed or crashed before it could write its own reason.
-                cancelled = index in self._cancelled
-                report.status = PipeStatus.CANCELLED if cancelled else PipeStatus.FAILED
-                report.message = describe_exit(process.exitcode)
-            elif not report.is_finished:
-                report.status = PipeStatus.FAILED
-                report.message = "worker process exited without a final progress record"
-        elif process is not None:
-            report.is_alive = True
-        if report.is_finished:
-            report.is_alive = False
-            if report.end_time is None:
-                report.end_time = time.time()
-            self._final[index] = report.copy()
-        return report
+        if process is None:
+            return WAITING
+        if process.is_alive():
+            return RUNNING
+        process.join(0)
+        return TaskEnded(process.exitcode == 0, describe_exit(process.exitcode))
 
     @property
     def pipe_reports(self) -> list[PipeReport]:
-        reports = [self._report(i) for i in range(len(self._pipes))]
+        tracker = self._tracker
+        if tracker is None:
+            return []
+        reports = [tracker.report(i, self._state(i)) for i in range(len(self._pipes))]
         if self._pipes and self.max_workers is not None:
             self._launch_more()
         return reports
 
     def shutdown(self, timeout: float = 5.0) -> None:
-        for index, process in enumerate(self._processes):
-            if index not in self._final:
-                self._cancelled.add(index)
+        tracker = self._tracker
+        if tracker is None:
+            return
+        tracker.cancel_unsettled()
+        for process in self._processes:
             if process is not None and process.is_alive():
                 process.terminate()
         deadline = time.monotonic() + timeout
@@ -187,19 +156,12 @@ class MultiProcessEngine(BaseEngine):
                     process.kill()
                     process.join(1.0)
         for index in range(len(self._pipes)):
-            self._report(index)
-        self._cleanup()
-
-    def _cleanup(self) -> None:
-        if (
-            self._owns_dir
-            and self._progress_dir is not None
-            and all(i in self._final for i in range(len(self._pipes)))
-        ):
-            shutil.rmtree(self._progress_dir, ignore_errors=True)
+            tracker.report(index, self._state(index))
+        tracker.cleanup()
 
     def __del__(self) -> None:
         try:
-            self._cleanup()
+            if self._tracker is not None:
+                self._tracker.cleanup()
         except Exception:  # noqa: BLE001 - never raise from a finalizer
             pass

@@ -396,7 +396,7 @@ class _LocalSubset(MultiProcessEngine):
 
     def start(self, pipes: Sequence[Pipe]) -> None:
         super().start(pipes)
-        self._on_attempts(self.indices, list(self._attempts))
+        self._on_attempts(self.indices, self.attempt_ids)
 
     @property
     def pipe_reports(self) -> list[PipeReport]:

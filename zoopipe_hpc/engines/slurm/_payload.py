@@ -8,22 +8,19 @@ code, so a payload anyone else could have replaced is refused, with the reason.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import hmac
 import importlib
 import os
 import secrets
 import stat
-import sys
-import sysconfig
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import cloudpickle
 
 from ...errors import ZoopipeHPCError
+from .._pickling import dumps_with_user_code
 
 __all__ = ["PayloadRefused", "PayloadStore"]
 
@@ -58,42 +55,6 @@ def _check_private(path: Path, *, what: str) -> None:
         )
 
 
-@functools.cache
-def _installed_roots() -> tuple[str, ...]:
-    """Folders of the standard library and of installed packages (absolute)."""
-    paths = sysconfig.get_paths()
-    keys = ("stdlib", "platstdlib", "purelib", "platlib")
-    return tuple(sorted({os.path.abspath(paths[k]) for k in keys}))
-
-
-def _user_modules(obj: Any) -> list[ModuleType]:
-    """Modules of the user's own code that a compute node may not be able to import.
-
-    Classes from ``__main__`` already travel by value with cloudpickle; a module next to the
-    user's script (not installed in site-packages, not the standard library) is registered to
-    travel by value too.
-    """
-    roots = _installed_roots()
-    candidates: set[str] = set()
-    model = getattr(obj, "schema_model", None)
-    for item in (model, obj):
-        module_name = getattr(type(item) if not isinstance(item, type) else item, "__module__", "")
-        if module_name:
-            candidates.add(module_name)
-    modules = []
-    for name in candidates:
-        if name == "__main__" or name.startswith("zoopipe_hpc"):
-            continue
-        module = sys.modules.get(name)
-        path = getattr(module, "__file__", None)
-        if module is None or path is None:
-            continue
-        if any(os.path.abspath(path).startswith(root) for root in roots):
-            continue
-        modules.append(module)
-    return modules
-
-
 class PayloadStore:
     """The ``payloads/`` folder of a job: writes signed payloads, and checks them on load."""
 
@@ -125,14 +86,7 @@ class PayloadStore:
         return self.folder / f"{name}{_SUFFIX}"
 
     def dump(self, name: str, obj: Any) -> Path:
-        by_value = _user_modules(obj)
-        for module in by_value:
-            cloudpickle.register_pickle_by_value(module)
-        try:
-            data = cloudpickle.dumps(obj)
-        finally:
-            for module in by_value:
-                cloudpickle.unregister_pickle_by_value(module)
+        data = dumps_with_user_code(obj)
         signature = hmac.new(self._key(), data, hashlib.sha256).hexdigest().encode()
         target = self.path(name)
         temp = target.with_suffix(".tmp")

@@ -1,0 +1,117 @@
+"""What every engine that runs pipes somewhere else shares: records, attempts and final reports.
+
+An engine launches each pipe as a task (a local process, a pool slot, a Ray or Dask task). The
+task runs :func:`~zoopipe_hpc.engines._worker.run_pipe`, which publishes its counters into a
+progress record; the engine only tells the tracker whether the task is waiting, running or gone
+(and how it ended). The tracker turns the record plus that liveness into a :class:`PipeReport`,
+and freezes a report once it is final, so a pipe's outcome never changes after it settled.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..progress import ProgressReader
+from ..report import PipeReport, PipeStatus
+from ._worker import progress_path, report_from_snapshot
+
+__all__ = ["PipeTracker", "TaskEnded", "TaskState", "WAITING", "RUNNING"]
+
+#: The task of a pipe was not launched yet.
+WAITING = "waiting"
+#: The task of a pipe is running (or queued by the engine's scheduler).
+RUNNING = "running"
+
+
+@dataclass(frozen=True)
+class TaskEnded:
+    """The task of a pipe is gone. ``ok``: it ended normally; else ``reason`` says how it died."""
+
+    ok: bool
+    reason: str = ""
+
+
+TaskState = str | TaskEnded
+
+
+class PipeTracker:
+    """Progress records, attempt ids and settled reports of one run of ``count`` pipes.
+
+    ``progress_dir``: where the records go; ``None`` makes a private temporary folder, removed
+    by :meth:`cleanup` once every pipe settled. Records must be on a filesystem both the engine
+    and the tasks see (a shared one when tasks run on other machines).
+    """
+
+    def __init__(self, count: int, progress_dir: Path | None = None) -> None:
+        if progress_dir is None:
+            self.folder = Path(tempfile.mkdtemp(prefix="zoopipe-progress-"))
+            self.owns_folder = True
+        else:
+            self.folder = progress_dir
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self.owns_folder = False
+        run = uuid.uuid4().hex[:12]
+        self.attempt_ids = [f"{run}{index:04x}" for index in range(count)]
+        self._readers = [
+            ProgressReader(self.record_path(index), expected_attempt_id=self.attempt_ids[index])
+            for index in range(count)
+        ]
+        self._final: dict[int, PipeReport] = {}
+        self.cancelled: set[int] = set()
+
+    def __len__(self) -> int:
+        return len(self.attempt_ids)
+
+    def record_path(self, index: int) -> Path:
+        return progress_path(self.folder, index, self.attempt_ids[index])
+
+    def is_settled(self, index: int) -> bool:
+        return index in self._final
+
+    @property
+    def all_settled(self) -> bool:
+        return len(self._final) == len(self.attempt_ids)
+
+    def cancel_unsettled(self) -> None:
+        """Mark every pipe without a final report as cancelled (on shutdown)."""
+        self.cancelled.update(i for i in range(len(self)) if i not in self._final)
+
+    def report(self, index: int, state: TaskState) -> PipeReport:
+        """A fresh report of pipe ``index`` whose task is in ``state``."""
+        if index in self._final:
+            return self._final[index].copy()
+        report = report_from_snapshot(index, self._readers[index].poll())
+        cancelled = index in self.cancelled
+        if state == WAITING:
+            if cancelled:
+                report.status = PipeStatus.CANCELLED
+                report.message = "cancelled before it started"
+        elif isinstance(state, TaskEnded):
+            # Read again now that the task is gone: it may have written its final record
+            # between the read above and the engine's liveness check.
+            report = report_from_snapshot(index, self._readers[index].poll())
+            if not state.ok and not report.has_error:
+                # Killed or crashed before it could write its own reason.
+                report.status = PipeStatus.CANCELLED if cancelled else PipeStatus.FAILED
+                report.message = state.reason
+            elif not report.is_finished:
+                report.status = PipeStatus.CANCELLED if cancelled else PipeStatus.FAILED
+                report.message = state.reason or "the task ended without a final progress record"
+        else:
+            report.is_alive = True
+        if report.is_finished:
+            report.is_alive = False
+            if report.end_time is None:
+                report.end_time = time.time()
+            self._final[index] = report.copy()
+        return report
+
+    def cleanup(self) -> None:
+        """Remove a private progress folder once every pipe settled."""
+        if self.owns_folder and self.all_settled:
+            shutil.rmtree(self.folder, ignore_errors=True)
