@@ -2,5 +2,6 @@
 
 from .base import BaseEngine, WorkerResult
 from .multiprocess import MultiProcessEngine
+from .zooparallel import ZooParallelPoolEngine
 
-__all__ = ["BaseEngine", "WorkerResult", "MultiProcessEngine"]
+__all__ = ["BaseEngine", "WorkerResult", "MultiProcessEngine", "ZooParallelPoolEngine"]

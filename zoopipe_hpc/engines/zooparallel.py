@@ -1,0 +1,440 @@
+"""ZooParallelPoolEngine: a fixed pool of local worker processes, each running pipe after pipe.
+
+Nothing but the progress records and one small shared-memory board travels between the engine
+and its workers. The board is a file of 64-bit cells mapped into every process::
+
+    cell 0                  the next pipe index to claim (the pool's queue)
+    cell 1 + slot           the pipe the worker in ``slot`` runs now, -1 when it holds none
+    cell 1 + slots + slot   the pid of the worker in ``slot`` once it reached its loop
+
+A worker claims a pipe by publishing the index in its slot and then advancing the counter, both
+under a POSIX record lock on the board (released by the kernel if the worker dies holding it)
+and with its stop signals blocked. A claim cut short by SIGKILL leaves ``slot == counter``,
+which the engine reads as "never claimed", so every pipe is either waiting, held by exactly one
+worker, or was handed back.
+"""
+
+from __future__ import annotations
+
+import array
+import fcntl
+import logging
+import mmap
+import multiprocessing
+import multiprocessing.process
+import os
+import signal
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+from ..errors import ConfigurationError
+from ..progress import ProgressWriter, read_progress
+from ..report import PipeReport
+from ._tracking import RUNNING, WAITING, PipeTracker, TaskEnded, TaskState
+from ._worker import WorkerTerminated, describe_exit, install_stop_handlers, run_pipe
+from .base import BaseEngine
+
+if TYPE_CHECKING:
+    from ..pipe import Pipe
+
+__all__ = ["ZooParallelPoolEngine"]
+
+log = logging.getLogger(__name__)
+
+_O_CLOEXEC: Final = getattr(os, "O_CLOEXEC", 0)
+#: The signals ``install_stop_handlers`` turns into ``WorkerTerminated``; held back while
+#: claiming so a stop request never lands between publishing a claim and committing it.
+_STOP_SIGNALS: Final = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR2)
+_IDLE: Final = -1
+
+
+class _Board:
+    """The pool's shared control cells (see the module docstring), mapped from ``path``."""
+
+    def __init__(self, path: str, slots: int) -> None:
+        self.path = path
+        self.slots = slots
+        fd = os.open(path, os.O_RDWR | _O_CLOEXEC)
+        try:
+            self._mm = mmap.mmap(fd, 8 * (1 + 2 * slots))
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+        self._cells = memoryview(self._mm).cast("q")
+
+    @classmethod
+    def create(cls, slots: int) -> _Board:
+        fd, path = tempfile.mkstemp(prefix="zoopipe-pool-", suffix=".board")
+        try:
+            cells = array.array("q", [0] + [_IDLE] * slots + [0] * slots)
+            os.write(fd, cells.tobytes())
+        finally:
+            os.close(fd)
+        return cls(path, slots)
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        fcntl.lockf(self._fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.lockf(self._fd, fcntl.LOCK_UN)
+
+    # The accessors below are only used under ``locked()``.
+
+    @property
+    def counter(self) -> int:
+        return self._cells[0]
+
+    @counter.setter
+    def counter(self, value: int) -> None:
+        self._cells[0] = value
+
+    def held(self, slot: int) -> int:
+        return self._cells[1 + slot]
+
+    def set_held(self, slot: int, index: int) -> None:
+        self._cells[1 + slot] = index
+
+    def started_pid(self, slot: int) -> int:
+        return self._cells[1 + self.slots + slot]
+
+    def mark_started(self, slot: int, pid: int) -> None:
+        with self.locked():
+            self._cells[1 + self.slots + slot] = pid
+
+    def hand_back_cut_claims(self) -> int:
+        """In the engine: release the claims cut short by SIGKILL; returns the counter."""
+        counter = self.counter
+        for slot in range(self.slots):
+            if self.held(slot) >= counter:
+                self.set_held(slot, _IDLE)
+        return counter
+
+    def claim(self, slot: int, count: int) -> int | None:
+        """In a worker: drop the pipe held in ``slot`` and take the next one (None: no more)."""
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+        try:
+            with self.locked():
+                index = self.counter
+                if index >= count:
+                    self.set_held(slot, _IDLE)
+                    return None
+                # Publish first, then commit: cut short in between, the slot equals the
+                # counter and the engine hands the pipe back.
+                self.set_held(slot, index)
+                self.counter = index + 1
+                return index
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+    def close(self) -> None:
+        self._cells.release()
+        self._mm.close()
+        os.close(self._fd)
+
+    def unlink(self) -> None:
+        with suppress(FileNotFoundError):
+            os.unlink(self.path)
+
+
+def _record_failure_if_missing(record: Path, attempt_id: str, exc: Exception) -> None:
+    """A pipe that failed before writing its record (a bad output adapter) still says why."""
+    if read_progress(record, expected_attempt_id=attempt_id) is not None:
+        return
+    try:
+        with ProgressWriter(record, attempt_id) as writer:
+            writer.fail(f"{type(exc).__name__}: {exc}")
+    except OSError:
+        log.warning("could not record the failure of %s", record, exc_info=True)
+
+
+def _worker_main(
+    slot: int,
+    board_path: str,
+    slots: int,
+    pipes: list[Pipe],
+    records: list[str],
+    attempt_ids: list[str],
+) -> None:
+    install_stop_handlers()
+    try:
+        board = _Board(board_path, slots)
+        try:
+            board.mark_started(slot, os.getpid())
+            while (index := board.claim(slot, len(pipes))) is not None:
+                record = Path(records[index])
+                try:
+                    run_pipe(pipes[index], index, record, attempt_ids[index])
+                except Exception as exc:
+                    # run_pipe wrote the reason into the record; this worker takes the next pipe.
+                    log.debug("pipe %d failed", index, exc_info=True)
+                    _record_failure_if_missing(record, attempt_ids[index], exc)
+        finally:
+            board.close()
+    except WorkerTerminated:
+        # Asked to stop: the running pipe recorded CANCELLED and aborted its outputs.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(1)
+
+
+class ZooParallelPoolEngine(BaseEngine):
+    """Runs pipes on a fixed pool of ``n_workers`` local processes, each taking pipe after pipe.
+
+    Compared with ``MultiProcessEngine(max_workers=N)``, which starts one fresh process per
+    pipe (at most N at a time), this pool starts N processes once and keeps them: the process
+    start cost (fork or spawn, imports, pickling of the pipes under ``spawn``) is paid N times
+    instead of once per pipe, and each worker's imports and caches stay warm from one pipe to
+    the next. That pays off with many small pipes (hundreds of shards of a few thousand
+    records); with a few long pipes both engines behave the same.
+
+    Workers pick their next pipe themselves from a shared-memory counter and publish which pipe
+    they hold in a shared-memory slot; progress comes only from the progress records (see
+    ``docs/progress.md``), never from pickled messages. A pipe that raises is reported FAILED
+    and its worker goes on with the next pipe. A worker that dies (killed, segfault) fails
+    exactly the pipe it held, named by how it died, and a replacement worker takes over the
+    pipes still queued.
+
+    Parameters:
+        n_workers: size of the pool (default: as many workers as pipes given to ``start``).
+            Never more workers than pipes are started.
+        start_method: ``"fork"`` (default on Linux), ``"forkserver"`` or ``"spawn"``.
+        progress_dir: folder for the progress records (default: a private temporary folder,
+            removed when the engine is shut down or garbage collected).
+        poll_interval: seconds between checks while waiting.
+    """
+
+    def __init__(
+        self,
+        n_workers: int | None = None,
+        *,
+        start_method: str | None = None,
+        progress_dir: str | os.PathLike[str] | None = None,
+        poll_interval: float = 0.05,
+    ) -> None:
+        if n_workers is not None and n_workers < 1:
+            raise ConfigurationError(f"n_workers must be at least 1, got {n_workers}")
+        methods = multiprocessing.get_all_start_methods()
+        method = start_method or ("fork" if "fork" in methods else methods[0])
+        if method not in methods:
+            raise ConfigurationError(f"start_method must be one of {methods}, got {start_method!r}")
+        self.n_workers = n_workers
+        self.start_method = method
+        self.poll_interval = poll_interval
+        self._progress_dir = Path(progress_dir) if progress_dir is not None else None
+        self._lock = threading.RLock()
+        self._pipes: list[Pipe] = []
+        self._records: list[str] = []
+        self._tracker: PipeTracker | None = None
+        self._board: _Board | None = None
+        self._workers: list[multiprocessing.process.BaseProcess | None] = []
+        self._pids: list[int] = []
+        self._ended: dict[int, TaskEnded] = {}
+        self._held: set[int] = set()
+        self._claimed = 0
+        self._closed = False
+        self._stopped = False
+
+    @property
+    def progress_dir(self) -> Path | None:
+        if self._tracker is not None:
+            return self._tracker.folder
+        return self._progress_dir
+
+    @property
+    def attempt_ids(self) -> list[str]:
+        """The attempt id of each pipe of the current run (names its record and part files)."""
+        return list(self._tracker.attempt_ids) if self._tracker is not None else []
+
+    @property
+    def worker_pids(self) -> list[int]:
+        """The pid of every worker process started for the current run, replacements included."""
+        return list(self._pids)
+
+    # -- running --------------------------------------------------------------------------------
+
+    def start(self, pipes: Sequence[Pipe]) -> None:
+        with self._lock:
+            if self.is_running:
+                raise RuntimeError("this engine is already running")
+            if self._tracker is not None:
+                self.shutdown()  # the previous run's workers and files
+            self._pipes = list(pipes)
+            tracker = PipeTracker(len(self._pipes), self._progress_dir)
+            self._tracker = tracker
+            self._records = [str(tracker.record_path(i)) for i in range(len(tracker))]
+            size = min(self.n_workers or len(self._pipes), len(self._pipes))
+            self._board = _Board.create(size)
+            self._workers = [None] * size
+            self._pids = []
+            self._ended = {}
+            self._held = set()
+            self._claimed = 0
+            self._closed = False
+            self._stopped = False
+            try:
+                for slot in range(size):
+                    self._launch(slot)
+            except BaseException:
+                self.shutdown(timeout=1.0)
+                raise
+
+    def _launch(self, slot: int) -> None:
+        board = self._board
+        tracker = self._tracker
+        if board is None or tracker is None:
+            return
+        context = multiprocessing.get_context(self.start_method)
+        process = context.Process(  # type: ignore[attr-defined]
+            target=_worker_main,
+            args=(
+                slot,
+                board.path,
+                board.slots,
+                self._pipes,
+                self._records,
+                tracker.attempt_ids,
+            ),
+            name=f"zoopipe-pool-{slot}",
+            daemon=False,
+        )
+        process.start()
+        self._workers[slot] = process
+        if process.pid is not None:
+            self._pids.append(process.pid)
+
+    def _refresh(self, replace: bool) -> None:
+        """Learn which pipe each worker holds; fail the pipes of dead workers, replace them."""
+        board = self._board
+        if board is None:
+            return
+        # Liveness first: a worker seen dead can no longer change its slot.
+        dead = [
+            (slot, process)
+            for slot, process in enumerate(self._workers)
+            if process is not None and not process.is_alive()
+        ]
+        unstarted: list[multiprocessing.process.BaseProcess] = []
+        with board.locked():
+            counter = board.hand_back_cut_claims()
+            for slot, process in dead:
+                process.join(0)
+                index = board.held(slot)
+                if index != _IDLE:
+                    self._ended[index] = TaskEnded(False, describe_exit(process.exitcode))
+                    board.set_held(slot, _IDLE)
+                if board.started_pid(slot) != process.pid:
+                    unstarted.append(process)
+                self._workers[slot] = None
+            held = (board.held(slot) for slot, p in enumerate(self._workers) if p is not None)
+            self._held = set(held) - {_IDLE}
+            if not self._closed:
+                self._claimed = counter
+        if not replace or self._closed:
+            return
+        waiting = len(self._pipes) - self._claimed
+        for slot, process in dead:
+            if waiting <= 0:
+                break
+            if process in unstarted:
+                log.warning(
+                    "pool worker %d never started (%s)", slot, describe_exit(process.exitcode)
+                )
+                continue
+            self._launch(slot)
+            waiting -= 1
+        if waiting > 0 and unstarted and self._pool_is_empty():
+            self._fail_waiting(
+                f"no pool worker could start: {describe_exit(unstarted[-1].exitcode)}"
+            )
+
+    def _close(self) -> None:
+        """Let no worker claim another pipe; the ones never claimed stay WAITING."""
+        board = self._board
+        if board is None or self._closed:
+            return
+        with board.locked():
+            self._claimed = board.hand_back_cut_claims()
+            board.counter = len(self._pipes)
+            self._closed = True
+
+    def _fail_waiting(self, reason: str) -> None:
+        self._close()
+        for index in range(self._claimed, len(self._pipes)):
+            self._ended[index] = TaskEnded(False, reason)
+
+    def _state(self, index: int) -> TaskState:
+        if index in self._ended:
+            return self._ended[index]
+        if index in self._held:
+            return RUNNING
+        if index < self._claimed:
+            # Claimed and no longer held: its worker ran it to the end; the record says how.
+            return TaskEnded(True)
+        return WAITING
+
+    def _pool_is_empty(self) -> bool:
+        return all(process is None for process in self._workers)
+
+    def _release_board(self) -> None:
+        board = self._board
+        if board is not None:
+            self._board = None
+            board.close()
+            board.unlink()
+
+    @property
+    def pipe_reports(self) -> list[PipeReport]:
+        with self._lock:
+            tracker = self._tracker
+            if tracker is None:
+                return []
+            if not self._stopped:
+                self._refresh(replace=True)
+            reports = [tracker.report(i, self._state(i)) for i in range(len(tracker))]
+            if tracker.all_settled and self._pool_is_empty():
+                self._release_board()
+            return reports
+
+    def shutdown(self, timeout: float = 5.0) -> None:
+        with self._lock:
+            tracker = self._tracker
+            if tracker is None or self._stopped:
+                return
+            tracker.cancel_unsettled()
+            self._close()
+            live = [p for p in self._workers if p is not None and p.is_alive()]
+            for process in live:
+                process.terminate()
+            deadline = time.monotonic() + timeout
+            for process in live:
+                process.join(max(0.0, deadline - time.monotonic()))
+                if process.is_alive():
+                    process.kill()
+                    process.join(1.0)
+            self._refresh(replace=False)
+            for index in range(len(tracker)):
+                tracker.report(index, self._state(index))
+            self._stopped = True
+            if not any(p is not None and p.is_alive() for p in self._workers):
+                self._release_board()
+            tracker.cleanup()
+
+    def __del__(self) -> None:
+        try:
+            board = getattr(self, "_board", None)
+            if board is not None:
+                board.unlink()
+            tracker = getattr(self, "_tracker", None)
+            if tracker is not None:
+                tracker.cleanup()
+        except OSError:  # never raise from a finalizer
+            pass
