@@ -18,8 +18,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 from ..report import PipeReport
 from ._pickling import dumps_with_user_code
 from ._remote import request_stop
-from ._tracking import RUNNING, WAITING, PipeTracker, TaskEnded, TaskState
-from .base import BaseEngine
+from ._tracking import RUNNING, WAITING, PipeTracker, TaskEnded, TaskState, TrackedEngine
 
 if TYPE_CHECKING:
     from ..pipe import Pipe
@@ -31,7 +30,7 @@ log = logging.getLogger(__name__)
 Handle = TypeVar("Handle")
 
 
-class ScheduledEngine(BaseEngine, Generic[Handle], abc.ABC):
+class ScheduledEngine(TrackedEngine, Generic[Handle], abc.ABC):
     """Runs each pipe as one task of an external scheduler; progress from the records only.
 
     ``progress_dir`` must be visible from where the tasks run (the shared filesystem on a
@@ -69,10 +68,6 @@ class ScheduledEngine(BaseEngine, Generic[Handle], abc.ABC):
         """Leave the scheduler, stopping what this engine started (called by ``shutdown``)."""
 
     # -- the engine ---------------------------------------------------------------------------
-
-    @property
-    def progress_dir(self) -> Path | None:
-        return self._tracker.folder if self._tracker is not None else self._progress_dir
 
     def start(self, pipes: Sequence[Pipe]) -> None:
         if self.is_running:

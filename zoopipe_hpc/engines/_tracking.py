@@ -19,8 +19,9 @@ from pathlib import Path
 from ..progress import ProgressReader
 from ..report import PipeReport, PipeStatus
 from ._worker import progress_path, report_from_snapshot
+from .base import BaseEngine
 
-__all__ = ["PipeTracker", "TaskEnded", "TaskState", "WAITING", "RUNNING"]
+__all__ = ["TrackedEngine", "PipeTracker", "TaskEnded", "TaskState", "WAITING", "RUNNING"]
 
 #: The task of a pipe was not launched yet.
 WAITING = "waiting"
@@ -115,3 +116,22 @@ class PipeTracker:
         """Remove a private progress folder once every pipe settled."""
         if self.owns_folder and self.all_settled:
             shutil.rmtree(self.folder, ignore_errors=True)
+
+
+class TrackedEngine(BaseEngine):
+    """An engine whose pipes publish progress records through a :class:`PipeTracker`."""
+
+    _tracker: PipeTracker | None = None
+    _progress_dir: Path | None = None
+
+    @property
+    def progress_dir(self) -> Path | None:
+        """The folder of the current run's progress records (or the one asked for)."""
+        if self._tracker is not None:
+            return self._tracker.folder
+        return self._progress_dir
+
+    @property
+    def attempt_ids(self) -> list[str]:
+        """The attempt id of each pipe of the current run (names its record and part files)."""
+        return list(self._tracker.attempt_ids) if self._tracker is not None else []

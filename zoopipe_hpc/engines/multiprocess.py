@@ -14,9 +14,8 @@ from typing import TYPE_CHECKING
 
 from ..errors import ConfigurationError
 from ..report import PipeReport
-from ._tracking import RUNNING, WAITING, PipeTracker, TaskEnded, TaskState
+from ._tracking import RUNNING, WAITING, PipeTracker, TaskEnded, TaskState, TrackedEngine
 from ._worker import describe_exit, install_stop_handlers, run_pipe
-from .base import BaseEngine
 
 if TYPE_CHECKING:
     from ..pipe import Pipe
@@ -38,7 +37,7 @@ def _process_main(pipe: Pipe, index: int, record: str, attempt_id: str) -> None:
         os._exit(1)
 
 
-class MultiProcessEngine(BaseEngine):
+class MultiProcessEngine(TrackedEngine):
     """Runs each pipe in its own process on this machine.
 
     A pipe that raises, segfaults or is killed is reported FAILED with the reason, and the other
@@ -74,17 +73,6 @@ class MultiProcessEngine(BaseEngine):
         self._pipes: list[Pipe] = []
         self._processes: list[multiprocessing.process.BaseProcess | None] = []
         self._tracker: PipeTracker | None = None
-
-    @property
-    def progress_dir(self) -> Path | None:
-        if self._tracker is not None:
-            return self._tracker.folder
-        return self._progress_dir
-
-    @property
-    def attempt_ids(self) -> list[str]:
-        """The attempt id of each pipe of the current run (names its record and part files)."""
-        return list(self._tracker.attempt_ids) if self._tracker is not None else []
 
     def start(self, pipes: Sequence[Pipe]) -> None:
         if self.is_running:

@@ -36,9 +36,8 @@ from typing import TYPE_CHECKING, Final
 from ..errors import ConfigurationError
 from ..progress import ProgressWriter, read_progress
 from ..report import PipeReport
-from ._tracking import RUNNING, WAITING, PipeTracker, TaskEnded, TaskState
+from ._tracking import RUNNING, WAITING, PipeTracker, TaskEnded, TaskState, TrackedEngine
 from ._worker import WorkerTerminated, describe_exit, install_stop_handlers, run_pipe
-from .base import BaseEngine
 
 if TYPE_CHECKING:
     from ..pipe import Pipe
@@ -186,7 +185,7 @@ def _worker_main(
         os._exit(1)
 
 
-class ZooParallelPoolEngine(BaseEngine):
+class ZooParallelPoolEngine(TrackedEngine):
     """Runs pipes on a fixed pool of ``n_workers`` local processes, each taking pipe after pipe.
 
     Compared with ``MultiProcessEngine(max_workers=N)``, which starts one fresh process per
@@ -242,17 +241,6 @@ class ZooParallelPoolEngine(BaseEngine):
         self._claimed = 0
         self._closed = False
         self._stopped = False
-
-    @property
-    def progress_dir(self) -> Path | None:
-        if self._tracker is not None:
-            return self._tracker.folder
-        return self._progress_dir
-
-    @property
-    def attempt_ids(self) -> list[str]:
-        """The attempt id of each pipe of the current run (names its record and part files)."""
-        return list(self._tracker.attempt_ids) if self._tracker is not None else []
 
     @property
     def worker_pids(self) -> list[int]:
