@@ -164,7 +164,9 @@ def test_a_lost_worker_fails_its_pipe_which_is_never_run_twice(tmp_path: Path):
         os.kill(worker_pid, signal.SIGKILL)
         assert manager.run(timeout=60) is False
         (report,) = manager.pipe_reports
-        assert report.status in (PipeStatus.CANCELLED, PipeStatus.FAILED)
+        # Not cancelled by the engine: a failure, with the task's fate as the reason.
+        assert report.status is PipeStatus.FAILED, report
+        assert report.message.startswith("Dask task failed"), report.message
         assert report.total_processed < 200
         # The nanny restarts the worker and Dask reschedules the task: it refuses to rerun.
         assert isinstance(future.exception(timeout=30), PipeAlreadyRan)

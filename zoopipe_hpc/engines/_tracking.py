@@ -100,11 +100,21 @@ class PipeTracker:
                 # Killed or crashed before it could write its own reason.
                 report.status = PipeStatus.CANCELLED if cancelled else PipeStatus.FAILED
                 report.message = state.reason
+            elif not state.ok and report.status is PipeStatus.CANCELLED and not cancelled:
+                # The pipe was stopped by something else than this engine (its worker or node
+                # died and took it down): a failure, and the task's fate is the first reason.
+                report.status = PipeStatus.FAILED
+                report.message = f"{state.reason}; the pipe recorded: {report.message}"
             elif not report.is_finished:
                 report.status = PipeStatus.CANCELLED if cancelled else PipeStatus.FAILED
                 report.message = state.reason or "the task ended without a final progress record"
         else:
             report.is_alive = True
+            if report.status is PipeStatus.CANCELLED and not cancelled:
+                # Stopped by something else than this engine: the task's own end decides
+                # (above) whether that was a failure, so do not settle on the record yet.
+                report.status = PipeStatus.RUNNING
+                return report
         if report.is_finished:
             report.is_alive = False
             if report.end_time is None:
