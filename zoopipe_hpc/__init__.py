@@ -8,6 +8,7 @@ through an engine (local processes by default), and commit the result atomically
 from .adapters import (
     CSVInputAdapter,
     CSVOutputAdapter,
+    IcebergOutputAdapter,
     JSONInputAdapter,
     JSONOutputAdapter,
     ParquetInputAdapter,
@@ -26,6 +27,7 @@ __all__ = [
     "PipeStatus",
     "CSVInputAdapter",
     "CSVOutputAdapter",
+    "IcebergOutputAdapter",
     "JSONInputAdapter",
     "JSONOutputAdapter",
     "ParquetInputAdapter",

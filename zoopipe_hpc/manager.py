@@ -74,8 +74,9 @@ class PipeManager:
     ) -> PipeManager:
         """Split ``pipe`` into ``workers`` shards, one pipe each.
 
-        With ``merge=True`` the shards write part files into a staging folder and a
-        :class:`FileMergeCoordinator` merges them into the original outputs only if every shard
+        With ``merge=True`` the shards write part files into a staging folder and the output's
+        coordinator (``output_adapter.make_coordinator``: a :class:`FileMergeCoordinator` for
+        files, an ``IcebergCoordinator`` for a table) commits them only if every shard
         succeeds. With ``merge=False`` each shard commits its own ``<name>.part-NNNNN<suffix>``
         next to the target. ``coordinator`` adds hooks of your own. ``run_id`` and ``job_dir``
         are for durable jobs: the staging folders' run id, and the job directory that owns them
@@ -90,12 +91,10 @@ class PipeManager:
             )
         coordinators: list[BaseCoordinator] = [] if coordinator is None else [coordinator]
         if merge:
-            merger = FileMergeCoordinator(
-                pipe.output_adapter,
-                workers,
-                pipe.error_output_adapter,
-                run_id=run_id,
-                job_dir=job_dir,
+            # The output chooses how its shards are committed: files are merged, a table
+            # (IcebergOutputAdapter) gets one atomic snapshot.
+            merger: FileMergeCoordinator = pipe.output_adapter.make_coordinator(
+                workers, pipe.error_output_adapter, run_id=run_id, job_dir=job_dir
             )
             coordinators.append(merger)
             outputs = [merger.part_adapters(i) for i in range(workers)]

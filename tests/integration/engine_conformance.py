@@ -174,3 +174,61 @@ class EngineConformance:
         assert len(rows) == manager.report.success_count == 20
         assert manager.report.error_count == 10
         assert json.dumps(rows)  # all plain JSON
+
+    # -- an Iceberg table as the output: one atomic snapshot per run -------------------------
+
+    def test_iceberg_table_gets_the_records_and_order_of_one_pipe_once(
+        self, engine: BaseEngine, tmp_path: Path
+    ):
+        from zoopipe_hpc import IcebergOutputAdapter
+
+        source = write_csv(tmp_path / "in.csv", users(400, bad_every=13))
+        single = Pipe(
+            CSVInputAdapter(source), ParquetOutputAdapter(tmp_path / "single.parquet"), User
+        )
+        single.run()
+        warehouse = tmp_path / "warehouse"
+        pipe = Pipe(
+            CSVInputAdapter(source),
+            IcebergOutputAdapter("conformance.users", warehouse=warehouse),
+            User,
+            error_output_adapter=JSONOutputAdapter(tmp_path / "err.jsonl"),
+        )
+        manager = PipeManager.parallelize_pipe(pipe, workers=3, engine=engine, run_id="conf")
+        assert manager.run(timeout=self.timeout) is True
+        table = IcebergOutputAdapter("conformance.users", warehouse=warehouse).load_table()
+        assert len(table.snapshots()) == 1
+        snapshot = table.current_snapshot()
+        assert snapshot is not None and snapshot.summary is not None
+        assert snapshot.summary.additional_properties["zoopipe.run-id"] == "conf"
+        # One snapshot, its files in shard order: a scan gives the single pipe's rows in order.
+        assert (
+            table.scan().to_arrow().to_pylist()
+            == pq.read_table(tmp_path / "single.parquet").to_pylist()
+        )
+        assert len(read_jsonl(tmp_path / "err.jsonl")) == manager.report.error_count == 31
+
+    def test_iceberg_failing_shard_leaves_the_table_as_it_was(
+        self, engine: BaseEngine, tmp_path: Path
+    ):
+        from zoopipe_hpc import IcebergOutputAdapter
+
+        warehouse = tmp_path / "warehouse"
+        names = [f"n{i}" for i in range(40)]
+        seed = self._trigger_csv(tmp_path / "seed.csv", names[:3])
+        Pipe(
+            CSVInputAdapter(seed),
+            IcebergOutputAdapter("conformance.t", warehouse=warehouse),
+            Trigger,
+        ).run()
+        adapter = IcebergOutputAdapter("conformance.t", warehouse=warehouse)
+        before = adapter.load_table().metadata_location
+        names[25] = "boom"
+        source = self._trigger_csv(tmp_path / "in.csv", names)
+        pipe = Pipe(CSVInputAdapter(source), adapter, Trigger)
+        manager = PipeManager.parallelize_pipe(pipe, workers=2, engine=engine)
+        assert manager.run(timeout=self.timeout) is False
+        assert manager.error is not None and "shard 1" in str(manager.error)
+        assert adapter.load_table().metadata_location == before
+        assert len(list(adapter.data_dir.glob("*.parquet"))) == 1
+        assert not list((adapter.location / ".zoopipe-staging").glob("data.run-*"))

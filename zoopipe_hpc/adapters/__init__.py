@@ -1,7 +1,11 @@
-"""Input and output adapters: CSV, JSON Lines / JSON arrays, and Parquet, all through files."""
+"""Input and output adapters: CSV, JSON Lines / JSON arrays, Parquet, and Iceberg tables.
+
+``IcebergOutputAdapter`` imports pyiceberg only when used (``zoopipe_hpc[iceberg]``).
+"""
 
 from .base import BaseInputAdapter, BaseOutputAdapter, InputBatch, OutputWriter
 from .csv import CSVInputAdapter, CSVOutputAdapter
+from .iceberg import IcebergOutputAdapter
 from .json import JSONInputAdapter, JSONOutputAdapter
 from .parquet import ParquetInputAdapter, ParquetOutputAdapter
 
@@ -12,6 +16,7 @@ __all__ = [
     "OutputWriter",
     "CSVInputAdapter",
     "CSVOutputAdapter",
+    "IcebergOutputAdapter",
     "JSONInputAdapter",
     "JSONOutputAdapter",
     "ParquetInputAdapter",

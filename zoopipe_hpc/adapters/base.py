@@ -6,13 +6,16 @@ import abc
 import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
 from .._arrow import joined_lines, json_rows, rows_to_table
 from .._atomic import StagingArea
 from ..errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from ..coordinators.file_merge import FileMergeCoordinator
 
 __all__ = [
     "InputBatch",
@@ -210,6 +213,25 @@ class BaseOutputAdapter(abc.ABC):
         staging.create()
         temp = staging.temp_path(self.path.name)
         return _StagedWriter(self, self._open_file(temp, schema), temp, staging, owns_staging)
+
+    def make_coordinator(
+        self,
+        workers: int,
+        error_output_adapter: BaseOutputAdapter | None = None,
+        *,
+        run_id: str | None = None,
+        job_dir: str | os.PathLike[str] | None = None,
+    ) -> FileMergeCoordinator:
+        """The coordinator that commits this output's shards (``parallelize_pipe(merge=True)``).
+
+        Files merge their parts into the target (:class:`FileMergeCoordinator`); an output
+        with another way to commit (an Iceberg table) returns a coordinator of its own.
+        """
+        from ..coordinators.file_merge import FileMergeCoordinator
+
+        return FileMergeCoordinator(
+            self, workers, error_output_adapter, run_id=run_id, job_dir=job_dir
+        )
 
     def describe(self) -> str:
         return f"{type(self).__name__}({str(self.path)!r})"

@@ -2,5 +2,12 @@
 
 from .base import BaseCoordinator, CompositeCoordinator
 from .file_merge import FileMergeCoordinator, MergeTarget
+from .iceberg import IcebergCoordinator
 
-__all__ = ["BaseCoordinator", "CompositeCoordinator", "FileMergeCoordinator", "MergeTarget"]
+__all__ = [
+    "BaseCoordinator",
+    "CompositeCoordinator",
+    "FileMergeCoordinator",
+    "IcebergCoordinator",
+    "MergeTarget",
+]

@@ -73,26 +73,47 @@ class FileMergeCoordinator(BaseCoordinator):
             target.staging.create(job_dir=self.job_dir)
 
     def on_finish(self, manager: Any, results: list[WorkerResult]) -> None:
-        merged: list[tuple[MergeTarget, Path]] = []
+        merged = self._merge(self.targets, results)
+        self._publish(merged)
+        self._discard()
+
+    def _target_name(self, target: MergeTarget) -> str:
+        """How errors name a target."""
+        return str(target.adapter.path)
+
+    def _part_paths(self, target: MergeTarget, results: list[WorkerResult]) -> list[Path]:
+        """The part file of the successful attempt of each shard, checked to exist, in order."""
         attempts = {result.pipe_index: result.report.attempt_id for result in results}
-        for target in self.targets:
-            paths = [
-                part.for_attempt(attempts.get(index, "")).path
-                for index, part in enumerate(target.parts)
-            ]
-            missing = [(i, p) for i, p in enumerate(paths) if not p.exists()]
-            if missing:
-                index, path = missing[0]
-                raise CommitError(
-                    f"shard {index} reported success but its part file {path} is missing; "
-                    f"nothing was committed to {target.adapter.path}",
-                    path=str(target.adapter.path),
-                    shard=index,
-                )
+        paths = [
+            part.for_attempt(attempts.get(index, "")).path
+            for index, part in enumerate(target.parts)
+        ]
+        missing = [(i, p) for i, p in enumerate(paths) if not p.exists()]
+        if missing:
+            index, path = missing[0]
+            raise CommitError(
+                f"shard {index} reported success but its part file {path} is missing; "
+                f"nothing was committed to {self._target_name(target)}",
+                path=str(target.adapter.path),
+                shard=index,
+            )
+        return paths
+
+    def _merge(
+        self, targets: Sequence[MergeTarget], results: list[WorkerResult]
+    ) -> list[tuple[MergeTarget, Path]]:
+        """Merge each target's parts into a fsynced file in its staging folder (not yet visible)."""
+        merged: list[tuple[MergeTarget, Path]] = []
+        for target in targets:
+            paths = self._part_paths(target, results)
             destination = target.staging.temp_path(target.adapter.path.name)
             target.adapter.merge(paths, destination)
             fsync_path(destination)
             merged.append((target, destination))
+        return merged
+
+    def _publish(self, merged: Sequence[tuple[MergeTarget, Path]]) -> None:
+        """Replace each target with its merged file, holding every target's commit lock."""
         with contextlib.ExitStack() as stack:
             for target, _ in sorted(merged, key=lambda item: str(item[0].adapter.path)):
                 stack.enter_context(locked(target.staging.target))
@@ -100,6 +121,8 @@ class FileMergeCoordinator(BaseCoordinator):
                 os.replace(destination, target.staging.target)
                 fsync_path(target.staging.target.parent)
                 log.info("committed %s from %d parts", target.adapter.path, len(target.parts))
+
+    def _discard(self) -> None:
         for target in self.targets:
             target.staging.discard()
 
