@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pydantic_core
 from pydantic import BaseModel
 
@@ -57,20 +58,16 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
-class RawJSON(str):
-    """A row already serialized, exactly as :func:`to_json` would write it."""
-
-    __slots__ = ()
+def to_json_bytes(value: Any) -> bytes:
+    """UTF-8 JSON of a row (NaN and infinities as Python's json writes them)."""
+    return pydantic_core.to_json(
+        value, fallback=_json_default, inf_nan_mode="constants", timedelta_mode="float"
+    )
 
 
 def to_json(value: Any) -> str:
-    """JSON text of a row (UTF-8 kept as is; NaN and infinities as Python's json writes them)."""
-    if type(value) is RawJSON:
-        return value
-    text: str = pydantic_core.to_json(
-        value, fallback=_json_default, inf_nan_mode="constants", timedelta_mode="float"
-    ).decode("utf-8")
-    return text
+    """JSON text of a row, as :func:`to_json_bytes` writes it."""
+    return to_json_bytes(value).decode("utf-8")
 
 
 def _strip_optional(annotation: Any) -> Any:
@@ -178,7 +175,11 @@ def error_rows(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 _PLAIN_FLOAT = r"^-?(0|[1-9][0-9]{0,14})\.[0-9]{1,17}$"
 _CONTROL = "[\x00-\x1f]"
-_ESCAPED = '[\x00-\x1f"\\\\]'
+#: pydantic-core writes a float below this magnitude with an exponent (``1e-6``), pyarrow in
+#: plain decimal form down to 1e-6 (``0.000001``).
+_SMALLEST_PLAIN = 1e-5
+#: From here on pydantic-core writes an exponent, and a text may have over 15 integer digits.
+_LARGEST_PLAIN = 1e15
 
 
 class _Quoted:
@@ -190,36 +191,94 @@ class _Quoted:
         self.text = text
 
 
+def _offsets(column: pa.Array) -> memoryview[int]:
+    """The value offsets of a string array (int32, or int64 for large strings)."""
+    view = memoryview(column.buffers()[1])
+    return view.cast("q") if pa.types.is_large_string(column.type) else view.cast("i")
+
+
+def _data_buffer(column: pa.Array) -> pa.Buffer:
+    """The bytes of the values of a string array (of its slice), one after the other."""
+    data = column.buffers()[2]
+    if data is None or not len(column):
+        return pa.py_buffer(b"")
+    offsets = _offsets(column)
+    first, last = offsets[column.offset], offsets[column.offset + len(column)]
+    return data.slice(first, last - first)
+
+
+def _smallest_byte(data: pa.Buffer) -> int:
+    if not data.size:
+        return 0xFF
+    octets = pa.Array.from_buffers(pa.uint8(), data.size, [None, data])
+    smallest: int = pc.min(octets).as_py()
+    return smallest
+
+
+def _json_string(column: pa.Array) -> pa.Array | _Quoted | None:
+    """JSON text of a string column: checked for what needs escaping on its whole data buffer
+    at once (quotes and backslashes are escaped; control characters: None)."""
+    data = _data_buffer(column)
+    if _smallest_byte(data) < 0x20:
+        if pc.any(pc.match_substring_regex(column, _CONTROL)).as_py():
+            return None  # a null's slot may hold bytes: only the values count
+    raw = data.to_pybytes()
+    text = column
+    if b"\\" in raw:
+        text = pc.replace_substring(text, "\\", "\\\\")
+    if b'"' in raw:
+        text = pc.replace_substring(text, '"', '\\"')
+    if not text.null_count:
+        return _Quoted(text)  # the quotes go into the literal parts around it
+    return pc.fill_null(pc.binary_join_element_wise('"', text, '"', ""), "null")
+
+
+def _json_float(column: pa.Array) -> pa.Array:
+    """JSON text of a float64 column, as pydantic-core writes it.
+
+    Both pyarrow and pydantic-core write the shortest text that reads back as the same double;
+    in plain decimal form, from 1e-5 up to 15 integer digits, the two texts are the same.
+    Other values (integral ones, which pyarrow writes without ``.0``, exponents, non-finite
+    values) take pydantic-core's own text.
+    """
+    text = column.cast(pa.string())
+    magnitude = pc.abs(column)
+    largest = pc.max(magnitude).as_py()
+    raw = _data_buffer(text).to_pybytes()
+    if (
+        largest is not None
+        and largest < _LARGEST_PLAIN
+        and b"e" not in raw
+        and b"n" not in raw  # inf, nan
+        and b"0.00000" not in raw  # plain text of a value below 1e-5
+    ):
+        # Every value is finite and in plain form from 1e-5 up: only integral ones (zero
+        # included) lack the ``.0``.
+        plain = pc.not_equal(pc.floor(column), column)
+    else:
+        plain = pc.and_(
+            pc.match_substring_regex(text, _PLAIN_FLOAT),
+            pc.greater_equal(magnitude, _SMALLEST_PLAIN),
+        )
+    plain = pc.fill_null(plain, True)  # nulls are written as null below
+    if not pc.all(plain).as_py():
+        others = pc.invert(plain)
+        theirs = _pydantic_json(column.filter(others))
+        text = pc.replace_with_mask(text, others, theirs)
+    return pc.fill_null(text, "null")
+
+
 def _json_column(column: pa.Array) -> pa.Array | _Quoted | None:
     """Each value's JSON text, as :func:`to_json` writes it; None when not sure of the form."""
-    import pyarrow.compute as pc
-
     typ = column.type
     if pa.types.is_int64(typ):
         return pc.fill_null(column.cast(pa.string()), "null")
     if pa.types.is_boolean(typ):
         return pc.fill_null(pc.if_else(column, "true", "false"), "null")
     if pa.types.is_string(typ):
-        text = column
-        if pc.any(pc.match_substring_regex(column, _ESCAPED)).as_py():
-            if pc.any(pc.match_substring_regex(column, _CONTROL)).as_py():
-                return None
-            text = pc.replace_substring(text, "\\", "\\\\")
-            text = pc.replace_substring(text, '"', '\\"')
-        if not text.null_count:
-            return _Quoted(text)  # the quotes go into the literal parts around it
-        return pc.fill_null(pc.binary_join_element_wise('"', text, '"', ""), "null")
+        return _json_string(column)
     if pa.types.is_float64(typ):
-        # Both pyarrow and pydantic-core write the shortest text that reads back as the same
-        # double; in plain decimal form (no exponent, at most 15 integer digits) the two texts
-        # are the same. Other values take pydantic-core's own text.
-        text = column.cast(pa.string())
-        plain = pc.fill_null(pc.match_substring_regex(text, _PLAIN_FLOAT), False)
-        if not pc.all(plain).as_py():
-            others = pc.invert(plain)
-            theirs = _pydantic_json(column.filter(others))
-            text = pc.replace_with_mask(text, others, theirs)
-        return pc.fill_null(text, "null")
+        return _json_float(column)
     if pa.types.is_date32(typ) or typ == pa.timestamp("us"):
         return _pydantic_json(column)
     return None
@@ -237,8 +296,6 @@ def _pydantic_json(column: pa.Array) -> pa.Array:
 def json_rows(table: pa.Table, end: str = "") -> pa.Array | None:
     """The rows of ``table`` as JSON objects, built column by column; None if a type is not
     covered (the caller then serializes row dicts)."""
-    import pyarrow.compute as pc
-
     if not table.num_rows:
         return pa.array([], pa.string())
     parts: list[Any] = []
@@ -270,11 +327,12 @@ def json_rows(table: pa.Table, end: str = "") -> pa.Array | None:
     return pc.binary_join_element_wise(*parts, "")
 
 
-def joined_lines(lines: pa.Array, start: int, stop: int) -> RawJSON:
-    """Lines ``[start, stop)`` of ``json_rows(table, "\\n")`` as one text, without the last
-    newline (a JSON Lines sink adds one after each item it writes); read straight from the
-    array's data buffer."""
-    _, offset_buffer, data = lines.buffers()
-    offsets = memoryview(offset_buffer).cast("i")  # int32 offsets of a string array
+def joined_lines(lines: pa.Array, start: int, stop: int) -> memoryview:
+    """Lines ``[start, stop)`` of ``json_rows(table, "\\n")`` as one UTF-8 buffer, newlines
+    included: a view of the array's data buffer, written as it is (no copy, no decoding)."""
+    data = lines.buffers()[2]
+    if stop <= start or data is None:
+        return memoryview(b"")
+    offsets = _offsets(lines)
     first, last = offsets[lines.offset + start], offsets[lines.offset + stop]
-    return RawJSON(str(memoryview(data)[first : last - 1], "utf-8"))
+    return memoryview(data)[first:last]

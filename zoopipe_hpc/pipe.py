@@ -359,14 +359,19 @@ class Pipe:
             where = fallback.to_pylist()
             result = self.executor.validate(validator, rows)
             invalid = {index for index, _ in result.invalid}
+            # Without an error output, records past the few that are logged are dropped:
+            # their lines (a read of the input) are not looked up.
+            located = len(result.invalid)
+            if errors is None and not batch.malformed:
+                located = max(0, _LOGGED_INVALID - self._report.error_count)
             bad = [
                 {
                     "source": batch.source,
-                    "line": batch.locate(where[index]),
+                    "line": batch.locate(where[index]) if count < located else None,
                     "record": rows[index],
                     "errors": problems,
                 }
-                for index, problems in result.invalid
+                for count, (index, problems) in enumerate(result.invalid)
             ]
             valid_rows = result.valid
             if valid_rows:

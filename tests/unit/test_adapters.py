@@ -226,3 +226,136 @@ def test_a_cut_on_a_record_start_keeps_shards_balanced(tmp_path: Path):
     assert [len(records(s)) for s in CSVInputAdapter(path).split(4)] == [1, 1, 1, 1]
     path.write_text('id,x\n0,"a\nb"\n1,c\n2,d\n3,e\n')
     assert [len(records(s)) for s in CSVInputAdapter(path).split(4)] == [1, 1, 1, 1]
+
+
+# -- line numbers of CSV records (_LineLocator) ---------------------------------------------------
+
+
+def _reference_lines(
+    data: bytes, first_line: int, delimiter: str = ",", quote: str = '"'
+) -> tuple[list[int], int]:
+    """(start line of each record, the line after the last) as the csv module reads ``data``."""
+    import csv as pycsv
+    import io
+
+    reader = pycsv.reader(
+        io.StringIO(data.decode("utf-8"), newline=""), delimiter=delimiter, quotechar=quote
+    )
+    starts = []
+    while True:
+        before = reader.line_num
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return starts, first_line + reader.line_num
+        if fields:
+            starts.append(first_line + before)
+
+
+def _locator(path: Path, data: bytes, first_line: int = 2, delimiter: str = ",", quote: str = '"'):
+    from zoopipe_hpc.adapters._split import ByteRange
+    from zoopipe_hpc.adapters.csv import _LineLocator
+
+    path.write_bytes(data)
+    return _LineLocator(path, ByteRange(0, len(data), first_line), delimiter, quote)
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 16, 1 << 20])
+@pytest.mark.parametrize(
+    ("data", "lines"),
+    [
+        # No quotes at all: one record a line.
+        (b"1,a\n2,b\n3,c\n", [2, 3, 4]),
+        # Quoted fields without line ends, and a stray quote (not at a field start).
+        (b'1,"a, b"\n2,5"\n3,"c"\n', [2, 3, 4]),
+        # Quoted fields holding LF, CR LF and a doubled quote before the line end.
+        (b'1,"a\nb"\n2,"x""\r\ny"\n3,c\n', [2, 4, 6]),
+        # CR LF line ends, an empty line and a CR LF empty line (not records).
+        (b"1,a\r\n\r\n2,b\r\n\n3,c\r\n", [2, 4, 6]),
+        # A lone CR ends a line too; the last line has no line end.
+        (b"1,a\r2,b\n3,c", [2, 3, 4]),
+        # A quoted field left open runs to the end of the range.
+        (b'1,a\n2,"b\nc\n', [2, 3]),
+        # Empty lines first, and a record that is only a quoted empty string.
+        (b'\n\n""\n1,a\n', [4, 5]),
+    ],
+)
+def test_line_locator_finds_where_each_record_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int, data: bytes, lines: list[int]
+):
+    from zoopipe_hpc.adapters import csv as csv_adapter
+
+    monkeypatch.setattr(csv_adapter, "_LOCATOR_CHUNK", chunk)
+    starts, after = _reference_lines(data, 2)
+    assert starts == lines, "the test's own expectation disagrees with the csv module"
+    locator = _locator(tmp_path / "in.csv", data)
+    assert [locator.line_of(k) for k in range(len(lines))] == lines
+    assert locator.line_of(len(lines) + 3) == after
+    # Backwards (a malformed row reported ahead of an invalid one) and forwards again.
+    assert [locator.line_of(k) for k in reversed(range(len(lines)))] == lines[::-1]
+    assert locator.line_of(len(lines) - 1) == lines[-1]
+    locator.close()
+
+
+@pytest.mark.parametrize(("delimiter", "quote"), [(",", '"'), ("\t", "'"), ("|", "^")])
+def test_line_locator_agrees_with_the_csv_module_on_random_input(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, delimiter: str, quote: str
+):
+    import random
+
+    from zoopipe_hpc.adapters import csv as csv_adapter
+
+    pieces = ["a", "bc", ",", ",", '"', '""', '"x\ny"', '"p\r\nq"', "\n", "\r\n", "\r", " ", 'z"w']
+    pieces = [p.replace(",", delimiter).replace('"', quote) for p in pieces]
+    weights = [5, 5, 4, 4, 1, 1, 1, 1, 6, 3, 1, 1, 1]
+    rng = random.Random(20240611)
+    for trial in range(400):
+        text = "".join(rng.choices(pieces, weights=weights, k=rng.randint(0, 50)))
+        if text.count(quote) % 2 and trial % 2:
+            text += quote
+        data = text.encode()
+        monkeypatch.setattr(csv_adapter, "_LOCATOR_CHUNK", rng.choice([1, 4, 32, 1 << 20]))
+        starts, after = _reference_lines(data, 7, delimiter, quote)
+        locator = _locator(tmp_path / "in.csv", data, 7, delimiter, quote)
+        rows = list(range(len(starts) + 2))
+        if trial % 3 == 0:
+            rng.shuffle(rows)
+        for row in rows:
+            expected = starts[row] if row < len(starts) else after
+            assert locator.line_of(row) == expected, (data, row)
+        locator.close()
+
+
+def test_invalid_rows_of_a_quoted_multiline_crlf_csv_get_their_lines(tmp_path: Path):
+    path = tmp_path / "in.csv"
+    body = [b"id,name,score\r\n"]
+    expected = []
+    line = 2
+    for i in range(3000):
+        if i % 11 == 0:
+            name = b'"two\r\nlines, ""q"""'
+            height = 2
+        elif i % 5 == 0:
+            name = b'"a, b"'
+            height = 1
+        else:
+            name = b"plain"
+            height = 1
+        ident = b"x%d" % i if i % 97 == 5 else b"%d" % i
+        if i % 97 == 5:
+            expected.append(line)
+        body.append(ident + b"," + name + b",1.5\r\n")
+        if i % 400 == 0:
+            body.append(b"\r\n")  # an empty line
+            line += 1
+        line += height
+    path.write_bytes(b"".join(body))
+    errors = tmp_path / "errors.jsonl"
+    Pipe(
+        CSVInputAdapter(path, block_size=1 << 12),
+        JSONOutputAdapter(tmp_path / "out.jsonl"),
+        User,
+        JSONOutputAdapter(errors),
+    ).run()
+    got = [json.loads(x)["line"] for x in errors.read_text("utf-8").splitlines()]
+    assert got == expected

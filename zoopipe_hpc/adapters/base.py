@@ -274,7 +274,8 @@ class _StagedWriter(OutputWriter):
         self, table: pa.Table, rows: Sequence[Record] = (), order: pa.Array | None = None
     ) -> None:
         if self._adapter.format not in _TABLE_FORMATS:
-            if self._adapter.format == "jsonl":
+            # A JSON Lines sink takes the fast rows' text as ready-made UTF-8 lines.
+            if getattr(self._sink, "raw_lines", False):
                 texts = json_rows(table, "\n")
                 if texts is not None:
                     self.write(_jsonl_items(texts, rows, order))
@@ -317,22 +318,29 @@ class _StagedWriter(OutputWriter):
 
 
 def _jsonl_items(texts: pa.Array, rows: Sequence[Record], order: pa.Array | None) -> list[Any]:
-    """What a JSON Lines sink writes (each item's JSON text and a newline), in output order:
-    runs of rows serialized column by column as one text each, rows from pydantic as they are.
+    """What a JSON Lines sink writes, in output order: each run of fast rows as one buffer of
+    their lines (``texts``, newlines included), each row from pydantic as it is.
+
+    Row ``i`` written is row ``order[i]`` of the fast rows followed by ``rows`` (both keep
+    their own order); only the positions of ``rows`` are looked at in Python.
     """
+    import pyarrow.compute as pc
+
     n = len(texts)
-    if not rows or order is None:
-        return [joined_lines(texts, 0, n)] if n else list(rows)
+    if not rows:
+        return [joined_lines(texts, 0, n)] if n else []
+    if order is None:
+        order = pa.array(range(n + len(rows)), pa.uint64())
+    slow = pc.indices_nonzero(pc.greater_equal(order, n)).to_pylist()
+    picks = order.take(pa.array(slow, pa.uint64())).to_pylist() if slow else []
     items: list[Any] = []
-    start = done = 0  # fast rows [start, done) wait to be written as one text
-    for index in order.to_pylist():
-        if index < n:
-            done = index + 1
-            continue
-        if done > start:
-            items.append(joined_lines(texts, start, done))
-            start = done
-        items.append(rows[index - n])
+    start = 0  # fast rows before ``start`` are written
+    for before, (position, pick) in enumerate(zip(slow, picks, strict=True)):
+        stop = position - before  # fast rows written before output row ``position``
+        if stop > start:
+            items.append(joined_lines(texts, start, stop))
+            start = stop
+        items.append(rows[pick - n])
     if n > start:
         items.append(joined_lines(texts, start, n))
     return items

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 import pyarrow as pa
 
-from .._arrow import to_json
+from .._arrow import to_json_bytes
 from ..errors import ConfigurationError, InputError
 from ._split import ByteRange, file_size, split_ranges
 from .base import BaseInputAdapter, BaseOutputAdapter, InputBatch, Record, _FileSink, check_workers
@@ -186,31 +186,62 @@ class JSONInputAdapter(BaseInputAdapter):
         )
 
 
+_WRITE_BUFFER = 1 << 20
+
+
 class _JSONSink(_FileSink):
+    """Writes rows as UTF-8 JSON, one object a line, or as an array.
+
+    A JSON Lines sink (``raw_lines``) also takes ready-made text among the rows: a bytes-like
+    item holds whole lines, newlines included (what the columnar fast path serialized column by
+    column), and is written as it is, in its place among the rows.
+    """
+
     def __init__(self, path: Path, array: bool) -> None:
-        self._file = open(path, "w", encoding="utf-8", newline="\n")  # noqa: SIM115
+        self._file = open(path, "wb", buffering=_WRITE_BUFFER)  # noqa: SIM115
         self._array = array
         self._first = True
+        self.raw_lines = not array
         if array:
-            self._file.write("[")
+            self._file.write(b"[")
 
-    def write(self, rows: Sequence[Record]) -> None:
+    def write(self, rows: Sequence[Record | bytes | memoryview]) -> None:
+        out = self._file
         if self._array:
             for row in rows:
-                self._file.write("\n" if self._first else ",\n")
-                self._file.write(to_json(row))
+                if not isinstance(row, dict):
+                    raise TypeError("a JSON array sink takes rows, not serialized lines")
+                out.write(b"\n" if self._first else b",\n")
+                out.write(to_json_bytes(row))
                 self._first = False
-        else:
-            self._file.write("".join(to_json(row) + "\n" for row in rows))
+            return
+        run: list[Record] = []  # rows waiting to be serialized, between ready-made lines
+        for item in rows:
+            if isinstance(item, dict):
+                run.append(item)
+                continue
+            if run:
+                out.write(_lines(run))
+                run = []
+            if not isinstance(item, bytes | bytearray | memoryview):
+                raise TypeError(f"cannot write {type(item).__name__} as JSON Lines")
+            out.write(item)
+        if run:
+            out.write(_lines(run))
 
     def close(self) -> None:
         if self._file.closed:
             return
         if self._array:
-            self._file.write("\n]\n" if not self._first else "]\n")
+            self._file.write(b"\n]\n" if not self._first else b"]\n")
         self._file.flush()
         os.fsync(self._file.fileno())
         self._file.close()
+
+
+def _lines(rows: Sequence[Record]) -> bytes:
+    """``rows`` as JSON Lines, a newline after each."""
+    return b"\n".join([to_json_bytes(row) for row in rows]) + b"\n"
 
 
 class JSONOutputAdapter(BaseOutputAdapter):
