@@ -43,6 +43,7 @@ __all__ = [
     "fmt_ratio",
     "fmt_mib",
     "ratio",
+    "progress",
 ]
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -378,3 +379,8 @@ def format_table(
 
     rule = "  ".join("-" * w for w in widths)
     return "\n".join([line(cells[0]), rule, *(line(r) for r in cells[1:])])
+
+
+def progress(message: str) -> None:
+    """A progress line on stderr, so that stdout keeps only the results."""
+    print(message, file=sys.stderr, flush=True)

@@ -51,6 +51,7 @@ from _common import (  # noqa: E402 - needs the path above when run as a script
     environment,
     fmt_ratio,
     format_table,
+    progress,
     ratio,
     run_child,
     write_child_report,
@@ -417,10 +418,6 @@ def child_main(args: argparse.Namespace) -> int:
 # ==============================================================================================
 
 
-def _progress(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 def cluster_facts() -> dict[str, Any]:
     facts: dict[str, Any] = {}
     version = _run(["sinfo", "-V"])
@@ -476,7 +473,7 @@ def wait_for_empty_queue(limit: float) -> list[str]:
     announced = False
     while jobs and time.monotonic() < deadline:
         if not announced:
-            _progress(f"    waiting for {len(jobs)} queued job(s) of others to finish ...")
+            progress(f"    waiting for {len(jobs)} queued job(s) of others to finish ...")
             announced = True
         time.sleep(2.0)
         jobs = queue_jobs()
@@ -636,7 +633,7 @@ def parent_main(args: argparse.Namespace) -> int:
     data_dir = Path(args.data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     work_dir = Path(tempfile.mkdtemp(prefix="slurm-overhead-", dir=data_dir))
-    _progress(f"work folder {work_dir} (on the filesystem the nodes share)")
+    progress(f"work folder {work_dir} (on the filesystem the nodes share)")
     try:
         # -- 1. overhead: the engine and the plain baselines, interleaved ----------------------
         runs: dict[tuple[str, str | None], list[dict[str, Any]]] = {}
@@ -645,9 +642,9 @@ def parent_main(args: argparse.Namespace) -> int:
             for kind, variant in plan:
                 tag = f"[{repeat + 1}/{args.repeat}] " if args.repeat > 1 else ""
                 label = ENGINE_LABEL if kind == ENGINE else BASELINE_LABEL[variant or ""].strip()
-                _progress(f"{tag}{label}, {tasks} tasks ...")
+                progress(f"{tag}{label}, {tasks} tasks ...")
                 result = measure(kind, variant, tasks, work_dir, args)
-                _progress(f"    {describe(result)}")
+                progress(f"    {describe(result)}")
                 runs.setdefault((kind, variant), []).append(result)
         overhead = [fastest(runs[key]) for key in plan]
         base = next(r for r in overhead if r["variant"] == HEADLINE)
@@ -671,10 +668,10 @@ def parent_main(args: argparse.Namespace) -> int:
                 result = dict(engine_row)
                 result["reused_from_overhead"] = True
             else:
-                _progress(f"Slurm calls: {ENGINE_LABEL}, {n} shards ...")
+                progress(f"Slurm calls: {ENGINE_LABEL}, {n} shards ...")
                 result = measure(ENGINE, None, n, work_dir, args)
                 result["reused_from_overhead"] = False
-                _progress(f"    {describe(result)}")
+                progress(f"    {describe(result)}")
             result.pop("repeats", None)
             counts_rows.append(result)
         for r in counts_rows:

@@ -42,6 +42,7 @@ from _common import (  # noqa: E402 - needs the path above when run as a script
     fmt_ratio,
     format_table,
     peak_rss_self,
+    progress,
     ratio,
     run_child,
     warm_file,
@@ -407,10 +408,6 @@ def zoopipe_status(timeout: float) -> tuple[bool, str | None]:
     return False, f"zoopipe is not importable ({tail[0]}); its rows are n/a"
 
 
-def _progress(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 def describe_result(r: dict[str, Any]) -> str:
     if r["ok"]:
         return (
@@ -449,7 +446,7 @@ def parent_main(args: argparse.Namespace) -> int:
     else:
         have_zoopipe, zoopipe_note = zoopipe_status(args.timeout)
     if zoopipe_note:
-        _progress(f"NOTE: {zoopipe_note}")
+        progress(f"NOTE: {zoopipe_note}")
 
     work_dir = Path(tempfile.mkdtemp(prefix="run-", dir=data_dir))
     try:
@@ -465,9 +462,9 @@ def parent_main(args: argparse.Namespace) -> int:
             for case in cases:
                 warm_file(case.source)
                 tag = f"[{repeat + 1}/{args.repeat}] " if args.repeat > 1 else ""
-                _progress(f"{tag}{case.label}, {case.workers} worker(s), {case.rows:,} rows ...")
+                progress(f"{tag}{case.label}, {case.workers} worker(s), {case.rows:,} rows ...")
                 result = measure(case, work_dir, args.timeout)
-                _progress(f"    {describe_result(result)}")
+                progress(f"    {describe_result(result)}")
                 runs.setdefault((case.engine, case.output, case.workers), []).append(result)
         throughput = [best_of(v) for v in runs.values()]
         if not have_zoopipe:
@@ -489,9 +486,9 @@ def parent_main(args: argparse.Namespace) -> int:
                     else:
                         case = Case(engine, output, 1, n, sources[n])
                         warm_file(case.source)
-                        _progress(f"peak RSS: {case.label}, 1 worker, {n:,} rows ...")
+                        progress(f"peak RSS: {case.label}, 1 worker, {n:,} rows ...")
                         result = measure(case, work_dir, args.timeout)
-                        _progress(f"    {describe_result(result)}")
+                        progress(f"    {describe_result(result)}")
                         result["reused_from_throughput"] = False
                     result.pop("repeats", None)
                     rss.append(result)
@@ -593,9 +590,9 @@ def columnar_main(args: argparse.Namespace, rows: int, data_dir: Path) -> int:
             for name, case in cases:
                 warm_file(case.source)
                 what = case.label + ("" if case.columnar else " [row path]")
-                _progress(f"{name}: {what}, {case.rows:,} rows ...")
+                progress(f"{name}: {what}, {case.rows:,} rows ...")
                 result = measure(case, work_dir, args.timeout)
-                _progress(f"    {describe_result(result)}")
+                progress(f"    {describe_result(result)}")
                 result["input"] = name
                 result["columnar"] = case.columnar
                 key = (name, case.engine, case.output, case.columnar)
