@@ -38,9 +38,20 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
     raise WorkerTerminated(f"stopped by {signal.Signals(signum).name}")
 
 
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR2)
+
+
 def install_stop_handlers() -> None:
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR2):
+    for signum in _STOP_SIGNALS:
         signal.signal(signum, _terminate)
+
+
+def _ignore_further_stops() -> None:
+    """A pipe that is already stopping records why first: a second SIGTERM (a supervisor and
+    the kernel's parent-death signal, say) must not interrupt the writing of that record."""
+    if threading.current_thread() is threading.main_thread():
+        for signum in _STOP_SIGNALS:
+            signal.signal(signum, signal.SIG_IGN)
 
 
 def progress_path(folder: Path, index: int, attempt_id: str) -> Path:
@@ -78,6 +89,7 @@ def run_pipe(
         try:
             attempt.run(progress=writer)
         except WorkerTerminated as exc:
+            _ignore_further_stops()
             done.set()
             beater.join()
             writer.cancel(str(exc))
