@@ -131,3 +131,35 @@ def test_parallelize_pipe_keeps_the_columnar_switch(tmp_path: Path):
     )
     manager = PipeManager.parallelize_pipe(pipe, workers=2)
     assert [p.columnar for p in manager.pipes] == [False, False]
+
+
+@pytest.mark.parametrize("columnar", [True, False])
+@pytest.mark.parametrize("suffix", [".parquet", ".jsonl"])
+def test_an_int_no_64_bit_column_can_hold_is_an_error_record_not_a_crash(
+    tmp_path: Path, columnar: bool, suffix: str
+):
+    source = write_csv(
+        tmp_path / "in.csv",
+        [
+            {"id": 1, "name": "a", "score": 1.0},
+            {"id": 2**63, "name": "too big", "score": 1.0},
+            {"id": -(2**63), "name": "smallest", "score": 1.0},
+            {"id": -(2**63) - 1, "name": "too small", "score": 1.0},
+        ],
+    )
+    out = tmp_path / f"out{suffix}"
+    output = ParquetOutputAdapter(out) if suffix == ".parquet" else JSONOutputAdapter(out)
+    report = Pipe(
+        CSVInputAdapter(source),
+        output,
+        User,
+        error_output_adapter=JSONOutputAdapter(tmp_path / "err.jsonl"),
+        columnar=columnar,
+    ).run()
+    assert (report.success_count, report.error_count) == (2, 2)
+    rows = pq.read_table(out).to_pylist() if suffix == ".parquet" else read_jsonl(out)
+    assert [r["id"] for r in rows] == [1, -(2**63)]
+    errors = read_jsonl(tmp_path / "err.jsonl")
+    assert [e["line"] for e in errors] == [3, 5]
+    assert [e["errors"][0]["type"] for e in errors] == ["int64_range", "int64_range"]
+    assert errors[0]["errors"][0]["loc"] == ["id"] and errors[0]["errors"][0]["input"] == 2**63
