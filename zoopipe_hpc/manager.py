@@ -9,7 +9,6 @@ from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
-from .adapters.base import BaseOutputAdapter
 from .coordinators.base import BaseCoordinator, CompositeCoordinator
 from .coordinators.file_merge import FileMergeCoordinator
 from .engines.base import BaseEngine, WorkerResult
@@ -101,8 +100,8 @@ class PipeManager:
         else:
             outputs = [
                 (
-                    _numbered(pipe.output_adapter, i),
-                    _numbered(pipe.error_output_adapter, i) if pipe.error_output_adapter else None,
+                    pipe.output_adapter.numbered(i),
+                    pipe.error_output_adapter.numbered(i) if pipe.error_output_adapter else None,
                 )
                 for i in range(workers)
             ]
@@ -323,11 +322,3 @@ def _progress_display(progress: bool | None) -> ProgressDisplay | None:
     if progress is False or (progress is None and not in_notebook()):
         return None
     return auto_display()
-
-
-def _numbered(adapter: BaseOutputAdapter, index: int) -> BaseOutputAdapter:
-    clone = adapter._clone()
-    clone.path = adapter.path.with_name(
-        f"{adapter.path.stem}.part-{index:05d}{adapter.path.suffix}"
-    )
-    return clone

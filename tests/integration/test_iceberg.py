@@ -130,6 +130,24 @@ def test_single_pipe_creates_the_table_and_commits_one_snapshot(tmp_path: Path):
     assert _table(warehouse).scan().to_arrow().num_rows == len(valid)
 
 
+def test_merge_false_commits_one_snapshot_per_shard_each_idempotent(tmp_path: Path):
+    source = write_csv(tmp_path / "in.csv", users(90))
+    warehouse = tmp_path / "wh"
+
+    def run() -> bool:
+        pipe = _pipe(source, _adapter(warehouse, run_id="nightly"), None)
+        return PipeManager.parallelize_pipe(pipe, workers=3, merge=False).run(timeout=60)
+
+    assert run()
+    expected = [f"nightly-part-{i:05d}" for i in range(3)]
+    assert sorted(_runs(_table(warehouse))) == expected
+    assert _table(warehouse).scan().to_arrow().num_rows == 90
+    # Rerun with the same run id: every shard finds its own snapshot and appends nothing.
+    assert run()
+    assert sorted(_runs(_table(warehouse))) == expected
+    assert _table(warehouse).scan().to_arrow().num_rows == 90
+
+
 def test_a_table_that_does_not_fit_is_left_as_it_was(tmp_path: Path):
     warehouse = tmp_path / "wh"
     source = write_csv(tmp_path / "in.csv", users(30))

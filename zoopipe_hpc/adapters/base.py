@@ -214,6 +214,13 @@ class BaseOutputAdapter(abc.ABC):
         temp = staging.temp_path(self.path.name)
         return _StagedWriter(self, self._open_file(temp, schema), temp, staging, owns_staging)
 
+    def numbered(self, index: int) -> BaseOutputAdapter:
+        """The output shard ``index`` commits by itself (``parallelize_pipe(merge=False)``):
+        ``<stem>.part-NNNNN<suffix>`` next to the target."""
+        clone = self._clone()
+        clone.path = self.path.with_name(f"{self.path.stem}.part-{index:05d}{self.path.suffix}")
+        return clone
+
     def make_coordinator(
         self,
         workers: int,

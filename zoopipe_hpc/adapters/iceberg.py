@@ -166,6 +166,19 @@ class IcebergOutputAdapter(BaseOutputAdapter):
         clone._part_index = None
         return clone
 
+    def numbered(self, index: int) -> IcebergOutputAdapter:
+        """Shard ``index`` committing its own snapshot (``parallelize_pipe(merge=False)``).
+
+        A fixed ``run_id`` becomes ``<run_id>-part-NNNNN``: each shard's snapshot is idempotent
+        on its own, instead of every shard after the first looking like a rerun of the first.
+        """
+        clone = super().numbered(index)  # a staging folder of its own, named after the shard
+        if not isinstance(clone, IcebergOutputAdapter):  # pragma: no cover - _clone keeps the type
+            raise TypeError(f"{type(self).__name__}._clone returned {type(clone).__name__}")
+        if self.run_id is not None:
+            clone.run_id = f"{self.run_id}-part-{index:05d}"
+        return clone
+
     # -- the catalog and the table ------------------------------------------------------------
 
     def catalog(self) -> Catalog:
