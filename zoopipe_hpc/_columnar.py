@@ -314,8 +314,11 @@ class ColumnarValidator:
             column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
             try:
                 converted = self._field(plan, column)
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-                converted = None  # the column is left to pydantic, whole
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                # pyarrow cannot convert this column at all: pydantic validates the whole
+                # batch row by row, so the outcome is the row path's.
+                log.debug("column %r left to pydantic: %s", plan.key, exc)
+                return self.schema.empty_table(), _false(n)
             if converted is None:
                 return self.schema.empty_table(), _false(n)
             values, good = converted

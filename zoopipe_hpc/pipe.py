@@ -313,17 +313,7 @@ class Pipe:
                 if take:
                     bad = sorted(bad + malformed[:take], key=_line_key)
                     malformed = malformed[take:]
-            if bad:
-                self._keep_invalid(bad, errors)
-            with self._lock:
-                r = self._report
-                r.success_count += len(result.valid)
-                r.error_count += len(bad)
-                r.total_processed = r.success_count + r.error_count
-                r.ram_bytes = _rss()
-                counts = (r.total_processed, r.success_count, r.error_count)
-            if progress is not None:
-                progress.update(*counts)
+            self._account(len(result.valid), bad, errors, progress)
             if elapsed > 1.0:
                 self._chunk = max(1, self._chunk // 2)
             elif elapsed < 0.25:
@@ -385,6 +375,16 @@ class Pipe:
         malformed = sorted(batch.malformed, key=_line_key)
         if malformed:
             bad = sorted(bad + malformed, key=_line_key)
+        self._account(valid_count, bad, errors, progress)
+
+    def _account(
+        self,
+        valid_count: int,
+        bad: Sequence[dict[str, Any]],
+        errors: OutputWriter | None,
+        progress: ProgressSink | None,
+    ) -> None:
+        """Keep the invalid records of a chunk, count the chunk, and publish the counters."""
         if bad:
             self._keep_invalid(bad, errors)
         with self._lock:

@@ -250,6 +250,10 @@ class BaseOutputAdapter(abc.ABC):
 class _FileSink(abc.ABC):
     """A format-specific writer of one file."""
 
+    #: True when ``write`` also takes ready-made JSON Lines text (bytes-like items, whole
+    #: lines) among the rows: the columnar fast path then serializes column by column.
+    raw_lines: bool = False
+
     @abc.abstractmethod
     def write(self, rows: Sequence[Record]) -> None: ...
 
@@ -282,7 +286,7 @@ class _StagedWriter(OutputWriter):
     ) -> None:
         if self._adapter.format not in _TABLE_FORMATS:
             # A JSON Lines sink takes the fast rows' text as ready-made UTF-8 lines.
-            if getattr(self._sink, "raw_lines", False):
+            if self._sink.raw_lines:
                 texts = json_rows(table, "\n")
                 if texts is not None:
                     self.write(_jsonl_items(texts, rows, order))
