@@ -256,6 +256,24 @@ def _isatty(stream: TextIO) -> bool:
         return False
 
 
+class _Throttle:
+    """When a display redraws: once per interval, and sooner (if asked) when the shards'
+    states change (one finished, failed or was cancelled)."""
+
+    def __init__(self) -> None:
+        self._last_draw: float | None = None
+        self._last_key: tuple[object, ...] | None = None
+
+    def due(self, now: float, est: _Estimate, interval: float, *, early_on_change: bool) -> bool:
+        key: tuple[object, ...] = (est.status, est.finished, est.failed, est.cancelled)
+        due = self._last_draw is None or now - self._last_draw >= interval
+        if not due and (key == self._last_key or not early_on_change):
+            return False
+        self._last_draw = now
+        self._last_key = key
+        return True
+
+
 class TerminalProgress:
     """A progress line on ``stream`` (default ``sys.stderr``).
 
@@ -287,8 +305,7 @@ class TerminalProgress:
         self.color = self.is_tty and not os.environ.get("NO_COLOR")
         self._width = width
         self._clock: Callable[[], float] = time.monotonic
-        self._last_draw: float | None = None
-        self._last_key: tuple[object, ...] | None = None
+        self._throttle = _Throttle()
         self._seen: _Estimate | None = None
         self._closed = False
 
@@ -310,15 +327,10 @@ class TerminalProgress:
             return
         est = _estimate(report, shards)
         self._seen = est
-        now = self._clock()
         # On a TTY, shards finishing or failing are worth a redraw even inside the interval;
         # a log gets no more than one line per interval.
-        key: tuple[object, ...] = (est.status, est.finished, est.failed, est.cancelled)
-        due = self._last_draw is None or now - self._last_draw >= self.interval
-        if not due and (key == self._last_key or not self.is_tty):
+        if not self._throttle.due(self._clock(), est, self.interval, early_on_change=self.is_tty):
             return
-        self._last_draw = now
-        self._last_key = key
         if self.is_tty:
             self._redraw(self._tty_line(est))
         else:
@@ -460,8 +472,7 @@ class NotebookProgress:
         self.min_interval = max(0.0, min_interval)
         self._use_widgets = use_widgets
         self._clock: Callable[[], float] = time.monotonic
-        self._last_draw: float | None = None
-        self._last_key: tuple[object, ...] | None = None
+        self._throttle = _Throttle()
         self._seen: _Estimate | None = None
         self._closed = False
         self._started = False
@@ -497,13 +508,8 @@ class NotebookProgress:
             return
         est = _estimate(report, shards)
         self._seen = est
-        now = self._clock()
-        key: tuple[object, ...] = (est.status, est.finished, est.failed, est.cancelled)
-        due = self._last_draw is None or now - self._last_draw >= self.min_interval
-        if not due and key == self._last_key:
+        if not self._throttle.due(self._clock(), est, self.min_interval, early_on_change=True):
             return
-        self._last_draw = now
-        self._last_key = key
         self._render(est, "info", _label(est, final=False), message="")
 
     def close(self, report: PipeReport) -> None:
