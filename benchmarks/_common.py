@@ -44,6 +44,7 @@ __all__ = [
     "fmt_mib",
     "ratio",
     "progress",
+    "write_results",
 ]
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -384,3 +385,12 @@ def format_table(
 def progress(message: str) -> None:
     """A progress line on stderr, so that stdout keeps only the results."""
     print(message, file=sys.stderr, flush=True)
+
+
+def write_results(path: str | os.PathLike[str], results: Any) -> Path:
+    """Write ``results`` as indented JSON to ``path`` (folders made as needed) and say where."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2, default=str) + "\n", encoding="utf-8")
+    print(f"\nresults written to {out}")
+    return out

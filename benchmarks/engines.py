@@ -59,7 +59,6 @@ than its input's, is reported as failed and not timed. See ``docs/engines.md`` (
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import subprocess
@@ -92,6 +91,7 @@ from _common import (  # noqa: E402 - needs the path above when run as a script
     run_child,
     warm_file,
     write_child_report,
+    write_results,
 )
 
 MULTIPROCESS = "multiprocess"
@@ -556,10 +556,7 @@ def parent_main(args: argparse.Namespace) -> int:
     }
     print_report(results)
     if args.json:
-        out = Path(args.json)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(results, indent=2, default=str) + "\n", encoding="utf-8")
-        print(f"\nresults written to {out}")
+        write_results(args.json, results)
     failed = [r for r in measurements if not r["ok"]]
     if failed:
         print(f"\n{len(failed)} measurement(s) FAILED, see above.", file=sys.stderr)

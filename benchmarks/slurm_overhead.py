@@ -26,7 +26,6 @@ lists the jobs of other users that ran during it. Nothing here asserts a time. S
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import shlex
@@ -55,6 +54,7 @@ from _common import (  # noqa: E402 - needs the path above when run as a script
     ratio,
     run_child,
     write_child_report,
+    write_results,
 )
 
 
@@ -715,10 +715,7 @@ def parent_main(args: argparse.Namespace) -> int:
     }
     print_report(results)
     if args.json:
-        out = Path(args.json)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(results, indent=2, default=str) + "\n", encoding="utf-8")
-        print(f"\nresults written to {out}")
+        write_results(args.json, results)
     failed = [r for r in overhead + counts_rows if not r["ok"]]
     if failed:
         print(f"\n{len(failed)} measurement(s) FAILED, see above.", file=sys.stderr)

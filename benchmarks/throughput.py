@@ -47,6 +47,7 @@ from _common import (  # noqa: E402 - needs the path above when run as a script
     run_child,
     warm_file,
     write_child_report,
+    write_results,
 )
 
 HPC = "zoopipe_hpc"
@@ -518,10 +519,7 @@ def parent_main(args: argparse.Namespace) -> int:
     }
     print_report(results)
     if args.json:
-        out = Path(args.json)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(results, indent=2, default=str) + "\n", encoding="utf-8")
-        print(f"\nresults written to {out}")
+        write_results(args.json, results)
     failed = [r for r in throughput + rss if r["engine"] != ZOOPIPE and not r["ok"]]
     if failed:
         print(
@@ -642,10 +640,8 @@ def columnar_main(args: argparse.Namespace, rows: int, data_dir: Path) -> int:
     )
     print(f"\ntotal benchmark time: {time.perf_counter() - began:.1f} s")
     if args.json:
-        out = Path(args.json)
-        out.parent.mkdir(parents=True, exist_ok=True)
         payload = {"benchmark": "columnar", "rows": rows, "invalid": invalid, "runs": results}
-        out.write_text(json.dumps(payload, indent=2, default=str) + "\n", encoding="utf-8")
+        write_results(args.json, payload)
     failed = [r for r in results if r["engine"] != ZOOPIPE and not r["ok"]]
     return 1 if failed else 0
 
