@@ -454,6 +454,60 @@ def test_two_writers_at_once_both_land_exactly_once(tmp_path: Path):
         assert len(_snapshot_rows(table, run_id)) == (2000 if run_id[0] == "a" else 1500)
 
 
+def _create_at_once(warehouse: str, own_catalog: bool, barrier: Any, failures: Any) -> None:
+    try:
+        barrier.wait(30)
+        if own_catalog:  # no lock of ours: the lost race must be tolerated
+            catalog = SqlCatalog(
+                "own", uri=f"sqlite:///{warehouse}/own.db", warehouse=Path(warehouse).as_uri()
+            )
+            adapter = IcebergOutputAdapter(TABLE, catalog=catalog)
+        else:
+            adapter = _adapter(Path(warehouse))  # opens the catalog: may create its SQL tables
+        barrier.wait(30)
+        adapter.load_table(pa.schema([("id", pa.int64()), ("name", pa.string())]))
+    except BaseException as exc:  # reported to the test, which names it
+        failures.put(f"{type(exc).__name__}: {exc}")
+        raise
+
+
+@pytest.mark.parametrize("own_catalog", [False, True], ids=["embedded", "own-catalog"])
+def test_writers_creating_the_catalog_namespace_and_table_at_once_all_succeed(
+    tmp_path: Path, own_catalog: bool
+):
+    """Shards of a first ``merge=False`` run all create the same catalog, namespace and table."""
+    warehouse = tmp_path / "wh"
+    warehouse.mkdir()
+    if own_catalog:  # the user's catalog exists already; its namespace and table do not
+        SqlCatalog("own", uri=f"sqlite:///{warehouse}/own.db", warehouse=warehouse.as_uri())
+    context = multiprocessing.get_context("spawn")
+    writers = 4
+    barrier = context.Barrier(writers)
+    failures = context.Queue()
+    processes = [
+        context.Process(
+            target=_create_at_once, args=(str(warehouse), own_catalog, barrier, failures)
+        )
+        for _ in range(writers)
+    ]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(120)
+    messages = []
+    while not failures.empty():
+        messages.append(failures.get())
+    assert not messages, messages
+    assert [p.exitcode for p in processes] == [0] * writers
+    table = (
+        SqlCatalog("own", uri=f"sqlite:///{warehouse}/own.db").load_table(TABLE)
+        if own_catalog
+        else _table(warehouse)
+    )
+    assert table.schema().column_names == ["id", "name"]
+    assert table.current_snapshot() is None
+
+
 def test_a_commit_that_loses_a_race_is_refreshed_and_retried(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ):

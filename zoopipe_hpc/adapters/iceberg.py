@@ -12,6 +12,7 @@ pyiceberg is imported only when a table is used (``pip install 'zoopipe_hpc[iceb
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import os
@@ -25,7 +26,7 @@ from urllib.parse import unquote, urlparse
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .._atomic import StagingArea, clean_leftovers, fsync_path, new_run_id
+from .._atomic import StagingArea, clean_leftovers, fsync_path, locked, new_run_id
 from ..errors import CommitError, ConfigurationError
 from .base import BaseOutputAdapter, OutputWriter, Record, _FileSink
 from .parquet import _ParquetSink
@@ -192,7 +193,8 @@ class IcebergOutputAdapter(BaseOutputAdapter):
             from pyiceberg.catalog.sql import SqlCatalog
 
             self.warehouse.mkdir(parents=True, exist_ok=True)
-            catalog = SqlCatalog(self._catalog_name, **self._catalog_properties)
+            with self._creation_lock():  # the first opening creates the catalog's SQL tables
+                catalog = SqlCatalog(self._catalog_name, **self._catalog_properties)
         else:
             from pyiceberg.catalog import load_catalog
 
@@ -239,7 +241,36 @@ class IcebergOutputAdapter(BaseOutputAdapter):
                 "(give the pipe a schema_model, or create the table first)",
                 table=self.identifier,
             )
-        catalog.create_namespace_if_not_exists(self.namespace)
+        with self._creation_lock():
+            return self._create_table(catalog, schema)
+
+    def _creation_lock(self) -> contextlib.AbstractContextManager[None]:
+        """Serialises the creation of the embedded catalog, namespace and table across processes.
+
+        The shards of a first ``merge=False`` run all create them at once, and pyiceberg's SQL
+        catalog checks for a namespace before inserting it, so two creators can both pass the
+        check (the loser gets an ``IntegrityError``). A catalog of the user's own gets no lock:
+        :meth:`_create_table` tolerates losing the race there.
+        """
+        if self._catalog_class is None and self._catalog_name == _EMBEDDED_CATALOG_NAME:
+            if self.warehouse is not None:
+                return locked(self.warehouse / EMBEDDED_CATALOG_FILE)
+        return contextlib.nullcontext()
+
+    def _create_table(self, catalog: Catalog, schema: pa.Schema) -> Table:
+        """Create the namespace and the table unless they exist; another creator may win."""
+        from pyiceberg.exceptions import NoSuchTableError
+
+        try:
+            return catalog.load_table(self.identifier)  # created while we waited for the lock
+        except NoSuchTableError:
+            pass
+        try:
+            catalog.create_namespace_if_not_exists(self.namespace)
+        except Exception:  # a catalog that reports a lost race otherwise (SQL: IntegrityError)
+            if not catalog.namespace_exists(self.namespace):
+                raise
+            log.debug("namespace %s was created by another writer", ".".join(self.namespace))
         table = catalog.create_table_if_not_exists(
             self.identifier, schema=schema, location=self.location.as_uri()
         )
