@@ -12,6 +12,7 @@ import pyarrow as pa
 
 from .._arrow import to_json_bytes
 from ..errors import ConfigurationError, InputError
+from ._json_array import ArrayPosition, count_elements, element_positions, read_elements
 from ._split import ByteRange, file_size, split_ranges
 from .base import BaseInputAdapter, BaseOutputAdapter, InputBatch, Record, _FileSink, check_workers
 
@@ -33,8 +34,9 @@ class JSONInputAdapter(BaseInputAdapter):
     """Reads JSON Lines (one object a line; blank lines are skipped) or a JSON array.
 
     Values are read with the standard JSON parser, so types are exactly what the JSON says.
-    JSON Lines files split into byte ranges at line ends; a ``.json`` array file is read whole
-    and splits by record count.
+    JSON Lines files split into byte ranges at line ends. A ``.json`` array is streamed element
+    by element (it must be UTF-8) and splits into equal runs of elements, each shard starting
+    at the byte of its first element (``record_range`` plus ``byte_range``).
     """
 
     def __init__(
@@ -72,13 +74,7 @@ class JSONInputAdapter(BaseInputAdapter):
         check_workers(workers)
         self.check()
         if self.format == "json":
-            total = len(self._load_array())
-            lo, hi = self.record_range or (0, total)
-            cuts = [lo + (hi - lo) * k // workers for k in range(workers + 1)]
-            return [
-                JSONInputAdapter(self.path, **self._options(), record_range=(cuts[k], cuts[k + 1]))
-                for k in range(workers)
-            ]
+            return self._split_array(workers)
         r = self.byte_range or ByteRange(0, file_size(self.path), 1)
         with open(self.path, "rb") as f:
             ranges = split_ranges(f, r.start, r.end, workers, r.line, None)
@@ -87,19 +83,32 @@ class JSONInputAdapter(BaseInputAdapter):
             for x in ranges
         ]
 
-    def _load_array(self) -> list[Any]:
-        try:
-            with open(self.path, "rb") as f:
-                data = _json.load(f)
-        except _json.JSONDecodeError as exc:
-            raise InputError(
-                f"not valid JSON: {exc.msg}", path=self.source, line=exc.lineno
-            ) from exc
-        except OSError as exc:
-            raise InputError(f"cannot read JSON input: {exc.strerror}", path=self.source) from exc
-        if not isinstance(data, list):
-            raise InputError("a .json input must hold an array of objects", path=self.source)
-        return data
+    def _split_array(self, workers: int) -> list[BaseInputAdapter]:
+        """Equal runs of elements; each shard seeks to the byte where its first element starts.
+
+        Two streaming passes over the file: one counts the elements, one finds where the cuts
+        fall. Nothing but the positions of the cuts is kept.
+        """
+        lo, hi = self.record_range or (0, count_elements(self.path, self.source))
+        cuts = [lo + (hi - lo) * k // workers for k in range(workers + 1)]
+        starts = element_positions(self.path, self.source, [c for c in cuts[:-1] if c < hi])
+        size = file_size(self.path)
+        shards: list[BaseInputAdapter] = []
+        for k in range(workers):
+            first, after = starts.get(cuts[k]), starts.get(cuts[k + 1])
+            byte_range = None
+            if first is not None:
+                end = after.offset if after is not None else size
+                byte_range = (first.offset, end, first.line)
+            shards.append(
+                JSONInputAdapter(
+                    self.path,
+                    **self._options(),
+                    byte_range=byte_range,
+                    record_range=(cuts[k], cuts[k + 1]),
+                )
+            )
+        return shards
 
     def batches(self) -> Iterator[InputBatch]:
         self.check()
@@ -109,18 +118,27 @@ class JSONInputAdapter(BaseInputAdapter):
             yield from self._line_batches()
 
     def _array_batches(self) -> Iterator[InputBatch]:
-        data = self._load_array()
-        lo, hi = self.record_range or (0, len(data))
-        for start in range(lo, hi, self.batch_size):
-            chunk = data[start : min(hi, start + self.batch_size)]
-            records: list[Record] = []
-            malformed: list[Record] = []
-            for offset, item in enumerate(chunk):
-                if isinstance(item, dict):
-                    records.append(item)
-                else:
-                    malformed.append(self._not_an_object(item, None, start + offset))
-            yield InputBatch(records=records, source=self.source, malformed=malformed)
+        lo, hi = self.record_range or (0, None)
+        start = None
+        if self.byte_range is not None and self.record_range is not None:
+            r = self.byte_range
+            start = ArrayPosition(index=lo, offset=r.start, line=r.line)
+        records: list[Record] = []
+        lines: list[int] = []
+        malformed: list[Record] = []
+        for element in read_elements(self.path, self.source, start=start, stop=hi):
+            if element.index < lo:
+                continue  # a record_range without its start position: skip to it
+            if isinstance(element.value, dict):
+                records.append(element.value)
+                lines.append(element.line)
+            else:
+                malformed.append(self._not_an_object(element.value, element.line, element.index))
+            if len(records) + len(malformed) >= self.batch_size:
+                yield self._emit(records, lines, malformed)
+                records, lines, malformed = [], [], []
+        if records or malformed:
+            yield self._emit(records, lines, malformed)
 
     def _not_an_object(self, item: Any, line: int | None, index: int) -> Record:
         return {
@@ -130,7 +148,7 @@ class JSONInputAdapter(BaseInputAdapter):
             "errors": [
                 {
                     "type": "json_not_object",
-                    "loc": [] if line is not None else [index],
+                    "loc": [index] if self.format == "json" else [],
                     "msg": f"expected a JSON object, got {type(item).__name__}",
                 }
             ],
