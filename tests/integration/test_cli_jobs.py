@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -154,6 +155,81 @@ def test_local_retry_after_a_fixable_failure(tmp_path: Path) -> None:
     assert attempts == [1, 1, 2]
 
 
+def start_run(
+    tmp_path: Path, job: Path, ready: Callable[[Path], bool] | None = None
+) -> tuple[subprocess.Popen[str], Path]:
+    """``zoopipe-hpc run`` in the background; returns once ``ready(job_dir)`` (default: the
+    manifest says running)."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "zoopipe_hpc.cli", "run", str(job), "--quiet"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        jobs = tmp_path / "zoopipe-jobs"
+        if jobs.exists() and any(jobs.iterdir()):
+            path = job_dir(tmp_path)
+            if (path / "manifest.json").exists():
+                if ready(path) if ready else manifest(path)["state"] == "running":
+                    return process, path
+        if process.poll() is not None:
+            raise AssertionError(f"run ended early: {process.communicate()}")
+        time.sleep(0.2)
+    process.kill()
+    raise AssertionError("the run never got ready")
+
+
+def test_a_local_run_is_watched_from_another_shell_and_never_run_twice(tmp_path: Path) -> None:
+    job = make_job(tmp_path, [f"slow{i}" for i in range(45)])  # ~3 s a shard
+    runner, path = start_run(tmp_path, job)
+    try:
+        for command in ("resume", "cancel"):
+            refused = cli(command, path, cwd=tmp_path)
+            assert refused.returncode == 4, refused.stdout + refused.stderr
+            assert f"being run by pid {runner.pid} on host" in refused.stderr
+            assert f"zoopipe-hpc watch {path}" in refused.stderr
+        status = json.loads(cli("status", path, "--json", cwd=tmp_path).stdout)
+        assert status["state"] == "running"
+        watched = cli("watch", path, "--quiet", cwd=tmp_path)
+        assert watched.returncode == 0, watched.stdout + watched.stderr
+        assert f"{path.name}: committed" in watched.stdout
+        assert runner.wait(120) == 0
+    finally:
+        runner.kill()
+        runner.wait()
+    final = manifest(path)
+    assert final["state"] == "committed"
+    assert all(len(s["submissions"]) == 1 for s in final["shards"])
+    assert [r["id"] for r in read_jsonl(tmp_path / "out" / "rows.jsonl")] == list(range(45))
+    assert not (path / "local-runner.json").exists()
+
+
+def test_a_killed_local_run_is_finished_by_resume_once_its_workers_are_gone(
+    tmp_path: Path,
+) -> None:
+    job = make_job(tmp_path, [f"slow{i}" for i in range(60)])  # ~4 s a shard
+    runner, path = start_run(tmp_path, job)
+    os.kill(runner.pid, signal.SIGKILL)
+    runner.wait()
+    # Its forked workers still run their shards and still hold the job: no second run yet.
+    early = cli("resume", path, "--quiet", cwd=tmp_path)
+    assert early.returncode == 4, early.stdout + early.stderr
+    assert f"being run by pid {runner.pid}" in early.stderr
+    # `watch` follows them, then says that nobody will conclude the job.
+    watched = cli("watch", path, "--quiet", cwd=tmp_path)
+    assert watched.returncode == 4, watched.stdout + watched.stderr
+    assert "no process is running this local job any more" in watched.stderr
+    assert f"zoopipe-hpc resume {path}" in watched.stderr
+    resumed = cli("resume", path, "--quiet", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "running shards [0, 1, 2] again" in resumed.stdout
+    assert manifest(path)["state"] == "committed"
+    assert [r["id"] for r in read_jsonl(tmp_path / "out" / "rows.jsonl")] == list(range(60))
+
+
 # -- on the Slurm test cluster --------------------------------------------------------------------
 
 SLURM = '  time: "00:05:00"\n  mem: 300M\n  max_retries: 0'
@@ -179,25 +255,11 @@ def test_detached_run_is_committed_by_slurm_alone(tmp_path: Path) -> None:
 @pytest.mark.usefixtures("slurm_cluster")
 def test_killed_run_is_resumed_with_the_same_array(tmp_path: Path) -> None:
     job = make_job(tmp_path, [f"slow{i}" for i in range(45)], kind="slurm", extra=SLURM)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "zoopipe_hpc.cli", "run", str(job), "--quiet"],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 120
-    path = None
-    while time.monotonic() < deadline:
-        jobs = tmp_path / "zoopipe-jobs"
-        if jobs.exists() and any(jobs.iterdir()):
-            path = job_dir(tmp_path)
-            if (path / "manifest.json").exists() and manifest(path)["arrays"]:
-                records = list((path / "progress").glob("*.rec"))
-                if len(records) == 3:
-                    break
-        time.sleep(0.3)
-    assert path is not None
+
+    def submitted(path: Path) -> bool:
+        return bool(manifest(path)["arrays"]) and len(list((path / "progress").glob("*.rec"))) == 3
+
+    process, path = start_run(tmp_path, job, submitted)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     arrays = manifest(path)["arrays"]

@@ -33,6 +33,7 @@ from ..manager import PipeManager
 from ..pipe import Pipe
 from ..progress import read_progress
 from ..report import PipeReport, PipeStatus
+from ._local_runner import LocalRunner
 from .config import JobConfig
 from .manifest import JobDirectory, JobState, Manifest, ShardRecord
 
@@ -96,6 +97,7 @@ class JobHandle:
         self.directory = JobDirectory(path)
         self._engine: BaseEngine | None = None
         self._merger: FileMergeCoordinator | None = None
+        self._runner = LocalRunner(self.directory.path)
 
     @property
     def path(self) -> Path:
@@ -149,10 +151,7 @@ class JobHandle:
             return self._engine
         manifest = self.manifest()
         if manifest.engine != "slurm":
-            raise JobError(
-                f"{self.path}: a local job cannot be watched from another process; "
-                f"use `zoopipe-hpc resume {self.path}` to finish it"
-            )
+            raise JobError(f"{self.path}: a local job has no scheduler to attach to")
         engine = self._slurm_engine(manifest)
         engine.attach(self.path, [s.submissions for s in manifest.shards])
         self._engine = engine
@@ -166,7 +165,8 @@ class JobHandle:
     def shard_reports(self) -> list[PipeReport]:
         """One report per shard: live where an engine watches it, else from the manifest."""
         manifest = self.manifest()
-        reports = [_report_from_record(s, self.path / "progress") for s in manifest.shards]
+        local = manifest.engine == "local"
+        reports = [_report_from_record(s, self.path / "progress", local) for s in manifest.shards]
         engine = self._engine
         if engine is None and manifest.engine == "slurm" and not manifest.state.is_final:
             if any(s.submissions for s in manifest.shards):
@@ -217,8 +217,11 @@ class JobHandle:
         if manifest.state.is_final:
             return manifest.state is JobState.COMMITTED
         if manifest.finish_jobs and manifest.engine == "slurm":
-            return self._wait_detached(on_report, poll)
-        if self._engine is None:
+            return self._follow(on_report, poll)
+        local = manifest.engine == "local"
+        if local and not self._runner.held:
+            return self._follow(on_report, poll, local_runner=True)
+        if self._engine is None and not local:
             self._attached_engine()
         while True:
             reports = self.shard_reports()
@@ -226,17 +229,53 @@ class JobHandle:
                 on_report(PipeReport.aggregate(reports), reports)
             if all(r.is_finished for r in reports):
                 break
+            if self._engine is None:  # local, claimed by resume() with nothing left to run
+                unfinished = [r.pipe_index for r in reports if not r.is_finished]
+                raise JobError(f"{self.path}: shards {unfinished} are not running")
             time.sleep(poll)
-        return self._conclude(self._results())
+        committed = self._conclude(self._results())
+        self._runner.release()
+        return committed
 
-    def _wait_detached(self, on_report: ReportCallback | None, poll: float) -> bool:
+    def _claim_local_run(self) -> None:
+        """Become the process that runs this local job, or say who is."""
+        if self._runner.try_claim():
+            return
+        owner = self._runner.owner()
+        who = self._runner.describe(owner) if owner is not None else "another process"
+        raise JobError(
+            f"{self.path}: this local job is being run by {who}; follow it with "
+            f"`zoopipe-hpc watch {self.path}`"
+        )
+
+    def _follow(
+        self, on_report: ReportCallback | None, poll: float, local_runner: bool = False
+    ) -> bool:
+        """Watch the manifest until someone else concludes the job; True if it was committed.
+
+        That someone is Slurm's finish jobs for a detached job, or the process that runs a
+        local job (``local_runner``): if that process is gone (and its workers with it) and the
+        job is not concluded, a :class:`JobError` says that ``resume`` finishes it.
+        """
+
+        def over(manifest: Manifest) -> bool:
+            return manifest.state.is_final or manifest.state is JobState.FAILED
+
         while True:
             manifest = self.manifest()
             if on_report is not None:
                 reports = self.shard_reports()
                 on_report(PipeReport.aggregate(reports), reports)
-            if manifest.state.is_final or manifest.state is JobState.FAILED:
+            if over(manifest):
                 return manifest.state is JobState.COMMITTED
+            if local_runner and self._runner.owner() is None:
+                manifest = self.manifest()  # it may have concluded just now
+                if over(manifest):
+                    return manifest.state is JobState.COMMITTED
+                raise JobError(
+                    f"{self.path}: no process is running this local job any more (the one "
+                    f"that ran it died); `zoopipe-hpc resume {self.path}` finishes it"
+                )
             time.sleep(poll)
 
     def _conclude(self, results: list[WorkerResult]) -> bool:
@@ -318,6 +357,8 @@ class JobHandle:
         if manifest.engine == "slurm":
             self._attached_engine()
             return []
+        self._claim_local_run()
+        manifest = self.manifest()  # as the previous runner left it
         done = {s.index for s in manifest.shards if s.state == "completed"}
         todo = [s.index for s in manifest.shards if s.index not in done]
         if todo:
@@ -334,6 +375,10 @@ class JobHandle:
             ids = sorted(set(manifest.arrays) | set(manifest.finish_jobs.values()))
             if ids:
                 engine.cli.run(["scancel", *ids])
+        elif self._engine is not None:
+            self._engine.shutdown()  # this process runs it: stop its workers
+        else:
+            self._claim_local_run()  # refuses while another process runs it
         self._merger_for(manifest).on_error(None, JobError("cancelled"))
 
         def cancelled(m: Manifest) -> None:
@@ -341,6 +386,7 @@ class JobHandle:
             m.message = "cancelled by the user; staged parts discarded"
 
         self.directory.update(cancelled, what="cancelled")
+        self._runner.release()
 
     def roll_back(self, reason: str) -> None:
         """Give up: discard the staged parts; the targets stay as they were."""
@@ -359,6 +405,7 @@ class JobHandle:
 
     def _run_local(self, indices: list[int]) -> None:
         """Run these shards from their payloads in local processes, recording attempts."""
+        self._claim_local_run()
         store = PayloadStore(self.path)
         pipes = [store.load(shard_payload_name(i)) for i in indices]
         engine = _LocalSubset(indices, self.path / "progress", self._record_local_attempts)
@@ -412,11 +459,18 @@ def assert_slurm(engine: BaseEngine) -> SlurmEngine:
     return engine
 
 
-def _report_from_record(record: ShardRecord, progress_dir: Path) -> PipeReport:
-    """A shard's report from the manifest, with its counters from its attempt's record."""
-    if record.attempt_id:
-        for path in progress_dir.glob(f"progress-*.{record.attempt_id}.rec"):
-            snapshot = read_progress(path, expected_attempt_id=record.attempt_id)
+def _report_from_record(record: ShardRecord, progress_dir: Path, local: bool) -> PipeReport:
+    """A shard's report from the manifest, with its counters from its attempt's record.
+
+    A running local shard's attempt is its last submission (local attempts are recorded by
+    their attempt ids), so another process sees its live counters.
+    """
+    attempt = record.attempt_id
+    if not attempt and local and record.state == "running" and record.submissions:
+        attempt = record.submissions[-1]
+    if attempt:
+        for path in progress_dir.glob(f"progress-*.{attempt}.rec"):
+            snapshot = read_progress(path, expected_attempt_id=attempt)
             if snapshot is not None:
                 report = report_from_snapshot(record.index, snapshot)
                 report.extra = {"attempts": str(len(record.submissions))}
@@ -473,6 +527,8 @@ def submit(config: JobConfig, *, engine: str | None = None, detach: bool = False
         )
     )
     (path / "progress").mkdir(mode=0o700, exist_ok=True)
+    if kind == "local":
+        handle._claim_local_run()  # before anything runs: a watcher sees a live runner
     # For people: the config as resolved (extends applied, absolute paths). The manifest's
     # checksummed copy is the one zoopipe-hpc reads.
     (path / "job.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
