@@ -230,6 +230,26 @@ def test_a_killed_local_run_is_finished_by_resume_once_its_workers_are_gone(
     assert [r["id"] for r in read_jsonl(tmp_path / "out" / "rows.jsonl")] == list(range(60))
 
 
+def test_a_second_handle_in_the_running_process_is_told_to_use_the_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """From Python (a notebook): the handle submit() returned concludes the job; another one
+    opened on the same directory in the same process must not wait forever for it."""
+    from zoopipe_hpc.jobs import JobError, load_job_file, open_job, submit
+
+    job = make_job(tmp_path, [f"n{i}" for i in range(30)])
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))  # the job's schema module
+    handle = submit(load_job_file(job))
+    other = open_job(handle.path)
+    for action in (other.wait, other.resume, other.cancel):
+        with pytest.raises(JobError, match="this process already runs the job"):
+            action()
+    assert handle.wait()
+    assert other.wait()  # concluded: any handle may say so
+    assert [r["id"] for r in read_jsonl(tmp_path / "out" / "rows.jsonl")] == list(range(30))
+
+
 # -- on the Slurm test cluster --------------------------------------------------------------------
 
 SLURM = '  time: "00:05:00"\n  mem: 300M\n  max_retries: 0'

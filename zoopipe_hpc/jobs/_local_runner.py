@@ -107,6 +107,11 @@ class LocalRunner:
         note.setdefault("pid", "?")
         return dict(note)
 
+    @staticmethod
+    def is_this_process(owner: dict[str, Any]) -> bool:
+        """Whether ``owner`` (from :meth:`owner`) is the calling process."""
+        return owner.get("pid") == os.getpid() and owner.get("host") == socket.gethostname()
+
     def describe(self, owner: dict[str, Any]) -> str:
         """``pid 123 on host n1`` for messages."""
         return f"pid {owner['pid']} on host {owner['host']}"

@@ -242,10 +242,18 @@ class JobHandle:
         if self._runner.try_claim():
             return
         owner = self._runner.owner()
+        if owner is not None and self._runner.is_this_process(owner):
+            raise self._held_by_another_handle()
         who = self._runner.describe(owner) if owner is not None else "another process"
         raise JobError(
             f"{self.path}: this local job is being run by {who}; follow it with "
             f"`zoopipe-hpc watch {self.path}`"
+        )
+
+    def _held_by_another_handle(self) -> JobError:
+        return JobError(
+            f"{self.path}: this process already runs the job through another JobHandle; "
+            "use that one (the handle submit(), resume() or retry() was called on)"
         )
 
     def _follow(
@@ -260,6 +268,11 @@ class JobHandle:
 
         def over(manifest: Manifest) -> bool:
             return manifest.state.is_final or manifest.state is JobState.FAILED
+
+        if local_runner:  # nobody would conclude a job this process runs while it waits here
+            owner = self._runner.owner()
+            if owner is not None and self._runner.is_this_process(owner):
+                raise self._held_by_another_handle()
 
         while True:
             manifest = self.manifest()
