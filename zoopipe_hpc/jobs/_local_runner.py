@@ -12,8 +12,10 @@ it (host, pid, when), for messages; it is only believed while the lock is held.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
+import logging
 import os
 import socket
 import time
@@ -25,6 +27,10 @@ __all__ = ["LocalRunner"]
 LOCK_FILE = "local-runner.lock"
 OWNER_FILE = "local-runner.json"
 _CLAIM_ATTEMPTS = 4
+# What flock answers on a filesystem without locks (NFS mounted with nolock, some FUSE mounts).
+_NO_LOCKS = frozenset({errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS})
+
+log = logging.getLogger(__name__)
 
 
 class LocalRunner:
@@ -57,6 +63,16 @@ class LocalRunner:
                         os.close(fd)
                         return False
                     time.sleep(0.05)
+                except OSError as exc:
+                    if exc.errno not in _NO_LOCKS:
+                        raise
+                    log.warning(
+                        "cannot lock %s (%s): the job runs, but a resume from another process "
+                        "would not be refused while it does",
+                        self.job_dir / LOCK_FILE,
+                        exc.strerror,
+                    )
+                    break
         except BaseException:
             os.close(fd)
             raise
@@ -75,7 +91,8 @@ class LocalRunner:
         with contextlib.suppress(FileNotFoundError):
             (self.job_dir / OWNER_FILE).unlink()
         try:
-            fcntl.flock(fd, fcntl.LOCK_UN)
+            with contextlib.suppress(OSError):  # a lock that could not be taken (see try_claim)
+                fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
             os.close(fd)
 
@@ -92,6 +109,10 @@ class LocalRunner:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return self._note()
+        except OSError as exc:
+            if exc.errno not in _NO_LOCKS:
+                raise
+            return None  # no locks here: nobody can be seen holding it
         finally:
             os.close(fd)  # closing also drops a lock this probe took
         return None
