@@ -182,6 +182,13 @@ class IcebergOutputAdapter(BaseOutputAdapter):
 
     # -- the catalog and the table ------------------------------------------------------------
 
+    @property
+    def _embedded_warehouse(self) -> Path | None:
+        """The warehouse folder of the embedded SQLite catalog; None for any other catalog."""
+        if self._catalog_class is None and self._catalog_name == _EMBEDDED_CATALOG_NAME:
+            return self.warehouse
+        return None
+
     def catalog(self) -> Catalog:
         """The catalog, opened on first use in this process."""
         if self._catalog is not None:
@@ -189,10 +196,10 @@ class IcebergOutputAdapter(BaseOutputAdapter):
         _require_pyiceberg()
         if self._catalog_class is not None:
             catalog = self._catalog_class(self._catalog_name, **self._catalog_properties)
-        elif self._catalog_name == _EMBEDDED_CATALOG_NAME and self.warehouse is not None:
+        elif self._embedded_warehouse is not None:
             from pyiceberg.catalog.sql import SqlCatalog
 
-            self.warehouse.mkdir(parents=True, exist_ok=True)
+            self._embedded_warehouse.mkdir(parents=True, exist_ok=True)
             with self._creation_lock():  # the first opening creates the catalog's SQL tables
                 catalog = SqlCatalog(self._catalog_name, **self._catalog_properties)
         else:
@@ -252,9 +259,8 @@ class IcebergOutputAdapter(BaseOutputAdapter):
         check (the loser gets an ``IntegrityError``). A catalog of the user's own gets no lock:
         :meth:`_create_table` tolerates losing the race there.
         """
-        if self._catalog_class is None and self._catalog_name == _EMBEDDED_CATALOG_NAME:
-            if self.warehouse is not None:
-                return locked(self.warehouse / EMBEDDED_CATALOG_FILE)
+        if self._embedded_warehouse is not None:
+            return locked(self._embedded_warehouse / EMBEDDED_CATALOG_FILE)
         return contextlib.nullcontext()
 
     def _create_table(self, catalog: Catalog, schema: pa.Schema) -> Table:
