@@ -366,33 +366,10 @@ def measure(
             subprocess.run(["scancel", "--name", job_name], capture_output=True, check=False)
         shutil.rmtree(work, ignore_errors=True)
     report = child.report or {}
-    result: dict[str, Any] = {
-        "engine": engine,
-        "label": ENGINE_LABEL[engine],
-        "workload": workload,
-        "rows": rows,
-        "shards": shards,
-        "parallel": args.parallel,
-        "seconds": None,
-        "rows_per_s": None,
-        "start_seconds": report.get("start_seconds"),
-        "init_seconds": report.get("init_seconds"),
-        "shutdown_seconds": report.get("shutdown_seconds"),
-        "peak_rss_bytes": child.peak_rss_bytes,
-        "startup_rss_bytes": report.get("startup_rss_bytes"),
-        "tree_peak_rss_bytes": report.get("tree_peak_rss_bytes"),
-        "tree_peak_processes": report.get("tree_peak_processes"),
-        "child_wall_seconds": child.wall_seconds,
-        "success": report.get("success"),
-        "errors": report.get("errors"),
-        "output_rows": report.get("output_rows"),
-        "pipes": report.get("pipes"),
-        "rows_per_pipe_min": report.get("rows_per_pipe_min"),
-        "rows_per_pipe_max": report.get("rows_per_pipe_max"),
-        "hosts": report.get("hosts"),
-        "ok": False,
-        "error": None,
-    }
+    result = _result(engine, workload, rows, shards, args)
+    result.update({key: report.get(key) for key in _FROM_CHILD_REPORT})
+    result["peak_rss_bytes"] = child.peak_rss_bytes
+    result["child_wall_seconds"] = child.wall_seconds
     if not child.ok or report.get("error"):
         result["error"] = child.describe_failure()
         if child.stderr.strip():
@@ -564,10 +541,29 @@ def parent_main(args: argparse.Namespace) -> int:
     return 0
 
 
-def _not_run(
-    engine: str, workload: str, rows: int, shards: int, args: argparse.Namespace, why: str
+# What the measuring child reports about itself, copied into its result as they are.
+_FROM_CHILD_REPORT = (
+    "start_seconds",
+    "init_seconds",
+    "shutdown_seconds",
+    "startup_rss_bytes",
+    "tree_peak_rss_bytes",
+    "tree_peak_processes",
+    "success",
+    "errors",
+    "output_rows",
+    "pipes",
+    "rows_per_pipe_min",
+    "rows_per_pipe_max",
+    "hosts",
+)
+
+
+def _result(
+    engine: str, workload: str, rows: int, shards: int, args: argparse.Namespace
 ) -> dict[str, Any]:
-    return {
+    """One measurement's record before anything is known: what was asked, every figure None."""
+    result: dict[str, Any] = {
         "engine": engine,
         "label": ENGINE_LABEL[engine],
         "workload": workload,
@@ -576,15 +572,21 @@ def _not_run(
         "parallel": args.parallel,
         "seconds": None,
         "rows_per_s": None,
-        "start_seconds": None,
-        "init_seconds": None,
-        "shutdown_seconds": None,
         "peak_rss_bytes": None,
-        "tree_peak_rss_bytes": None,
-        "output_rows": None,
+        "child_wall_seconds": None,
         "ok": False,
-        "error": f"not run: {why}",
+        "error": None,
     }
+    result.update(dict.fromkeys(_FROM_CHILD_REPORT))
+    return result
+
+
+def _not_run(
+    engine: str, workload: str, rows: int, shards: int, args: argparse.Namespace, why: str
+) -> dict[str, Any]:
+    result = _result(engine, workload, rows, shards, args)
+    result["error"] = f"not run: {why}"
+    return result
 
 
 def _loadavg() -> list[float] | None:
