@@ -165,8 +165,7 @@ class JobHandle:
     def shard_reports(self) -> list[PipeReport]:
         """One report per shard: live where an engine watches it, else from the manifest."""
         manifest = self.manifest()
-        local = manifest.engine == "local"
-        reports = [_report_from_record(s, self.path / "progress", local) for s in manifest.shards]
+        reports = [_report_from_record(s, self.path / "progress") for s in manifest.shards]
         engine = self._engine
         if engine is None and manifest.engine == "slurm" and not manifest.state.is_final:
             if any(s.submissions for s in manifest.shards):
@@ -429,6 +428,7 @@ class JobHandle:
         def change(m: Manifest) -> None:
             for index, attempt in zip(indices, attempts, strict=True):
                 m.shards[index].submissions.append(attempt)
+                m.shards[index].attempt_id = attempt  # its progress record is the live one
                 m.shards[index].state = "running"
             m.state = JobState.RUNNING
 
@@ -472,18 +472,11 @@ def assert_slurm(engine: BaseEngine) -> SlurmEngine:
     return engine
 
 
-def _report_from_record(record: ShardRecord, progress_dir: Path, local: bool) -> PipeReport:
-    """A shard's report from the manifest, with its counters from its attempt's record.
-
-    A running local shard's attempt is its last submission (local attempts are recorded by
-    their attempt ids), so another process sees its live counters.
-    """
-    attempt = record.attempt_id
-    if not attempt and local and record.state == "running" and record.submissions:
-        attempt = record.submissions[-1]
-    if attempt:
-        for path in progress_dir.glob(f"progress-*.{attempt}.rec"):
-            snapshot = read_progress(path, expected_attempt_id=attempt)
+def _report_from_record(record: ShardRecord, progress_dir: Path) -> PipeReport:
+    """A shard's report from the manifest, with its counters from its attempt's record."""
+    if record.attempt_id:
+        for path in progress_dir.glob(f"progress-*.{record.attempt_id}.rec"):
+            snapshot = read_progress(path, expected_attempt_id=record.attempt_id)
             if snapshot is not None:
                 report = report_from_snapshot(record.index, snapshot)
                 report.extra = {"attempts": str(len(record.submissions))}
