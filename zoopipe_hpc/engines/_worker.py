@@ -34,24 +34,22 @@ class WorkerTerminated(BaseException):
     """Raised inside a worker asked to stop (SIGTERM, SIGINT, or Slurm's pre-kill signal)."""
 
 
+#: The signals a worker turns into :class:`WorkerTerminated`.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR2)
+
+
 def _terminate(signum: int, frame: FrameType | None) -> None:
+    # A stopping pipe records why first: the next stop signal (the kernel sends the parent-death
+    # signal again each time a dying parent's threads hand the child on, a supervisor may add
+    # its own) must not interrupt that, so from the first one on they are ignored.
+    for other in STOP_SIGNALS:
+        signal.signal(other, signal.SIG_IGN)
     raise WorkerTerminated(f"stopped by {signal.Signals(signum).name}")
 
 
-_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR2)
-
-
 def install_stop_handlers() -> None:
-    for signum in _STOP_SIGNALS:
+    for signum in STOP_SIGNALS:
         signal.signal(signum, _terminate)
-
-
-def _ignore_further_stops() -> None:
-    """A pipe that is already stopping records why first: a second SIGTERM (a supervisor and
-    the kernel's parent-death signal, say) must not interrupt the writing of that record."""
-    if threading.current_thread() is threading.main_thread():
-        for signum in _STOP_SIGNALS:
-            signal.signal(signum, signal.SIG_IGN)
 
 
 def progress_path(folder: Path, index: int, attempt_id: str) -> Path:
@@ -74,7 +72,6 @@ def run_pipe(
     pipe.pipe_index = index
     attempt = pipe.for_attempt(attempt_id)
     with ProgressWriter(record, attempt_id, host=host) as writer:
-        writer.start()
         done = threading.Event()
 
         def beat() -> None:
@@ -85,22 +82,25 @@ def run_pipe(
                     return
 
         beater = threading.Thread(target=beat, name="zoopipe-heartbeat", daemon=True)
-        beater.start()
-        try:
+
+        def stop_beating() -> None:
+            done.set()
+            if beater.ident is not None:
+                beater.join()
+
+        try:  # from the start: a stop signal at any point is recorded as a cancellation
+            writer.start()
+            beater.start()
             attempt.run(progress=writer)
         except WorkerTerminated as exc:
-            _ignore_further_stops()
-            done.set()
-            beater.join()
+            stop_beating()
             writer.cancel(str(exc))
             raise
         except BaseException as exc:
-            done.set()
-            beater.join()
+            stop_beating()
             writer.fail(f"{type(exc).__name__}: {exc}")
             raise
-        done.set()
-        beater.join()
+        stop_beating()
         writer.finish()
 
 

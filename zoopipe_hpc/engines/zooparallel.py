@@ -37,7 +37,13 @@ from ..errors import ConfigurationError
 from ..progress import ProgressWriter, read_progress
 from ..report import PipeReport
 from ._tracking import RUNNING, WAITING, PipeTracker, TaskEnded, TaskState, TrackedEngine
-from ._worker import WorkerTerminated, describe_exit, install_stop_handlers, run_pipe
+from ._worker import (
+    STOP_SIGNALS,  # held back while claiming: a stop never lands between claim and commit
+    WorkerTerminated,
+    describe_exit,
+    install_stop_handlers,
+    run_pipe,
+)
 
 if TYPE_CHECKING:
     from ..pipe import Pipe
@@ -47,9 +53,6 @@ __all__ = ["ZooParallelPoolEngine"]
 log = logging.getLogger(__name__)
 
 _O_CLOEXEC: Final = getattr(os, "O_CLOEXEC", 0)
-#: The signals ``install_stop_handlers`` turns into ``WorkerTerminated``; held back while
-#: claiming so a stop request never lands between publishing a claim and committing it.
-_STOP_SIGNALS: Final = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR2)
 _IDLE: Final = -1
 
 
@@ -119,7 +122,7 @@ class _Board:
 
     def claim(self, slot: int, count: int) -> int | None:
         """In a worker: drop the pipe held in ``slot`` and take the next one (None: no more)."""
-        previous = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         try:
             with self.locked():
                 index = self.counter
