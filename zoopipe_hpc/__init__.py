@@ -15,10 +15,10 @@ from .adapters import (
     ParquetOutputAdapter,
 )
 from .errors import ZoopipeHPCError
-from .executors import BatchExecutor, MultiThreadExecutor, SingleThreadExecutor
 from .manager import PipeManager
 from .pipe import Pipe
 from .report import PipeReport, PipeStatus
+from .validation.executors import BatchExecutor, MultiThreadExecutor, SingleThreadExecutor
 
 __all__ = [
     "Pipe",

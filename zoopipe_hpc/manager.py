@@ -14,12 +14,12 @@ from .coordinators.file_merge import FileMergeCoordinator
 from .engines.base import BaseEngine, WorkerResult
 from .engines.multiprocess import MultiProcessEngine
 from .errors import ConfigurationError, ShardFailedError, ZoopipeHPCError
-from .executors import BatchExecutor
 from .pipe import Pipe
 from .report import PipeReport
+from .validation.executors import BatchExecutor
 
 if TYPE_CHECKING:
-    from .progress.display import ProgressDisplay
+    from .display import ProgressDisplay
 
 __all__ = ["PipeManager"]
 
@@ -317,7 +317,7 @@ class PipeManager:
 
 
 def _progress_display(progress: bool | None) -> ProgressDisplay | None:
-    from .progress.display import auto_display, in_notebook
+    from .display import auto_display, in_notebook
 
     if progress is False or (progress is None and not in_notebook()):
         return None

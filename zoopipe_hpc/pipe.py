@@ -15,13 +15,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel
 
-from ._arrow import ERROR_SCHEMA, schema_for_model
-from ._columnar import ColumnarValidator, columnar_enabled
-from ._validation import RowValidator
 from .adapters.base import BaseInputAdapter, BaseOutputAdapter, InputBatch, OutputWriter
 from .errors import ConfigurationError, SchemaError
-from .executors import BatchExecutor, SingleThreadExecutor
 from .report import PipeReport, PipeStatus
+from .validation._arrow import ERROR_SCHEMA, schema_for_model
+from .validation._columnar import ColumnarValidator, columnar_enabled
+from .validation._rows import RowValidator
+from .validation.executors import BatchExecutor, SingleThreadExecutor
 
 __all__ = ["Pipe", "ProgressSink"]
 

@@ -20,7 +20,7 @@ import pytest
 NOTEBOOK_CODE = textwrap.dedent(
     """
     import time
-    from zoopipe_hpc.progress.display import NotebookProgress, in_notebook
+    from zoopipe_hpc.display import NotebookProgress, in_notebook
     from zoopipe_hpc.report import PipeReport, PipeStatus
 
     assert in_notebook()
@@ -171,7 +171,7 @@ def test_terminal_progress_follows_a_real_run(tmp_path: Path) -> None:
     from _support import User, users, write_csv
 
     from zoopipe_hpc import CSVInputAdapter, JSONOutputAdapter, Pipe, PipeManager
-    from zoopipe_hpc.progress.display import TerminalProgress
+    from zoopipe_hpc.display import TerminalProgress
 
     class TTY(io.StringIO):
         def isatty(self) -> bool:

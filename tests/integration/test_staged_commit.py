@@ -13,7 +13,7 @@ import pytest
 from _support import User, users, write_csv
 
 from zoopipe_hpc import CSVInputAdapter, JSONOutputAdapter, Pipe, PipeManager
-from zoopipe_hpc._atomic import StagingArea, clean_leftovers
+from zoopipe_hpc.commit._staging import StagingArea, clean_leftovers
 from zoopipe_hpc.coordinators import FileMergeCoordinator
 
 
@@ -125,14 +125,14 @@ def test_missing_output_folder_fails_before_any_work(tmp_path: Path):
 
 
 def _die_holding_the_lock(target: str) -> None:
-    from zoopipe_hpc._atomic import locked
+    from zoopipe_hpc.commit._staging import locked
 
     with locked(Path(target)):
         os.kill(os.getpid(), signal.SIGKILL)
 
 
 def test_a_lock_left_by_a_dead_process_on_this_host_is_reclaimed(tmp_path: Path):
-    from zoopipe_hpc._atomic import locked
+    from zoopipe_hpc.commit._staging import locked
 
     target = tmp_path / "out.csv"
     child = multiprocessing.get_context("fork").Process(

@@ -25,7 +25,6 @@ from hypothesis import given, note, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, Field, create_model
 
-from zoopipe_hpc._columnar import ColumnarValidator
 from zoopipe_hpc.adapters import (
     CSVInputAdapter,
     JSONOutputAdapter,
@@ -33,6 +32,7 @@ from zoopipe_hpc.adapters import (
     ParquetOutputAdapter,
 )
 from zoopipe_hpc.pipe import Pipe
+from zoopipe_hpc.validation._columnar import ColumnarValidator
 
 
 class Colour(str, enum.Enum):  # noqa: UP042 - the str mixin is what is tested

@@ -24,13 +24,6 @@ from pydantic import (
     model_validator,
 )
 
-from zoopipe_hpc._columnar import (
-    _FALSE_SET,
-    _TRUE_SET,
-    ColumnarValidator,
-    _pattern_ok,
-    columnar_enabled,
-)
 from zoopipe_hpc.adapters import (
     CSVInputAdapter,
     CSVOutputAdapter,
@@ -38,6 +31,13 @@ from zoopipe_hpc.adapters import (
     ParquetOutputAdapter,
 )
 from zoopipe_hpc.pipe import Pipe
+from zoopipe_hpc.validation._columnar import (
+    _FALSE_SET,
+    _TRUE_SET,
+    ColumnarValidator,
+    _pattern_ok,
+    columnar_enabled,
+)
 
 
 class Size(enum.Enum):
@@ -302,7 +302,7 @@ class WithIntEnum(BaseModel):
 def test_not_compiled_with_a_reason(
     model: type[BaseModel], caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.DEBUG, logger="zoopipe_hpc._columnar"):
+    with caplog.at_level(logging.DEBUG, logger="zoopipe_hpc.validation._columnar"):
         assert ColumnarValidator.compile(model) is None
     assert "columnar fast path off" in caplog.text
 

@@ -13,9 +13,15 @@ import pytest
 from pydantic import BaseModel
 
 from zoopipe_hpc import CSVInputAdapter, JSONOutputAdapter, Pipe
-from zoopipe_hpc._arrow import _json_float, _json_string, joined_lines, json_rows, to_json
 from zoopipe_hpc.adapters import csv as csv_adapter
 from zoopipe_hpc.adapters.base import _jsonl_items
+from zoopipe_hpc.validation._arrow import (
+    _json_float,
+    _json_string,
+    joined_lines,
+    json_rows,
+    to_json,
+)
 
 
 def pydantic_text(values: list[object]) -> list[str]:

@@ -1,4 +1,4 @@
-"""Tests for zoopipe_hpc.progress.display: terminal line, notebook widget, estimates."""
+"""Tests for zoopipe_hpc.display: terminal line, notebook widget, estimates."""
 
 from __future__ import annotations
 
@@ -13,17 +13,17 @@ from typing import Any
 
 import pytest
 
-from zoopipe_hpc.progress import display as display_mod
-from zoopipe_hpc.progress.display import (
+import zoopipe_hpc.display as display_mod
+from zoopipe_hpc.display import (
     NotebookProgress,
     ProgressDisplay,
     TerminalProgress,
-    _estimate,
     auto_display,
     format_eta,
     format_rate,
     in_notebook,
 )
+from zoopipe_hpc.display._common import _estimate
 from zoopipe_hpc.report import PipeReport, PipeStatus
 
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -600,7 +600,7 @@ def test_in_notebook_accepts_subclasses_of_the_kernel_shell(
 def test_in_notebook_never_imports_ipython() -> None:
     code = (
         "import sys\n"
-        "from zoopipe_hpc.progress.display import in_notebook, auto_display\n"
+        "from zoopipe_hpc.display import in_notebook, auto_display\n"
         "assert in_notebook() is False\n"
         "auto_display()\n"
         "assert 'IPython' not in sys.modules and 'ipywidgets' not in sys.modules\n"

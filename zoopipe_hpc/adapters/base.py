@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from .._arrow import joined_lines, json_rows, rows_to_table
-from .._atomic import StagingArea
+from ..commit._staging import StagingArea
 from ..errors import ConfigurationError
+from ..validation._arrow import joined_lines, json_rows, rows_to_table
 
 if TYPE_CHECKING:
     from ..coordinators.file_merge import FileMergeCoordinator

@@ -15,8 +15,8 @@ from typing import Any, BinaryIO
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from .._arrow import rows_to_table
 from ..errors import InputError
+from ..validation._arrow import rows_to_table
 from ._split import ByteRange, file_size, header_end, split_ranges
 from .base import BaseInputAdapter, BaseOutputAdapter, InputBatch, Record, _FileSink, check_workers
 

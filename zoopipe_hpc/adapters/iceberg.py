@@ -26,7 +26,7 @@ from urllib.parse import unquote, urlparse
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .._atomic import StagingArea, clean_leftovers, fsync_path, locked, new_run_id
+from ..commit._staging import StagingArea, clean_leftovers, fsync_path, locked, new_run_id
 from ..errors import CommitError, ConfigurationError
 from .base import BaseOutputAdapter, OutputWriter, Record, _FileSink
 from .parquet import _ParquetSink

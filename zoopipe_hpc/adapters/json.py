@@ -10,8 +10,8 @@ from typing import Any, Literal
 
 import pyarrow as pa
 
-from .._arrow import to_json_bytes
 from ..errors import ConfigurationError, InputError
+from ..validation._arrow import to_json_bytes
 from ._json_array import ArrayPosition, count_elements, element_positions, read_elements
 from ._split import ByteRange, file_size, split_ranges
 from .base import BaseInputAdapter, BaseOutputAdapter, InputBatch, Record, _FileSink, check_workers

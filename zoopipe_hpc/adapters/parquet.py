@@ -9,9 +9,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .._arrow import rows_to_table
-from .._atomic import fsync_path
+from ..commit._staging import fsync_path
 from ..errors import InputError, OutputError
+from ..validation._arrow import rows_to_table
 from .base import BaseInputAdapter, BaseOutputAdapter, InputBatch, Record, _FileSink, check_workers
 
 __all__ = ["ParquetInputAdapter", "ParquetOutputAdapter"]

@@ -275,7 +275,7 @@ def _watch_to_end(handle: JobHandle, quiet: bool, out: TextIO) -> int:
 
 
 def _display(title: str):  # type: ignore[no-untyped-def]
-    from ..progress.display import TerminalProgress
+    from ..display import TerminalProgress
 
     return TerminalProgress(sys.stderr, title=title)
 

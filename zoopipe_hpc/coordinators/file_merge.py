@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .._atomic import StagingArea, clean_leftovers, fsync_path, locked, new_run_id
 from ..adapters.base import BaseOutputAdapter
+from ..commit._staging import StagingArea, clean_leftovers, fsync_path, locked, new_run_id
 from ..errors import CommitError
 from .base import BaseCoordinator
 

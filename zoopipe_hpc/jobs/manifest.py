@@ -39,7 +39,7 @@ from typing import Any
 
 from filelock import StrictSoftFileLock, Timeout
 
-from .._atomic import _break_dead_claims, fsync_path
+from ..commit._staging import _break_dead_claims, fsync_path
 from ..errors import ConfigurationError, ZoopipeHPCError
 
 __all__ = [

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import yaml  # type: ignore[import-untyped, unused-ignore]
 
-from .._atomic import new_run_id
+from ..commit._staging import new_run_id
 from ..coordinators.file_merge import FileMergeCoordinator
 from ..engines._worker import report_from_snapshot
 from ..engines.base import BaseEngine, WorkerResult

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..._atomic import new_run_id
+from ...commit._staging import new_run_id
 from ...errors import ConfigurationError
 from ...progress import ProgressReader, ProgressState
 from ...report import PipeReport, PipeStatus

@@ -23,7 +23,7 @@ from pathlib import Path
 import psutil
 from filelock import StrictSoftFileLock, Timeout
 
-from .errors import CommitError
+from ..errors import CommitError
 
 __all__: list[str] = []
 
