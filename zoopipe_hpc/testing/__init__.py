@@ -1,0 +1,56 @@
+"""Conformance suites: check your own engine or adapter the way the built-in ones are checked.
+
+Each suite is a pytest test class to subclass in a test module; the subclass says how to build
+the thing under test (see docs/testing.md)::
+
+    from zoopipe_hpc.testing import InputAdapterConformance
+
+    class TestMyInput(InputAdapterConformance):
+        ...
+
+* :class:`EngineConformance` (:mod:`zoopipe_hpc.testing.engines`): engines.
+* :class:`InputAdapterConformance` (:mod:`zoopipe_hpc.testing.input_adapters`): inputs.
+* :class:`OutputAdapterConformance` (:mod:`zoopipe_hpc.testing.output_adapters`): outputs.
+* The commit-strategy suite will be added here with the commit layer's strategies.
+
+The suites need pytest (the ``test`` extra); ``import zoopipe_hpc`` never imports this
+package. The names above are imported on first use, so that worker processes importing the
+test models of :mod:`zoopipe_hpc.testing.data` do not load pytest.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .engines import EngineConformance
+    from .input_adapters import InputAdapterConformance
+    from .output_adapters import OutputAdapterConformance
+
+__all__ = [
+    "EngineConformance",
+    "InputAdapterConformance",
+    "OutputAdapterConformance",
+    # "CommitStrategyConformance": added with the commit layer's strategy plug-ins.
+]
+
+#: Where each suite lives.
+_SUITES = {
+    "EngineConformance": ".engines",
+    "InputAdapterConformance": ".input_adapters",
+    "OutputAdapterConformance": ".output_adapters",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _SUITES.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_SUITES])
