@@ -14,10 +14,10 @@ import distributed
 import psutil
 import pytest
 from _support import Trigger, User, read_jsonl, users, write_csv
-from engine_conformance import EngineConformance
 
 from zoopipe_hpc import CSVInputAdapter, JSONOutputAdapter, Pipe, PipeManager, PipeStatus
 from zoopipe_hpc.engines.dask import DaskEngine
+from zoopipe_hpc.testing import EngineConformance
 
 SLURM_NODES = {"n1", "n2", "n3"}
 

@@ -1,16 +1,17 @@
 from __future__ import annotations
 
-import pytest
-from engine_conformance import EngineConformance
+from pathlib import Path
 
-from zoopipe_hpc.engines import MultiProcessEngine
+import pytest
+
+from zoopipe_hpc.engines import BaseEngine, MultiProcessEngine
+from zoopipe_hpc.testing import EngineConformance
 
 
 class TestMultiProcessEngine(EngineConformance):
     timeout = 60.0
 
-    @pytest.fixture
-    def engine(self) -> MultiProcessEngine:
+    def make_engine(self, tmp_path: Path) -> BaseEngine:
         return MultiProcessEngine()
 
 
@@ -19,8 +20,7 @@ class TestMultiProcessEngineLimited(EngineConformance):
 
     timeout = 60.0
 
-    @pytest.fixture
-    def engine(self) -> MultiProcessEngine:
+    def make_engine(self, tmp_path: Path) -> BaseEngine:
         return MultiProcessEngine(max_workers=1)
 
 

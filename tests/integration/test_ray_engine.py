@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from engine_conformance import EngineConformance
 
 ray = pytest.importorskip("ray")
 
@@ -31,6 +30,7 @@ from zoopipe_hpc import (  # noqa: E402
 )
 from zoopipe_hpc.engines.ray import RayEngine  # noqa: E402
 from zoopipe_hpc.errors import ConfigurationError  # noqa: E402
+from zoopipe_hpc.testing import EngineConformance  # noqa: E402
 
 #: CPUs of the shared instance: every pipe of a conformance test can run at once.
 _CPUS = 4

@@ -6,11 +6,12 @@ from pathlib import Path
 
 import pytest
 from _support import User, read_jsonl, users, write_csv
-from engine_conformance import EngineConformance
 
 from zoopipe_hpc import CSVInputAdapter, JSONOutputAdapter, Pipe, PipeManager
+from zoopipe_hpc.engines import BaseEngine
 from zoopipe_hpc.engines.slurm import SlurmEngine
 from zoopipe_hpc.errors import ConfigurationError
+from zoopipe_hpc.testing import EngineConformance
 
 pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm_cluster")]
 
@@ -24,8 +25,7 @@ def slurm_engine(tmp_path: Path, **kwargs) -> SlurmEngine:  # type: ignore[no-un
 class TestSlurmEngine(EngineConformance):
     timeout = 180.0
 
-    @pytest.fixture
-    def engine(self, tmp_path: Path) -> SlurmEngine:
+    def make_engine(self, tmp_path: Path) -> BaseEngine:
         return slurm_engine(tmp_path)
 
 

@@ -11,13 +11,13 @@ from pathlib import Path
 import psutil
 import pytest
 from _support import Trigger, read_jsonl, write_csv
-from engine_conformance import EngineConformance
 from pydantic import BaseModel
 
 from zoopipe_hpc import CSVInputAdapter, JSONOutputAdapter, Pipe, PipeManager, PipeStatus
-from zoopipe_hpc.engines import ZooParallelPoolEngine
+from zoopipe_hpc.engines import BaseEngine, ZooParallelPoolEngine
 from zoopipe_hpc.errors import ConfigurationError
 from zoopipe_hpc.report import PipeReport
+from zoopipe_hpc.testing import EngineConformance
 
 TIMEOUT = 60.0
 
@@ -25,8 +25,7 @@ TIMEOUT = 60.0
 class TestZooParallelPoolEngine(EngineConformance):
     timeout = TIMEOUT
 
-    @pytest.fixture
-    def engine(self) -> ZooParallelPoolEngine:
+    def make_engine(self, tmp_path: Path) -> BaseEngine:
         return ZooParallelPoolEngine()
 
 
@@ -35,8 +34,7 @@ class TestZooParallelPoolEngineOneWorker(EngineConformance):
 
     timeout = TIMEOUT
 
-    @pytest.fixture
-    def engine(self) -> ZooParallelPoolEngine:
+    def make_engine(self, tmp_path: Path) -> BaseEngine:
         return ZooParallelPoolEngine(n_workers=1)
 
 
