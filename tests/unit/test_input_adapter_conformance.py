@@ -1,0 +1,114 @@
+"""The input-adapter conformance suite (zoopipe_hpc.testing) on every built-in file input."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from zoopipe_hpc import CSVInputAdapter, JSONInputAdapter, ParquetInputAdapter
+from zoopipe_hpc.adapters import BaseInputAdapter
+from zoopipe_hpc.testing import InputAdapterConformance
+
+Record = dict[str, Any]
+
+
+class TestCSVInput(InputAdapterConformance):
+    suffix = ".csv"
+
+    def write_records(self, path: Path, records: Sequence[Record], fields: Sequence[str]) -> None:
+        with open(path, "w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=list(fields))
+            writer.writeheader()
+            writer.writerows(records)
+
+    def write_malformed(self, path: Path, records: Sequence[Record], at: int) -> int | None:
+        with open(path, "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow(self.fields)
+            for index, record in enumerate(records):
+                if index == at:
+                    writer.writerow(["only", "two"])  # the wrong number of fields
+                writer.writerow([record[name] for name in self.fields])
+        return at + 2  # the header is line 1; the records have no line breaks
+
+    def make_adapter(self, path: Path, *, batch_size: int | None = None) -> BaseInputAdapter:
+        if batch_size is None:
+            return CSVInputAdapter(path)
+        return CSVInputAdapter(path, block_size=batch_size * 60)
+
+    def as_read(self, record: Record) -> Record:
+        return {key: str(value) for key, value in record.items()}
+
+
+class TestJSONLinesInput(InputAdapterConformance):
+    suffix = ".jsonl"
+
+    def write_records(self, path: Path, records: Sequence[Record], fields: Sequence[str]) -> None:
+        path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+
+    def write_malformed(self, path: Path, records: Sequence[Record], at: int) -> int | None:
+        lines = [json.dumps(r) for r in records]
+        lines.insert(at, '{"id": 1, "name": not json')
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        return at + 1
+
+    def make_adapter(self, path: Path, *, batch_size: int | None = None) -> BaseInputAdapter:
+        return JSONInputAdapter(path, batch_size=batch_size or 10_000)
+
+
+class TestJSONArrayInput(InputAdapterConformance):
+    suffix = ".json"
+
+    def write_records(self, path: Path, records: Sequence[Record], fields: Sequence[str]) -> None:
+        self._write_array(path, [json.dumps(r) for r in records])
+
+    @staticmethod
+    def _write_array(path: Path, elements: list[str]) -> None:
+        body = ",\n".join(elements)
+        path.write_text(f"[\n{body}\n]\n" if elements else "[]\n", encoding="utf-8")
+
+    def write_malformed(self, path: Path, records: Sequence[Record], at: int) -> int | None:
+        elements = [json.dumps(r) for r in records]
+        elements.insert(at, "42")  # an element that is not an object
+        self._write_array(path, elements)
+        return at + 2  # "[" is line 1, then one element a line
+
+    def make_adapter(self, path: Path, *, batch_size: int | None = None) -> BaseInputAdapter:
+        return JSONInputAdapter(path, batch_size=batch_size or 10_000)
+
+
+class TestParquetInput(InputAdapterConformance):
+    """Parquet cannot hold a malformed record: that test is skipped."""
+
+    suffix = ".parquet"
+    schema = pa.schema([("id", pa.int64()), ("name", pa.string()), ("score", pa.float64())])
+
+    def write_records(self, path: Path, records: Sequence[Record], fields: Sequence[str]) -> None:
+        table = pa.Table.from_pylist(list(records), schema=self.schema)
+        pq.write_table(table, path, row_group_size=7)  # row groups are what split shares out
+
+    def make_adapter(self, path: Path, *, batch_size: int | None = None) -> BaseInputAdapter:
+        return ParquetInputAdapter(path, batch_size=batch_size or 65_536)
+
+
+# -- the suites ship in the package without making it depend on pytest -----------------------
+
+
+def test_importing_the_package_loads_neither_pytest_nor_the_suites() -> None:
+    code = (
+        "import sys, zoopipe_hpc, zoopipe_hpc.adapters, zoopipe_hpc.engines\n"
+        "print(sorted(m for m in ('pytest', 'zoopipe_hpc.testing') if m in sys.modules))\n"
+        "import zoopipe_hpc.testing.data\n"  # what worker processes import
+        "print('pytest' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[:2] == ["[]", "False"]

@@ -1,0 +1,70 @@
+"""The output-adapter conformance suite (zoopipe_hpc.testing) on every built-in file output."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from zoopipe_hpc import CSVOutputAdapter, JSONOutputAdapter, ParquetOutputAdapter
+from zoopipe_hpc.adapters import BaseOutputAdapter
+from zoopipe_hpc.testing import OutputAdapterConformance
+
+Record = dict[str, Any]
+
+
+class TestCSVOutput(OutputAdapterConformance):
+    suffix = ".csv"
+
+    def make_adapter(self, path: Path) -> BaseOutputAdapter:
+        return CSVOutputAdapter(path)
+
+    def read_rows(self, path: Path, schema: pa.Schema) -> list[Record]:
+        table = pacsv.read_csv(
+            path,
+            parse_options=pacsv.ParseOptions(newlines_in_values=True),
+            convert_options=pacsv.ConvertOptions(column_types=schema, strings_can_be_null=False),
+        )
+        assert table.schema.names == schema.names
+        return table.to_pylist()
+
+
+class TestJSONLinesOutput(OutputAdapterConformance):
+    suffix = ".jsonl"
+
+    def make_adapter(self, path: Path) -> BaseOutputAdapter:
+        return JSONOutputAdapter(path)
+
+    def read_rows(self, path: Path, schema: pa.Schema) -> list[Record]:
+        text = path.read_text(encoding="utf-8")
+        assert text == "" or text.endswith("\n"), "every line ends with a newline"
+        return [json.loads(line) for line in text.splitlines()]
+
+
+class TestJSONArrayOutput(OutputAdapterConformance):
+    suffix = ".json"
+
+    def make_adapter(self, path: Path) -> BaseOutputAdapter:
+        return JSONOutputAdapter(path)
+
+    def read_rows(self, path: Path, schema: pa.Schema) -> list[Record]:
+        with open(path, encoding="utf-8") as f:
+            rows = json.load(f)
+        assert isinstance(rows, list)
+        return rows
+
+
+class TestParquetOutput(OutputAdapterConformance):
+    suffix = ".parquet"
+
+    def make_adapter(self, path: Path) -> BaseOutputAdapter:
+        return ParquetOutputAdapter(path)
+
+    def read_rows(self, path: Path, schema: pa.Schema) -> list[Record]:
+        table = pq.read_table(path)
+        assert table.schema.names == schema.names
+        return table.cast(schema).to_pylist()
