@@ -18,6 +18,7 @@ __all__ = [
     "OutputError",
     "CommitError",
     "ShardFailedError",
+    "JobConfigError",
 ]
 
 
@@ -60,7 +61,11 @@ class InputError(ZoopipeHPCError):
 
 
 class SchemaError(ZoopipeHPCError):
-    """The schema model cannot be imported, pickled or used."""
+    """The schema model cannot be imported, pickled or used.
+
+    Attributes, when the model was named by text: ``reference`` (``module:Name``) and
+    ``expected`` (what would have been valid).
+    """
 
 
 class OutputError(ZoopipeHPCError):
@@ -76,3 +81,37 @@ class ShardFailedError(ZoopipeHPCError):
 
     Attributes: ``failures`` maps a shard index to its failure reason.
     """
+
+
+class JobConfigError(ZoopipeHPCError):
+    """A job file (or a stored job configuration) is unreadable or invalid.
+
+    Attributes: ``path`` (the YAML file the problem is in), ``key`` (dotted, e.g. ``engine.mem``;
+    empty for a problem with the whole file), ``expected`` (what would have been valid),
+    ``line`` (1-based, where known) and ``errors`` (every problem found, as dicts with the same
+    keys plus ``message``; the message of the exception is the first one).
+    """
+
+    path: str
+    key: str
+    expected: str
+    line: int | None
+    errors: list[dict[str, Any]]
+
+    def __init__(
+        self,
+        path: str,
+        key: str,
+        problem: str,
+        *,
+        expected: str = "",
+        line: int | None = None,
+        errors: list[dict[str, Any]] | None = None,
+    ) -> None:
+        where = path if line is None else f"{path}:{line}"
+        message = f"{where}: {key}: {problem}" if key else f"{where}: {problem}"
+        if errors is None:
+            errors = [
+                {"path": path, "line": line, "key": key, "expected": expected, "message": message}
+            ]
+        super().__init__(message, path=path, key=key, expected=expected, line=line, errors=errors)

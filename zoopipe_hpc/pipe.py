@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import threading
@@ -15,6 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel
 
+from ._model_import import resolve_model
 from .adapters.base import BaseInputAdapter, BaseOutputAdapter, InputBatch, OutputWriter
 from .errors import ConfigurationError, SchemaError
 from .report import PipeReport, PipeStatus
@@ -41,28 +41,6 @@ class ProgressSink(Protocol):
 
 class _Cancelled(Exception):
     pass
-
-
-def resolve_model(model: type[BaseModel] | str | None) -> type[BaseModel] | None:
-    """A model class, or ``"package.module:Name"`` imported now, with a clear error if it fails."""
-    if model is None or (isinstance(model, type) and issubclass(model, BaseModel)):
-        return model
-    if not isinstance(model, str) or ":" not in model:
-        raise SchemaError(
-            f"schema_model must be a pydantic BaseModel subclass or 'module:Name', got {model!r}"
-        )
-    module_name, _, attribute = model.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as exc:
-        raise SchemaError(
-            f"cannot import schema module {module_name!r} (for {model!r}): "
-            f"{type(exc).__name__}: {exc}"
-        ) from exc
-    resolved = getattr(module, attribute, None)
-    if not (isinstance(resolved, type) and issubclass(resolved, BaseModel)):
-        raise SchemaError(f"{model!r}: {module_name} has no pydantic model named {attribute!r}")
-    return resolved
 
 
 class Pipe:
