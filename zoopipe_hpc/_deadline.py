@@ -46,11 +46,15 @@ class Deadline:
 
 
 def wait_until(
-    condition: Callable[[], bool], timeout: float | None, interval: float = 0.05
+    condition: Callable[[], bool], timeout: float | Deadline | None, interval: float = 0.05
 ) -> bool:
     """Poll ``condition`` every ``interval`` seconds until it is true (True) or ``timeout`` has
-    passed (False). The condition is checked once more at the deadline, never after it."""
-    deadline = Deadline(timeout)
+    passed (False). The condition is checked once more at the deadline, never after it.
+
+    ``timeout`` may be a :class:`Deadline` made by the caller, so that the condition can see
+    how much time is left (and put a slow part of its check off when little is).
+    """
+    deadline = timeout if isinstance(timeout, Deadline) else Deadline(timeout)
     while True:
         if condition():
             return True

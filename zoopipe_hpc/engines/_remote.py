@@ -19,9 +19,9 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
+from .._deadline import wait_until
 from ._tracking import TaskEnded
 from ._worker import describe_exit
 
@@ -83,11 +83,8 @@ def run_supervised(
             child.stdin.close()
         except BrokenPipeError:
             pass  # the child died at once; its exit code tells why
-        while child.poll() is None:
-            if stop.exists():
-                _stop(child)
-                break
-            time.sleep(poll_interval)
+        wait_until(lambda: child.poll() is not None or stop.exists(), None, poll_interval)
+        _stop(child)  # asked to stop (if it has not ended meanwhile)
     except BaseException:
         _stop(child)
         raise

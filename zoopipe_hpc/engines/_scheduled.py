@@ -10,11 +10,11 @@ from __future__ import annotations
 import abc
 import logging
 import os
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Generic, TypeVar
 
+from .._deadline import wait_until
 from ..report import PipeReport
 from ._pickling import dumps_with_user_code
 from ._remote import request_stop
@@ -110,10 +110,12 @@ class ScheduledEngine(TrackedEngine, Generic[Handle], abc.ABC):
             live = [i for i in range(len(tracker)) if self._task_state(i) == RUNNING]
             for index in live:
                 request_stop(tracker.record_path(index))
-            deadline = time.monotonic() + timeout
-            while live and time.monotonic() < deadline:
-                live = [i for i in live if self._task_state(i) == RUNNING]
-                time.sleep(self.poll_interval)
+
+            def all_stopped() -> bool:
+                live[:] = [i for i in live if self._task_state(i) == RUNNING]
+                return not live
+
+            wait_until(all_stopped, timeout, self.poll_interval)
             for index in live:
                 handle = self._handles[index]
                 if handle is not None:

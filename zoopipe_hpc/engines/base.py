@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import abc
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from .._deadline import Deadline, wait_until
 from ..report import PipeReport, PipeStatus
 
 if TYPE_CHECKING:
@@ -45,13 +45,21 @@ class BaseEngine(abc.ABC):
     poll_interval: float = 0.2
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Block until every pipe reached a final state; False if ``timeout`` expired first."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while self.is_running:
-            if deadline is not None and time.monotonic() >= deadline:
-                return False
-            time.sleep(self.poll_interval)
-        return True
+        """Block until every pipe reached a final state; False if ``timeout`` expired first.
+
+        Returns within ``timeout`` plus one look at the pipes: the last sleep is cut to what
+        is left, and the pipes are looked at once more at the deadline, never after it.
+        """
+        deadline = Deadline(timeout)
+        return wait_until(lambda: not self._running_within(deadline), deadline, self.poll_interval)
+
+    def _running_within(self, deadline: Deadline) -> bool:
+        """One look at the pipes for :meth:`wait`: True while any has not reached a final state.
+
+        An engine whose look can be slow (a query to its scheduler) overrides this to put the
+        slow part off when ``deadline`` leaves no time for it.
+        """
+        return self.is_running
 
     @abc.abstractmethod
     def shutdown(self, timeout: float = 5.0) -> None:

@@ -7,11 +7,11 @@ import multiprocessing
 import multiprocessing.process
 import os
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .._deadline import Deadline
 from ..errors import ConfigurationError
 from ..report import PipeReport
 from ._tracking import RUNNING, WAITING, PipeTracker, TaskEnded, TaskState, TrackedEngine
@@ -136,10 +136,10 @@ class MultiProcessEngine(TrackedEngine):
         for process in self._processes:
             if process is not None and process.is_alive():
                 process.terminate()
-        deadline = time.monotonic() + timeout
+        deadline = Deadline(timeout)
         for process in self._processes:
             if process is not None:
-                process.join(max(0.0, deadline - time.monotonic()))
+                process.join(deadline.remaining())
                 if process.is_alive():
                     process.kill()
                     process.join(1.0)

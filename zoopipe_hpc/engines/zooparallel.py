@@ -27,12 +27,12 @@ import signal
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
+from .._deadline import Deadline
 from ..errors import ConfigurationError
 from ..progress import ProgressWriter, read_progress
 from ..report import PipeReport
@@ -405,9 +405,9 @@ class ZooParallelPoolEngine(TrackedEngine):
             live = [p for p in self._workers if p is not None and p.is_alive()]
             for process in live:
                 process.terminate()
-            deadline = time.monotonic() + timeout
+            deadline = Deadline(timeout)
             for process in live:
-                process.join(max(0.0, deadline - time.monotonic()))
+                process.join(deadline.remaining())
                 if process.is_alive():
                     process.kill()
                     process.join(1.0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 import time
@@ -11,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..._deadline import Deadline, wait_until
 from ...commit._staging import new_run_id
 from ...errors import ConfigurationError
 from ...progress import ProgressReader, ProgressState
@@ -34,6 +36,9 @@ log = logging.getLogger(__name__)
 #: Terminal states after which Slurm may still requeue the task by itself.
 _MAY_REQUEUE = frozenset({"NODE_FAIL", "PREEMPTED"})
 _RECORD = re.compile(r"^progress-(?P<index>\d+)\.(?P<attempt>.+)\.rec$")
+#: Longest a run of short waits puts a due Slurm query off (the shortest pause between two
+#: queries the engine makes anyway).
+_QUERY_PUT_OFF_LIMIT = 2.0
 
 
 @dataclass
@@ -117,6 +122,8 @@ class SlurmEngine(BaseEngine):
         self._query_delay = 2.0
         self._last_query_key: tuple[tuple[str, str], ...] = ()
         self._cancelled = False
+        #: When the current run of short waits began (None: the last look could ask Slurm).
+        self._query_put_off_since: float | None = None
 
     # -- submission -------------------------------------------------------------------------
 
@@ -402,6 +409,34 @@ class SlurmEngine(BaseEngine):
     def pipe_reports(self) -> list[PipeReport]:
         return self._refresh()
 
+    def _running_within(self, deadline: Deadline) -> bool:
+        """A look for ``wait()`` that asks Slurm only when the wait has time for it.
+
+        Reading the records takes a millisecond; a Slurm query (``sacct``) about a tenth of a
+        second. A wait with less than a poll interval left puts a due query off, so that
+        ``wait(0.01)`` returns in time, but never for more than :data:`_QUERY_PUT_OFF_LIMIT`
+        seconds: a caller that only ever waits briefly still learns what Slurm knows.
+        """
+        left = deadline.remaining()
+        now = time.monotonic()
+        if left is None or left >= self.poll_interval or now >= self._next_query_limit:
+            self._query_put_off_since = None
+            return self.is_running
+        if self._query_put_off_since is None:
+            self._query_put_off_since = now
+        due, self._next_query = self._next_query, math.inf
+        try:
+            return self.is_running
+        finally:
+            # Keep what the look decided (a retry or a requeue asks for an earlier query).
+            self._next_query = min(due, self._next_query)
+
+    @property
+    def _next_query_limit(self) -> float:
+        """Until when a short wait may still put a due Slurm query off."""
+        since = self._query_put_off_since
+        return math.inf if since is None else since + _QUERY_PUT_OFF_LIMIT
+
     def shutdown(self, timeout: float = 5.0) -> None:
         """Cancel every array of this run that still has tasks (``scancel``)."""
         if not self._shards:
@@ -413,11 +448,15 @@ class SlurmEngine(BaseEngine):
                 self.cli.run(["scancel", *live])
             except SlurmCommandError as exc:
                 log.error("scancel %s failed: %s", " ".join(live), exc)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and any(s.final is None for s in self._shards):
-            self._next_query = 0.0
+
+        def all_final() -> bool:
+            if all(s.final is not None for s in self._shards):
+                return True
+            self._next_query = 0.0  # ask Slurm at every look: the tasks are being cancelled
             self._refresh()
-            time.sleep(min(self.poll_interval, 0.5))
+            return all(s.final is not None for s in self._shards)
+
+        wait_until(all_final, timeout, min(self.poll_interval, 0.5))
         for shard in self._shards:
             if shard.final is None:
                 report = self._shard_report(shard)

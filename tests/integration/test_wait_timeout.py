@@ -1,0 +1,109 @@
+"""Every engine's ``wait(timeout)`` returns within its timeout plus a few milliseconds.
+
+Each test starts one pipe that takes seconds, then waits on it with timeouts far shorter than
+the engine's poll interval: each wait must return False no later than the timeout plus
+:data:`SLACK` plus one look at the pipes (measured on the same engine, without sleeping).
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from _support import Trigger, write_csv
+
+from zoopipe_hpc import CSVInputAdapter, JSONOutputAdapter, Pipe
+from zoopipe_hpc.engines.base import BaseEngine
+from zoopipe_hpc.engines.multiprocess import MultiProcessEngine
+from zoopipe_hpc.engines.slurm import SlurmEngine
+from zoopipe_hpc.engines.zooparallel import ZooParallelPoolEngine
+
+TIMEOUTS = (0.0, 0.001, 0.05)
+#: What a wait may take past its timeout on top of one look at the pipes: a loaded 2-core
+#: machine's delay in waking a sleeping thread. Before the fix, waits overshot by a whole poll
+#: interval (0.05 s locally, 0.1 s on Ray and Dask, 1 s on Slurm).
+SLACK = 0.010
+
+
+def _slow_pipe(tmp_path: Path) -> Pipe:
+    """A pipe of about four seconds (400 rows of 10 ms)."""
+    rows = [{"id": i, "name": "sleep0.01"} for i in range(400)]
+    source = write_csv(tmp_path / "in.csv", rows)
+    return Pipe(CSVInputAdapter(source), JSONOutputAdapter(tmp_path / "out.jsonl"), Trigger)
+
+
+def _look(engine: BaseEngine) -> float:
+    """Seconds one look at the pipes takes (the median of five, so a rare slow one does not
+    count: a Slurm look that queries Slurm is followed by cheap ones)."""
+    costs = []
+    for _ in range(5):
+        start = time.monotonic()
+        _ = engine.is_running
+        costs.append(time.monotonic() - start)
+    return statistics.median(costs)
+
+
+def check_waits_return_in_time(engine: BaseEngine, tmp_path: Path) -> None:
+    engine.start([_slow_pipe(tmp_path)])
+    try:
+        overshoots: dict[float, float] = {}
+        for timeout in TIMEOUTS:
+            start = time.monotonic()
+            finished = engine.wait(timeout=timeout)
+            overshoots[timeout] = time.monotonic() - start - timeout
+            assert finished is False, f"wait({timeout}) says a 4 s pipe has finished"
+        look = _look(engine)
+        print(
+            f"\n{type(engine).__name__}: look {look * 1000:.1f} ms, overshoot "
+            + ", ".join(f"wait({t}) {o * 1000:+.1f} ms" for t, o in overshoots.items())
+        )
+        for timeout, overshoot in overshoots.items():
+            assert overshoot <= SLACK + look, (
+                f"{type(engine).__name__}.wait({timeout}) returned {overshoot * 1000:.1f} ms "
+                f"late (allowed: {SLACK * 1000:.0f} ms + one look of {look * 1000:.1f} ms)"
+            )
+        assert engine.is_running
+    finally:
+        engine.shutdown(timeout=10)
+
+
+def test_multiprocess_engine(tmp_path: Path) -> None:
+    check_waits_return_in_time(MultiProcessEngine(), tmp_path)
+
+
+def test_zooparallel_pool_engine(tmp_path: Path) -> None:
+    check_waits_return_in_time(ZooParallelPoolEngine(n_workers=1), tmp_path)
+
+
+@pytest.fixture(scope="module")
+def ray_instance() -> Iterator[None]:
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
+    yield
+    ray.shutdown()
+
+
+def test_ray_engine(ray_instance: None, tmp_path: Path) -> None:
+    from zoopipe_hpc.engines.ray import RayEngine
+
+    check_waits_return_in_time(RayEngine(), tmp_path)
+
+
+def test_dask_engine(tmp_path: Path) -> None:
+    pytest.importorskip("distributed")
+    from zoopipe_hpc.engines.dask import DaskEngine
+
+    check_waits_return_in_time(DaskEngine(n_workers=1), tmp_path)
+
+
+@pytest.mark.slurm
+@pytest.mark.usefixtures("slurm_cluster")
+def test_slurm_engine(tmp_path: Path) -> None:
+    # The default poll interval (1 s): the first looks find no record yet, and a Slurm query
+    # (sacct, about 0.1 s) is due; a short wait must put it off.
+    engine = SlurmEngine(folder=tmp_path / "jobs", time="00:05:00", mem="300M")
+    check_waits_return_in_time(engine, tmp_path)
