@@ -12,12 +12,12 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..progress import ProgressReader
 from ..report import PipeReport, PipeStatus
+from ._attempts import local_attempt_ids
 from ._worker import progress_path, report_from_snapshot
 from .base import BaseEngine
 
@@ -56,8 +56,7 @@ class PipeTracker:
             self.folder = progress_dir
             self.folder.mkdir(parents=True, exist_ok=True)
             self.owns_folder = False
-        run = uuid.uuid4().hex[:12]
-        self.attempt_ids = [f"{run}{index:04x}" for index in range(count)]
+        self.attempt_ids = local_attempt_ids(count)
         self._readers = [
             ProgressReader(self.record_path(index), expected_attempt_id=self.attempt_ids[index])
             for index in range(count)

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import threading
-import time
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
 from ..progress import ProgressSnapshot, ProgressState, ProgressWriter
 from ..report import PipeReport, PipeStatus
+from ._attempts import record_name
 
 if TYPE_CHECKING:
     from ..pipe import Pipe
@@ -53,7 +52,8 @@ def install_stop_handlers() -> None:
 
 
 def progress_path(folder: Path, index: int, attempt_id: str) -> Path:
-    return folder / f"progress-{index:05d}.{attempt_id}.rec"
+    """The progress record of attempt ``attempt_id`` of pipe ``index`` (see ``_attempts``)."""
+    return folder / record_name(index, attempt_id)
 
 
 def run_pipe(
@@ -135,7 +135,3 @@ def describe_exit(exitcode: int | None) -> str:
             name = f"signal {-exitcode}"
         return f"worker process was killed by {name}"
     return f"worker process exited with code {exitcode}"
-
-
-def new_attempt_id() -> str:
-    return f"{os.getpid():x}{time.monotonic_ns() & 0xFFFFFFFF:08x}"

@@ -17,6 +17,7 @@ from ...commit._staging import new_run_id
 from ...errors import ConfigurationError
 from ...progress import ProgressReader, ProgressState
 from ...report import PipeReport, PipeStatus
+from .._attempts import parse_record_name, slurm_restart
 from .._worker import report_from_snapshot
 from ..base import BaseEngine
 from ._cli import SlurmCLI, SlurmCommandError
@@ -35,7 +36,6 @@ log = logging.getLogger(__name__)
 
 #: Terminal states after which Slurm may still requeue the task by itself.
 _MAY_REQUEUE = frozenset({"NODE_FAIL", "PREEMPTED"})
-_RECORD = re.compile(r"^progress-(?P<index>\d+)\.(?P<attempt>.+)\.rec$")
 #: Longest a run of short waits puts a due Slurm query off (the shortest pause between two
 #: queries the engine makes anyway).
 _QUERY_PUT_OFF_LIMIT = 2.0
@@ -59,10 +59,10 @@ class _Shard:
         job, task = self.submissions[-1]
         return f"{job}_{task}"
 
-    @property
-    def attempt_prefix(self) -> str:
+    def restart_of(self, attempt_id: str) -> int | None:
+        """The restart count of ``attempt_id`` if it is a run of the current submission."""
         job, task = self.submissions[-1]
-        return f"{job}-{task}-r"
+        return slurm_restart(attempt_id, job, task)
 
 
 class SlurmEngine(BaseEngine):
@@ -229,25 +229,22 @@ class SlurmEngine(BaseEngine):
         """Attach each shard to the newest record of its current submission (requeues included)."""
         if self.job_folder is None:
             return
-        newest: dict[int, tuple[int, str]] = {}
+        newest: dict[int, tuple[int, str, str]] = {}
         with os.scandir(self.job_folder / "progress") as entries:
             for entry in entries:
-                match = _RECORD.match(entry.name)
-                if not match:
+                parsed = parse_record_name(entry.name)
+                if parsed is None:
                     continue
-                index = int(match.group("index"))
+                index, attempt = parsed
                 if index >= len(self._shards) or self._shards[index].final is not None:
                     continue
-                attempt = match.group("attempt")
-                prefix = self._shards[index].attempt_prefix
-                if not attempt.startswith(prefix):
+                restart = self._shards[index].restart_of(attempt)
+                if restart is None:
                     continue  # an earlier submission of this shard: never counted again
-                restart = int(attempt[len(prefix) :] or 0)
                 if index not in newest or restart > newest[index][0]:
-                    newest[index] = (restart, entry.path)
-        for index, (_, path) in newest.items():
+                    newest[index] = (restart, attempt, entry.path)
+        for index, (_, attempt, path) in newest.items():
             shard = self._shards[index]
-            attempt = _RECORD.match(Path(path).name).group("attempt")  # type: ignore[union-attr]
             if attempt != shard.attempt_id:
                 shard.attempt_id = attempt
                 shard.reader = ProgressReader(path, expected_attempt_id=attempt)

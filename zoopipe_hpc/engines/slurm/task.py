@@ -13,10 +13,11 @@ from pathlib import Path
 from types import FrameType
 
 from ...progress import ProgressWriter
+from .._attempts import slurm_attempt_id_from_environment
 from .._worker import WorkerTerminated, progress_path, run_pipe
 from ._payload import PayloadStore
 
-__all__ = ["run_shard", "attempt_id_from_environment", "shard_payload_name"]
+__all__ = ["run_shard", "shard_payload_name"]
 
 log = logging.getLogger(__name__)
 
@@ -27,14 +28,6 @@ class TimeLimitReached(Exception):
 
 def shard_payload_name(index: int) -> str:
     return f"shard-{index:05d}"
-
-
-def attempt_id_from_environment() -> str:
-    """``<array job>-<task>-r<restart count>``: unique per run of a task, requeues included."""
-    job = os.environ.get("SLURM_ARRAY_JOB_ID") or os.environ.get("SLURM_JOB_ID", "local")
-    task = os.environ.get("SLURM_ARRAY_TASK_ID", "0")
-    restart = os.environ.get("SLURM_RESTART_COUNT", "0") or "0"
-    return f"{job}-{task}-r{restart}"
 
 
 def _on_term(signum: int, frame: FrameType | None) -> None:
@@ -48,7 +41,8 @@ def _on_usr2(signum: int, frame: FrameType | None) -> None:
 def run_shard(job_folder: str, index: int) -> None:
     """Entry point of one array task."""
     folder = Path(job_folder)
-    attempt_id = attempt_id_from_environment()
+    # <array job>-<task>-r<restart count>: unique per run of a task, requeues included.
+    attempt_id = slurm_attempt_id_from_environment()
     record = progress_path(folder / "progress", index, attempt_id)
     signal.signal(signal.SIGTERM, _on_term)
     signal.signal(signal.SIGUSR2, _on_usr2)
