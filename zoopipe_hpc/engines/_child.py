@@ -16,8 +16,7 @@ from pathlib import Path
 
 import cloudpickle
 
-from ..progress import ProgressWriter
-from ._worker import install_stop_handlers, run_pipe
+from ._worker import WorkerTerminated, install_stop_handlers, record_unstarted, run_pipe
 
 __all__ = ["main"]
 
@@ -48,9 +47,8 @@ def main(argv: list[str]) -> int:
     _die_with_parent(int(parent))
     try:
         pipe = cloudpickle.loads(sys.stdin.buffer.read())
-    except Exception as exc:
-        with ProgressWriter(record, attempt_id, host=host or None) as writer:
-            writer.fail(f"could not load the pipe: {type(exc).__name__}: {exc}")
+    except (WorkerTerminated, Exception) as exc:
+        record_unstarted(record, attempt_id, exc, host or None, what="could not load the pipe: ")
         return 1
     try:
         run_pipe(pipe, index, record, attempt_id, host=host or None)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
+from ..errors import ConfigurationError
 from ..progress import ProgressSnapshot, ProgressState, ProgressWriter
 from ..report import PipeReport, PipeStatus
 from ._attempts import record_name
@@ -30,11 +32,24 @@ _STATUS = {
 
 
 class WorkerTerminated(BaseException):
-    """Raised inside a worker asked to stop (SIGTERM, SIGINT, or Slurm's pre-kill signal)."""
+    """Raised inside a worker asked to stop by one of :data:`STOP_SIGNALS`.
+
+    Its message is the reason recorded (CANCELLED) in the progress record; it names the signal.
+    ``signum`` is the signal's number.
+    """
+
+    def __init__(self, reason: str, signum: int = 0) -> None:
+        super().__init__(reason)
+        self.signum = signum
 
 
-#: The signals a worker turns into :class:`WorkerTerminated`.
+#: The signals every worker turns into :class:`WorkerTerminated`, on every engine: SIGTERM (a
+#: shutdown, ``scancel``, a supervisor, the kernel's parent-death signal), SIGINT (Ctrl-C) and
+#: SIGUSR2 (Slurm's warning before the time limit).
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR2)
+
+#: The reason of each stop signal in this process, set by :func:`install_stop_handlers`.
+_reasons: dict[int, str] = {}
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:
@@ -43,12 +58,46 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
     # its own) must not interrupt that, so from the first one on they are ignored.
     for other in STOP_SIGNALS:
         signal.signal(other, signal.SIG_IGN)
-    raise WorkerTerminated(f"stopped by {signal.Signals(signum).name}")
+    reason = _reasons.get(signum) or f"stopped by {signal.Signals(signum).name}"
+    raise WorkerTerminated(reason, signum)
 
 
-def install_stop_handlers() -> None:
+def install_stop_handlers(reasons: Mapping[signal.Signals, str] | None = None) -> None:
+    """The stop-signal policy of every worker entry point (local process, pool, Ray/Dask child,
+    Slurm task); call it first thing in the worker's main thread.
+
+    Each of :data:`STOP_SIGNALS` raises :class:`WorkerTerminated`, which :func:`run_pipe`
+    records as CANCELLED with the exception's message before it re-raises; the first signal
+    wins and every later one is ignored. ``reasons`` gives the message of some signals where
+    the entry point knows why they come (each must name its signal); the others say
+    ``"stopped by <SIGNAL>"``. Whether a cancellation is a failure is the engine's judgement
+    (a stop nobody asked for, such as Slurm's time limit, is reported FAILED).
+    """
+    chosen: dict[int, str] = {}
+    for signum, reason in (reasons or {}).items():
+        if signum not in STOP_SIGNALS:
+            raise ConfigurationError(f"{signum!r} is not one of the stop signals {STOP_SIGNALS}")
+        name = signal.Signals(signum).name
+        if name not in reason:
+            raise ConfigurationError(f"the reason given for {name} must name it: {reason!r}")
+        chosen[int(signum)] = reason
+    _reasons.clear()
+    _reasons.update(chosen)
     for signum in STOP_SIGNALS:
         signal.signal(signum, _terminate)
+
+
+def record_unstarted(
+    record: Path, attempt_id: str, exc: BaseException, host: str | None = None, what: str = ""
+) -> None:
+    """Record why a pipe ended before :func:`run_pipe` (its payload would not load, or a stop
+    signal came first): a stop is CANCELLED as everywhere else, anything else FAILED with
+    ``what`` (say, ``"could not load the pipe: "``) before the exception."""
+    with ProgressWriter(record, attempt_id, host=host) as writer:
+        if isinstance(exc, WorkerTerminated):
+            writer.cancel(str(exc))
+        else:
+            writer.fail(f"{what}{type(exc).__name__}: {exc}")
 
 
 def progress_path(folder: Path, index: int, attempt_id: str) -> Path:
