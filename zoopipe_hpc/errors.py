@@ -1,9 +1,21 @@
 """The exception hierarchy of zoopipe_hpc.
 
-Every exception the package raises on purpose derives from :class:`ZoopipeHPCError`. Each one
-carries the facts a user needs to act (file, line, shard, job, log file) as attributes and in its
-message, and survives pickling so that it can travel from a worker process or a compute node back
-to the coordinator unchanged.
+Every exception the package raises on purpose derives from :class:`ZoopipeHPCError` and is
+defined here (the modules that raise it import it back, so its older import path still works).
+Each one carries the facts a user needs to act (file, line, shard, job, log file) as attributes
+and in its message, and survives pickling so that it can travel from a worker process or a
+compute node back to the coordinator unchanged.
+
+Classes that replace a built-in exception also derive from it, so that ``except ValueError``
+(or ``RuntimeError``, ``TypeError``) keeps catching what it caught before:
+
+* :class:`ConfigurationError` (a ``ValueError``): a parameter is invalid; :class:`JobConfigError`
+  (a job file) and :class:`ArgumentTypeError` (also a ``TypeError``) are kinds of it.
+* :class:`StateError` (a ``RuntimeError``): the call is not possible now (already running, not
+  started, already committed); :class:`ClosedError` (also a ``ValueError``, as for a closed
+  file) when the object was closed.
+
+This module imports nothing from the package, so that every module can import it.
 """
 
 from __future__ import annotations
@@ -13,12 +25,22 @@ from typing import Any
 __all__ = [
     "ZoopipeHPCError",
     "ConfigurationError",
+    "ArgumentTypeError",
+    "JobConfigError",
+    "StateError",
+    "ClosedError",
     "InputError",
     "SchemaError",
     "OutputError",
     "CommitError",
     "ShardFailedError",
-    "JobConfigError",
+    "JobError",
+    "ManifestError",
+    "ManifestConflict",
+    "PayloadRefused",
+    "SlurmCommandError",
+    "PipeAlreadyRan",
+    "RecordError",
 ]
 
 
@@ -40,13 +62,71 @@ class ZoopipeHPCError(Exception):
 
 
 def _rebuild(cls: type[ZoopipeHPCError], message: str, details: dict[str, Any]) -> ZoopipeHPCError:
+    # Not cls(...): a subclass's __init__ may take other arguments than (message, **details).
     error = cls.__new__(cls)
     ZoopipeHPCError.__init__(error, message, **details)
     return error
 
 
+# -- parameters ------------------------------------------------------------------------------
+
+
 class ConfigurationError(ZoopipeHPCError, ValueError):
     """A parameter or a combination of parameters is invalid."""
+
+
+class ArgumentTypeError(ConfigurationError, TypeError):
+    """An argument, or what a subclass's hook returned, is of the wrong type (also a
+    ``TypeError``)."""
+
+
+class JobConfigError(ConfigurationError):
+    """A job file (or a stored job configuration) is unreadable or invalid.
+
+    Attributes: ``path`` (the YAML file the problem is in), ``key`` (dotted, e.g. ``engine.mem``;
+    empty for a problem with the whole file), ``expected`` (what would have been valid),
+    ``line`` (1-based, where known) and ``errors`` (every problem found, as dicts with the same
+    keys plus ``message``; the message of the exception is the first one).
+    """
+
+    path: str
+    key: str
+    expected: str
+    line: int | None
+    errors: list[dict[str, Any]]
+
+    def __init__(
+        self,
+        path: str,
+        key: str,
+        problem: str,
+        *,
+        expected: str = "",
+        line: int | None = None,
+        errors: list[dict[str, Any]] | None = None,
+    ) -> None:
+        where = path if line is None else f"{path}:{line}"
+        message = f"{where}: {key}: {problem}" if key else f"{where}: {problem}"
+        if errors is None:
+            errors = [
+                {"path": path, "line": line, "key": key, "expected": expected, "message": message}
+            ]
+        super().__init__(message, path=path, key=key, expected=expected, line=line, errors=errors)
+
+
+# -- state -----------------------------------------------------------------------------------
+
+
+class StateError(ZoopipeHPCError, RuntimeError):
+    """The call is not possible in the object's present state: it is already running, was not
+    started, or was already committed (also a ``RuntimeError``)."""
+
+
+class ClosedError(StateError, ValueError):
+    """The object was closed (also a ``ValueError``, like I/O on a closed file)."""
+
+
+# -- data ------------------------------------------------------------------------------------
 
 
 class InputError(ZoopipeHPCError):
@@ -83,35 +163,74 @@ class ShardFailedError(ZoopipeHPCError):
     """
 
 
-class JobConfigError(ZoopipeHPCError):
-    """A job file (or a stored job configuration) is unreadable or invalid.
+class RecordError(ZoopipeHPCError, ValueError):
+    """A buffer does not hold a valid progress record.
 
-    Attributes: ``path`` (the YAML file the problem is in), ``key`` (dotted, e.g. ``engine.mem``;
-    empty for a problem with the whole file), ``expected`` (what would have been valid),
-    ``line`` (1-based, where known) and ``errors`` (every problem found, as dicts with the same
-    keys plus ``message``; the message of the exception is the first one).
+    ``retry`` is true when re-reading may help (the record looks torn or was caught mid-update);
+    false when the content is definitely not a record we can use (never written, other format,
+    other version). ``reason`` is the message.
+    """
+
+    reason: str
+    retry: bool
+
+    def __init__(self, reason: str, *, retry: bool) -> None:
+        super().__init__(reason, reason=reason, retry=retry)
+
+
+# -- durable jobs ----------------------------------------------------------------------------
+
+
+class JobError(ZoopipeHPCError):
+    """A job operation is not possible in the job's present state."""
+
+
+class ManifestError(ZoopipeHPCError):
+    """A job manifest is missing, unreadable, tampered with or invalid.
+
+    Attributes: ``path`` (the manifest file) and ``reason`` (what is wrong, also in the message).
     """
 
     path: str
-    key: str
-    expected: str
-    line: int | None
-    errors: list[dict[str, Any]]
+    reason: str
 
-    def __init__(
-        self,
-        path: str,
-        key: str,
-        problem: str,
-        *,
-        expected: str = "",
-        line: int | None = None,
-        errors: list[dict[str, Any]] | None = None,
-    ) -> None:
-        where = path if line is None else f"{path}:{line}"
-        message = f"{where}: {key}: {problem}" if key else f"{where}: {problem}"
-        if errors is None:
-            errors = [
-                {"path": path, "line": line, "key": key, "expected": expected, "message": message}
-            ]
-        super().__init__(message, path=path, key=key, expected=expected, line=line, errors=errors)
+    def __init__(self, reason: str, *, path: str, **details: Any) -> None:
+        message = f"{path}: {reason}" if path else reason
+        super().__init__(message, path=path, reason=reason, **details)
+
+
+class ManifestConflict(ZoopipeHPCError):
+    """Another process changed the job since the caller read it; nothing was written.
+
+    Attributes: ``path`` (the manifest file), ``expected_version`` (the version the caller read)
+    and ``actual_version`` (the version found on disk).
+    """
+
+    path: str
+    expected_version: int
+    actual_version: int
+
+    def __init__(self, *, path: str, expected_version: int, actual_version: int) -> None:
+        super().__init__(
+            f"{path}: the job was changed by another process (expected manifest version "
+            f"{expected_version}, found {actual_version}); nothing was written. Read the job "
+            f"again and retry the operation if it still applies.",
+            path=path,
+            expected_version=expected_version,
+            actual_version=actual_version,
+        )
+
+
+# -- engines ---------------------------------------------------------------------------------
+
+
+class PayloadRefused(ZoopipeHPCError):
+    """A payload was not loaded because it could have been tampered with."""
+
+
+class SlurmCommandError(ZoopipeHPCError):
+    """A Slurm command failed. Attributes: ``command``, ``returncode``, ``stderr``."""
+
+
+class PipeAlreadyRan(ZoopipeHPCError):
+    """Dask resubmitted a pipe whose first run was lost with its worker: it is not run twice."""

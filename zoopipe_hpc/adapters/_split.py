@@ -30,6 +30,8 @@ import re
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from ..errors import ConfigurationError
+
 __all__: list[str] = []
 
 CHUNK = 1 << 20
@@ -171,7 +173,7 @@ class _LenientScanner:
 
     def __init__(self, buf: bytes | mmap.mmap, quote: bytes, delimiter: bytes) -> None:
         if len(quote) != 1 or len(delimiter) != 1:
-            raise ValueError("quote and delimiter must be one byte each")
+            raise ConfigurationError("quote and delimiter must be one byte each")
         self.buf = buf
         self.quote = quote
         q = re.escape(quote)

@@ -15,7 +15,7 @@ from typing import Any, BinaryIO
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from ..errors import InputError
+from ..errors import ConfigurationError, InputError
 from ..validation._arrow import rows_to_table
 from ._split import ByteRange, file_size, header_end, split_ranges
 from .base import BaseInputAdapter, BaseOutputAdapter, InputBatch, Record, _FileSink, check_workers
@@ -113,7 +113,7 @@ class _LineLocator:
     def _compiled(self) -> tuple[re.Pattern[bytes], re.Pattern[bytes]]:
         if self._patterns is None:
             if len(self._quote) != 1 or len(self._delimiter) != 1:
-                raise ValueError("delimiter and quote_char must be single ASCII characters")
+                raise ConfigurationError("delimiter and quote_char must be single ASCII characters")
             q = re.escape(self._quote)
             starts = re.escape(self._delimiter) + rb"\r\n"
             content = b"[^" + q + b"]*+(?:" + q + q + b"[^" + q + b"]*+)*+"
@@ -257,7 +257,7 @@ class CSVInputAdapter(BaseInputAdapter):
     ) -> None:
         super().__init__(source)
         if len(delimiter) != 1 or len(quote_char) != 1:
-            raise ValueError("delimiter and quote_char must be single characters")
+            raise ConfigurationError("delimiter and quote_char must be single characters")
         self.delimiter = delimiter
         self.quote_char = quote_char
         self.block_size = block_size

@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..commit._staging import StagingArea, clean_leftovers, fsync_path, locked, new_run_id
-from ..errors import CommitError, ConfigurationError
+from ..errors import ArgumentTypeError, CommitError, ConfigurationError, StateError
 from .base import BaseOutputAdapter, OutputWriter, Record, _FileSink
 from .parquet import _ParquetSink
 
@@ -175,7 +175,7 @@ class IcebergOutputAdapter(BaseOutputAdapter):
         """
         clone = super().numbered(index)  # a staging folder of its own, named after the shard
         if not isinstance(clone, IcebergOutputAdapter):  # pragma: no cover - _clone keeps the type
-            raise TypeError(f"{type(self).__name__}._clone returned {type(clone).__name__}")
+            raise ArgumentTypeError(f"{type(self).__name__}._clone returned {type(clone).__name__}")
         if self.run_id is not None:
             clone.run_id = f"{self.run_id}-part-{index:05d}"
         return clone
@@ -551,7 +551,7 @@ class _TableWriter(OutputWriter):
 
     def commit(self) -> Path:
         if self._done:
-            raise RuntimeError("output already committed or aborted")
+            raise StateError("output already committed or aborted")
         self._done = True
         try:
             self._inner.commit()

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 import pyarrow as pa
 
-from ..errors import ConfigurationError, InputError
+from ..errors import ArgumentTypeError, ConfigurationError, InputError
 from ..validation._arrow import to_json_bytes
 from ._json_array import ArrayPosition, count_elements, element_positions, read_elements
 from ._split import ByteRange, file_size, split_ranges
@@ -228,7 +228,7 @@ class _JSONSink(_FileSink):
         if self._array:
             for row in rows:
                 if not isinstance(row, dict):
-                    raise TypeError("a JSON array sink takes rows, not serialized lines")
+                    raise ArgumentTypeError("a JSON array sink takes rows, not serialized lines")
                 out.write(b"\n" if self._first else b",\n")
                 out.write(to_json_bytes(row))
                 self._first = False
@@ -242,7 +242,7 @@ class _JSONSink(_FileSink):
                 out.write(_lines(run))
                 run = []
             if not isinstance(item, bytes | bytearray | memoryview):
-                raise TypeError(f"cannot write {type(item).__name__} as JSON Lines")
+                raise ArgumentTypeError(f"cannot write {type(item).__name__} as JSON Lines")
             out.write(item)
         if run:
             out.write(_lines(run))

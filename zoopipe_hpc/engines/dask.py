@@ -19,7 +19,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, cast
 
-from ..errors import ConfigurationError, ZoopipeHPCError
+from ..errors import ConfigurationError, PipeAlreadyRan, StateError
 from ._remote import ended_from_exit_code, run_supervised
 from ._scheduled import ScheduledEngine
 from ._tracking import RUNNING, TaskEnded, TaskState
@@ -62,10 +62,6 @@ def _cpu_count() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - not Linux
         return os.cpu_count() or 1
-
-
-class PipeAlreadyRan(ZoopipeHPCError):
-    """Dask resubmitted a pipe whose first run was lost with its worker: it is not run twice."""
 
 
 def run_pipe_task(
@@ -273,7 +269,7 @@ class DaskEngine(ScheduledEngine[_DaskTask]):
     def _submit(self, index: int, payload: bytes, record: str, attempt_id: str) -> _DaskTask:
         client = self._client
         if client is None:  # pragma: no cover - start() connects first
-            raise RuntimeError("DaskEngine is not connected")
+            raise StateError("DaskEngine is not connected")
         future = client.submit(
             run_pipe_task,
             payload,

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .._deadline import Deadline
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, StateError
 from ..report import PipeReport
 from ._tracking import RUNNING, WAITING, PipeTracker, TaskEnded, TaskState, TrackedEngine
 from ._worker import describe_exit, install_stop_handlers, run_pipe
@@ -76,7 +76,7 @@ class MultiProcessEngine(TrackedEngine):
 
     def start(self, pipes: Sequence[Pipe]) -> None:
         if self.is_running:
-            raise RuntimeError("this engine is already running")
+            raise StateError("this engine is already running")
         self._pipes = list(pipes)
         self._processes = [None] * len(self._pipes)
         self._tracker = PipeTracker(len(self._pipes), self._progress_dir)

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, StateError
 from ..report import PipeReport
 from ._remote import ended_from_exit_code, run_supervised
 from ._scheduled import ScheduledEngine
@@ -165,7 +165,7 @@ class RayEngine(ScheduledEngine[_RayTask]):
 
     def _submit(self, index: int, payload: bytes, record: str, attempt_id: str) -> _RayTask:
         if self._remote is None:  # pragma: no cover - start() always connects first
-            raise RuntimeError("RayEngine is not connected to Ray")
+            raise StateError("RayEngine is not connected to Ray")
         task = self._remote.options(name=f"zoopipe-pipe-{index}")
         return _RayTask(task.remote(payload, index, record, attempt_id, "", self.poll_interval))
 

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from .._deadline import Deadline
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, StateError
 from ..progress import ProgressWriter, read_progress
 from ..report import PipeReport
 from ._tracking import RUNNING, WAITING, PipeTracker, TaskEnded, TaskState, TrackedEngine
@@ -255,7 +255,7 @@ class ZooParallelPoolEngine(TrackedEngine):
     def start(self, pipes: Sequence[Pipe]) -> None:
         with self._lock:
             if self.is_running:
-                raise RuntimeError("this engine is already running")
+                raise StateError("this engine is already running")
             if self._tracker is not None:
                 self.shutdown()  # the previous run's workers and files
             self._pipes = list(pipes)

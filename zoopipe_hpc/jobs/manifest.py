@@ -40,7 +40,7 @@ from typing import Any
 from filelock import StrictSoftFileLock, Timeout
 
 from ..commit._staging import _break_dead_claims, fsync_path
-from ..errors import ConfigurationError, ZoopipeHPCError
+from ..errors import ConfigurationError, ManifestConflict, ManifestError
 
 __all__ = [
     "ManifestError",
@@ -55,42 +55,6 @@ FORMAT = "zoopipe-hpc-manifest/1"
 CHECKSUM_PREFIX = "sha256:"
 _READ_ATTEMPTS = 5  # an NFS reader may get ESTALE while a writer replaces the file; retry then
 _held = threading.local()  # lock paths the current thread holds: the job lock is not re-entrant
-
-
-class ManifestError(ZoopipeHPCError):
-    """A job manifest is missing, unreadable, tampered with or invalid.
-
-    Attributes: ``path`` (the manifest file) and ``reason`` (what is wrong, also in the message).
-    """
-
-    path: str
-    reason: str
-
-    def __init__(self, reason: str, *, path: str, **details: Any) -> None:
-        message = f"{path}: {reason}" if path else reason
-        super().__init__(message, path=path, reason=reason, **details)
-
-
-class ManifestConflict(ZoopipeHPCError):
-    """Another process changed the job since the caller read it; nothing was written.
-
-    Attributes: ``path`` (the manifest file), ``expected_version`` (the version the caller read)
-    and ``actual_version`` (the version found on disk).
-    """
-
-    path: str
-    expected_version: int
-    actual_version: int
-
-    def __init__(self, *, path: str, expected_version: int, actual_version: int) -> None:
-        super().__init__(
-            f"{path}: the job was changed by another process (expected manifest version "
-            f"{expected_version}, found {actual_version}); nothing was written. Read the job "
-            f"again and retry the operation if it still applies.",
-            path=path,
-            expected_version=expected_version,
-            actual_version=actual_version,
-        )
 
 
 class JobState(enum.StrEnum):

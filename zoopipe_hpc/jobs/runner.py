@@ -28,7 +28,7 @@ from ..engines.multiprocess import MultiProcessEngine
 from ..engines.slurm import SlurmEngine
 from ..engines.slurm._payload import PayloadStore
 from ..engines.slurm.task import shard_payload_name
-from ..errors import ConfigurationError, ZoopipeHPCError
+from ..errors import ConfigurationError, JobError, ZoopipeHPCError
 from ..manager import PipeManager
 from ..pipe import Pipe
 from ..progress import read_progress
@@ -52,10 +52,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 ReportCallback = Callable[[PipeReport, list[PipeReport]], None]
-
-
-class JobError(ZoopipeHPCError):
-    """A job operation is not possible in the job's present state."""
 
 
 @dataclass(frozen=True)

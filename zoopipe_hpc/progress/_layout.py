@@ -41,6 +41,8 @@ import zlib
 from dataclasses import dataclass
 from typing import Final
 
+from ..errors import ConfigurationError, RecordError
+
 __all__ = [
     "ATTEMPT_ID_MAX",
     "CRC_END",
@@ -114,20 +116,6 @@ class RawRecord:
     message: str
 
 
-class RecordError(ValueError):
-    """A buffer does not hold a valid record.
-
-    ``retry`` is true when re-reading may help (the record looks torn or was
-    caught mid-update); false when the content is definitely not a record we
-    can use (never written, other format, other version).
-    """
-
-    def __init__(self, reason: str, *, retry: bool) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.retry = retry
-
-
 def truncate_utf8(text: str, limit: int) -> bytes:
     """Encode ``text`` as UTF-8, cut to at most ``limit`` bytes on a character boundary."""
     raw = text.encode("utf-8", errors="replace")
@@ -145,14 +133,16 @@ def encode_into(buf: bytearray, rec: RawRecord) -> None:
     :class:`ValueError` (or :class:`struct.error`).
     """
     if len(buf) != RECORD_SIZE:
-        raise ValueError(f"buffer must be {RECORD_SIZE} bytes, got {len(buf)}")
+        raise ConfigurationError(f"buffer must be {RECORD_SIZE} bytes, got {len(buf)}")
     attempt = rec.attempt_id.encode("ascii")
     if len(attempt) > ATTEMPT_ID_MAX:
-        raise ValueError(f"attempt_id longer than {ATTEMPT_ID_MAX} bytes")
+        raise ConfigurationError(f"attempt_id longer than {ATTEMPT_ID_MAX} bytes")
     if not 0 <= rec.state <= STATE_MAX:
-        raise ValueError(f"invalid state {rec.state}")
+        raise ConfigurationError(f"invalid state {rec.state}")
     if rec.sequence <= 0 or rec.sequence % 2 or rec.sequence > U64_MAX:
-        raise ValueError(f"a committed sequence must be even and positive, got {rec.sequence}")
+        raise ConfigurationError(
+            f"a committed sequence must be even and positive, got {rec.sequence}"
+        )
     buf[BODY_END:OFF_CRC] = bytes(OFF_CRC - BODY_END)
     pack_sealed(
         buf,

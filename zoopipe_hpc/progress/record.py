@@ -27,6 +27,7 @@ from typing import Final, Self
 
 import psutil
 
+from ..errors import ArgumentTypeError, ClosedError, ConfigurationError, StateError
 from . import _layout
 from ._direct_io import read_block
 
@@ -123,9 +124,9 @@ def _snapshot(raw: _layout.RawRecord) -> ProgressSnapshot:
 
 def _check_attempt_id(attempt_id: str) -> None:
     if not isinstance(attempt_id, str):
-        raise TypeError(f"attempt_id must be str, not {type(attempt_id).__name__}")
+        raise ArgumentTypeError(f"attempt_id must be str, not {type(attempt_id).__name__}")
     if not attempt_id or not attempt_id.isascii() or len(attempt_id) > _layout.ATTEMPT_ID_MAX:
-        raise ValueError(
+        raise ConfigurationError(
             f"attempt_id must be 1..{_layout.ATTEMPT_ID_MAX} ASCII characters, got {attempt_id!r}"
         )
 
@@ -133,14 +134,14 @@ def _check_attempt_id(attempt_id: str) -> None:
 def _as_u64(name: str, value: int) -> int:
     number = operator.index(value)
     if not 0 <= number <= _layout.U64_MAX:
-        raise ValueError(f"{name} must be in [0, 2**64), got {number}")
+        raise ConfigurationError(f"{name} must be in [0, 2**64), got {number}")
     return number
 
 
 def _interval(name: str, value: float) -> float:
     number = float(value)
     if not math.isfinite(number) or number < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        raise ConfigurationError(f"{name} must be a finite number >= 0, got {value!r}")
     return number
 
 
@@ -238,7 +239,7 @@ class ProgressWriter:
         with self._locked():
             self._check_open()
             if self._state is not ProgressState.PENDING:
-                raise RuntimeError(f"cannot start: state is already {self._state.name}")
+                raise StateError(f"cannot start: state is already {self._state.name}")
             now = _now()
             self._state = ProgressState.RUNNING
             self._start_time = now
@@ -351,22 +352,22 @@ class ProgressWriter:
         # Checked before taking the lock: a lock inherited through fork may
         # be held forever in the child.
         if os.getpid() != self._owner_pid:
-            raise RuntimeError(
+            raise StateError(
                 "ProgressWriter used from a forked process; create the writer inside the worker"
             )
         return self._lock
 
     def _check_open(self) -> None:
         if self._closed:
-            raise ValueError(f"ProgressWriter for {self._path} is closed")
+            raise ClosedError(f"ProgressWriter for {self._path} is closed")
 
     def _check_not_final(self, what: str) -> None:
         if self._state.is_final:
-            raise RuntimeError(f"cannot {what}: state is already {self._state.name}")
+            raise StateError(f"cannot {what}: state is already {self._state.name}")
 
     def _finalize(self, state: ProgressState, message: str) -> None:
         if not isinstance(message, str):
-            raise TypeError(f"message must be str, not {type(message).__name__}")
+            raise ArgumentTypeError(f"message must be str, not {type(message).__name__}")
         with self._locked():
             self._check_open()
             self._check_not_final(state.name.lower())
@@ -451,7 +452,7 @@ def read_progress(
     given) written by another attempt.
     """
     if retries < 0:
-        raise ValueError(f"retries must be >= 0, got {retries}")
+        raise ConfigurationError(f"retries must be >= 0, got {retries}")
     name = os.fspath(path)
     reason = "no read attempted"
     for attempt in range(retries + 1):

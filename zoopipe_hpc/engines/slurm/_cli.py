@@ -12,7 +12,7 @@ import subprocess
 import time
 from collections.abc import Sequence
 
-from ...errors import ZoopipeHPCError
+from ...errors import ConfigurationError, SlurmCommandError
 
 __all__ = ["SlurmCLI", "SlurmCommandError"]
 
@@ -29,10 +29,6 @@ TRANSIENT = (
     "communications connection failure",
     "zero bytes were transmitted or received",
 )
-
-
-class SlurmCommandError(ZoopipeHPCError):
-    """A Slurm command failed. Attributes: ``command``, ``returncode``, ``stderr``."""
 
 
 class SlurmCLI:
@@ -53,13 +49,14 @@ class SlurmCLI:
         """Run ``args`` (its first item one of :attr:`TOOLS`) and return its standard output."""
         tool = args[0]
         if tool not in self.TOOLS:
-            raise ValueError(f"not a Slurm command: {tool!r}")
+            raise ConfigurationError(f"not a Slurm command: {tool!r}")
         if shutil.which(tool) is None:
             raise SlurmCommandError(
                 f"{tool} is not on PATH: is this a Slurm login node?", command=list(args)
             )
         delay = self.backoff
-        for attempt in range(self.retries + 1):
+        attempt = 0
+        while True:
             self.calls[tool] += 1
             try:
                 done = subprocess.run(
@@ -72,7 +69,7 @@ class SlurmCLI:
                     return done.stdout
                 stderr, returncode = done.stderr.strip(), done.returncode
             transient = returncode == -1 or any(t in stderr.lower() for t in TRANSIENT)
-            if not transient or attempt == self.retries:
+            if not transient or attempt >= self.retries:
                 raise SlurmCommandError(
                     f"`{' '.join(args)}` failed (exit {returncode}): {stderr or 'no message'}",
                     command=list(args),
@@ -82,7 +79,7 @@ class SlurmCLI:
             log.warning("%s: transient error (%s); retrying in %.1f s", tool, stderr, delay)
             time.sleep(delay)
             delay = min(delay * 2, 30.0)
-        raise AssertionError("unreachable")  # pragma: no cover
+            attempt += 1
 
     def total_calls(self) -> int:
         return sum(self.calls.values())

@@ -19,17 +19,13 @@ from typing import Any
 
 import cloudpickle
 
-from ...errors import ZoopipeHPCError
+from ...errors import PayloadRefused
 from .._pickling import dumps_with_user_code
 
 __all__ = ["PayloadRefused", "PayloadStore"]
 
 _KEY_FILE = ".payload-key"
 _SUFFIX = ".pkl"
-
-
-class PayloadRefused(ZoopipeHPCError):
-    """A payload was not loaded because it could have been tampered with."""
 
 
 def _check_private(path: Path, *, what: str) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 
 from submitit.core.utils import DelayedSubmission, JobPaths
 
+from ...errors import ConfigurationError, SlurmCommandError
 from ._cli import SlurmCLI
 from .parameters import SlurmParameters, render_job_script
 
@@ -61,7 +62,7 @@ class ArraySubmitter:
     def submit(self, fn: Callable[..., Any], calls: Sequence[tuple[Any, ...]]) -> str:
         """Submit one array whose task ``k`` runs ``fn(*calls[k])``; returns the array job id."""
         if not calls:
-            raise ValueError("an array needs at least one task")
+            raise ConfigurationError("an array needs at least one task")
         staging = JobPaths.get_first_id_independent_folder(self.log_folder)
         staging.mkdir(parents=True, exist_ok=True)
         pickles = []
@@ -73,10 +74,16 @@ class ArraySubmitter:
             pickles.append(path)
         script_path = staging / f"array-{uuid.uuid4().hex[:12]}.sh"
         script_path.write_text(self.script(len(calls)))
-        out = self.cli.run(["sbatch", "--parsable", str(script_path)])
+        sbatch = ["sbatch", "--parsable", str(script_path)]
+        out = self.cli.run(sbatch)
         job_id = out.strip().split(";")[0]
         if not job_id.isdigit():
-            raise RuntimeError(f"could not read a job id from sbatch's answer {out!r}")
+            raise SlurmCommandError(
+                f"could not read a job id from sbatch's answer {out!r}",
+                command=sbatch,
+                returncode=0,
+                stderr="",
+            )
         for task, pickle_path in enumerate(pickles):
             paths = JobPaths(self.log_folder, job_id=f"{job_id}_{task}", task_id=0)
             paths.move_temporary_file(pickle_path, "submitted_pickle")

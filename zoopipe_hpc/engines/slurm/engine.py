@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..._deadline import Deadline, wait_until
 from ...commit._staging import new_run_id
-from ...errors import ConfigurationError
+from ...errors import ConfigurationError, StateError
 from ...progress import ProgressReader, ProgressState
 from ...report import PipeReport, PipeStatus
 from .._attempts import parse_record_name, slurm_restart
@@ -151,7 +151,7 @@ class SlurmEngine(BaseEngine):
 
     def start(self, pipes: Sequence[Pipe]) -> None:
         if self.is_running:
-            raise RuntimeError("this engine is already running")
+            raise StateError("this engine is already running")
         job_folder = self.requested_job_folder
         if job_folder is None:
             self.folder.mkdir(parents=True, exist_ok=True)
@@ -173,7 +173,7 @@ class SlurmEngine(BaseEngine):
 
     def _submit(self, indices: list[int]) -> None:
         if self._submitter is None or self.job_folder is None:
-            raise RuntimeError("start() the engine first")
+            raise StateError("start() the engine first")
         size = self.max_array_size()
         for offset in range(0, len(indices), size):
             chunk = indices[offset : offset + size]
@@ -205,7 +205,7 @@ class SlurmEngine(BaseEngine):
         one last, as a durable job's manifest records them.
         """
         if self.is_running:
-            raise RuntimeError("this engine is already running")
+            raise StateError("this engine is already running")
         self.job_folder = Path(job_folder).absolute()
         self._submitter = self._make_submitter(self.job_folder)
         self._shards = []
