@@ -16,7 +16,7 @@ from ...errors import ConfigurationError, SlurmCommandError
 from ._cli import SlurmCLI
 from .parameters import SlurmParameters, render_job_script
 
-__all__ = ["ArraySubmitter"]
+__all__ = ["ArraySubmitter", "sbatch_script"]
 
 log = logging.getLogger(__name__)
 
@@ -90,3 +90,19 @@ class ArraySubmitter:
         script_path.rename(self.log_folder / f"{job_id}_submission.sh")
         log.info("submitted array %s (%d tasks) from %s", job_id, len(calls), self.log_folder)
         return job_id
+
+
+def sbatch_script(cli: SlurmCLI, script: Path) -> str:
+    """Submit one job script (not an array) with ``sbatch --parsable``; returns its job id."""
+    sbatch = ["sbatch", "--parsable", str(script)]
+    out = cli.run(sbatch)
+    job_id = out.strip().split(";")[0]
+    if not job_id.isdigit():
+        raise SlurmCommandError(
+            f"could not read a job id from sbatch's answer {out!r}",
+            command=sbatch,
+            returncode=0,
+            stderr="",
+        )
+    log.info("submitted job %s (%s)", job_id, script)
+    return job_id

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 import shlex
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +13,20 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ...errors import ConfigurationError
 
-__all__ = ["SlurmParameters", "parse_slurm_time"]
+__all__ = [
+    "FOLLOW_UP_MEM",
+    "FOLLOW_UP_TIME",
+    "SlurmParameters",
+    "parse_slurm_time",
+    "render_job_script",
+]
 
 _TIME = re.compile(r"^(?:(?P<d>\d+)-)?(?P<a>\d+)(?::(?P<b>\d+))?(?::(?P<c>\d+))?$")
 _MEM = re.compile(r"^\d+(?:\.\d+)?[KMGT]?B?$", re.IGNORECASE)
 _FLAG = re.compile(r"^[a-z][a-z0-9-]*$")
+#: Time limit and memory of a follow-up job (a durable job's commit or recover step) by default.
+FOLLOW_UP_TIME = "00:30:00"
+FOLLOW_UP_MEM = "1G"
 #: Directives the engine sets itself; giving them in ``extra`` would break it.
 _RESERVED = {"array", "output", "error", "open-mode", "signal", "job-name", "parsable", "wrap"}
 
@@ -96,6 +106,25 @@ class SlurmParameters(BaseModel):
     def minutes(self) -> int:
         return parse_slurm_time(self.time)
 
+    def for_follow_up(
+        self, *, job_name: str, time: str | int | None = None, mem: str | None = None
+    ) -> SlurmParameters:
+        """The parameters of a one-task job that follows the array (a durable job's commit or
+        recover step): the same partition, account, qos, constraint, extra directives and setup
+        lines, with its own name, time limit and memory (default :data:`FOLLOW_UP_TIME` and
+        :data:`FOLLOW_UP_MEM`), one CPU, no GRES and no array."""
+        return SlurmParameters.validate_kwargs(
+            **{
+                **self.model_dump(),
+                "job_name": job_name,
+                "time": FOLLOW_UP_TIME if time is None else time,
+                "mem": FOLLOW_UP_MEM if mem is None else mem,
+                "cpus_per_task": 1,
+                "gres": None,
+                "array_parallelism": None,
+            }
+        )
+
     @classmethod
     def validate_kwargs(cls, **kwargs: Any) -> SlurmParameters:
         """Build from keyword arguments, with an error that lists the valid keys."""
@@ -133,10 +162,19 @@ def render_job_script(
     *,
     command: str,
     log_folder: Path,
-    tasks: int,
+    tasks: int | None,
     environment: dict[str, str],
+    log_file: Path | None = None,
+    directives: Mapping[str, str | int | bool] | None = None,
 ) -> str:
-    """The sbatch script for an array of ``tasks`` tasks: a pure function of its arguments."""
+    """The sbatch script for an array of ``tasks`` tasks: a pure function of its arguments.
+
+    ``tasks=None`` renders one job that is not an array (a durable job's commit or recover
+    step): ``command`` then runs in the batch script itself, not as an ``srun`` step, with its
+    stdout and stderr in ``log_file`` (sbatch patterns such as ``%j`` allowed). ``directives``
+    are further ``#SBATCH`` options (e.g. ``dependency``); they override those of
+    ``parameters``.
+    """
     from submitit.slurm.slurm import _make_sbatch_string
 
     exports = [f"export {key}={shlex.quote(value)}" for key, value in sorted(environment.items())]
@@ -151,11 +189,15 @@ def render_job_script(
         "signal_delay_s": parameters.signal_delay_s,
         "setup": [*parameters.setup, *exports],
         "additional_parameters": additional,
-        "map_count": tasks,
     }
-    if parameters.array_parallelism is not None:
-        kwargs["array_parallelism"] = parameters.array_parallelism
+    if tasks is None:
+        kwargs["use_srun"] = False
+        kwargs["stderr_to_stdout"] = True
+        if log_file is not None:
+            additional["output"] = str(log_file)
     else:
-        kwargs["array_parallelism"] = tasks
+        kwargs["map_count"] = tasks
+        kwargs["array_parallelism"] = parameters.array_parallelism or tasks
+    additional.update(directives or {})
     script: str = _make_sbatch_string(command=command, folder=log_folder, **kwargs)
     return script
