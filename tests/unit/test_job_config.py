@@ -570,7 +570,8 @@ def test_local_engine_refuses_slurm_keys(tmp_path: Path) -> None:
 
 
 def test_engine_spec_keys_are_the_slurm_parameters() -> None:
-    slurm_keys = set(EngineSpec.model_fields) - {"kind", "max_retries"}
+    # finish_time and finish_mem are the follow-up jobs' time and mem (SlurmParameters too).
+    slurm_keys = set(EngineSpec.model_fields) - {"kind", "max_retries", "finish_time", "finish_mem"}
     assert slurm_keys == set(SlurmParameters.model_fields)
     assert "folder" not in EngineSpec.model_fields
 

@@ -180,6 +180,30 @@ class EngineSpec(BaseModel):
     extra: Any = None
     setup: Any = None
     signal_delay_s: Any = None
+    #: Time limit and memory of a detached job's commit and recover jobs (kind: slurm); not
+    #: set: ``SlurmParameters.for_follow_up``'s defaults (00:30:00, 1G).
+    finish_time: Any = None
+    finish_mem: Any = None
+
+    @field_validator("finish_time", "finish_mem")
+    @classmethod
+    def _finish_key(cls, value: Any, info: ValidationInfo) -> Any:
+        """Checked as ``time`` and ``mem`` are and, like them, refused with kind: local."""
+        if value is None:
+            return None
+        if info.data.get("kind") == "local":
+            raise problem(
+                "no Slurm parameters with kind: local",
+                "is a Slurm parameter and only applies to kind: slurm (this engine is "
+                "kind: local); remove it, set it to null, or set engine.kind: slurm",
+            )
+        name = (info.field_name or "").removeprefix("finish_")
+        expected = EXPECTED[name]
+        try:
+            parameters = SlurmParameters.validate_kwargs(**{name: value})
+        except ConfigurationError as exc:
+            raise problem(expected, f"expected {expected}, got {show(value)}") from exc
+        return getattr(parameters, name)
 
     @field_validator(*SLURM_KEYS)
     @classmethod

@@ -154,7 +154,7 @@ class JobConfig(BaseModel):
             if target.endswith(".py"):
                 schema = f"{resolve_path(base, target)}:{attribute}"
         engine: dict[str, Any] = {"kind": self.engine.kind, "max_retries": self.engine.max_retries}
-        for key in SLURM_KEYS:
+        for key in (*SLURM_KEYS, "finish_time", "finish_mem"):
             value = getattr(self.engine, key)
             if value is not None:
                 engine[key] = to_jsonable_python(value)
@@ -190,7 +190,7 @@ class JobConfig(BaseModel):
         payload = copy.deepcopy(data)
         engine = payload.get("engine")
         if isinstance(engine, dict) and engine.get("kind", "local") == "local":
-            for key in SLURM_KEYS:
+            for key in (*SLURM_KEYS, "finish_time", "finish_mem"):
                 engine.pop(key, None)
         try:
             return cls.model_validate(payload)
