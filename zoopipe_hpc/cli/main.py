@@ -28,11 +28,12 @@ from typing import TextIO
 
 from ..engines.slurm import SlurmCommandError
 from ..errors import ConfigurationError, ZoopipeHPCError
-from ..jobs.config import JobConfigError, load_job_file
+from ..jobs.config import JobConfig, JobConfigError, load_job_file
 from ..jobs.manifest import JobState, ManifestError
 from ..jobs.runner import (
     JobError,
     JobHandle,
+    dry_run,
     finish_commit,
     finish_recover,
     list_jobs,
@@ -78,6 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="return at once; Slurm commits (afterok) or rolls back (afternotok) by itself",
     )
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print every script that would be submitted (with --detach: the commit and "
+        "recover jobs too); submit nothing, create no job directory",
+    )
 
     for name, text in (
         ("status", "print each shard's state, rows, rows/s, errors, attempts, node and log"),
@@ -104,7 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--json", action="store_true", help="machine-readable output")
 
     for hidden in ("_commit", "_recover"):
-        step = commands.add_parser(hidden, help=argparse.SUPPRESS)
+        # No help=: a subcommand given one is listed in --help, even as argparse.SUPPRESS.
+        step = commands.add_parser(hidden)
         step.add_argument("job_dir", type=Path)
     return parser
 
@@ -145,6 +153,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
 
 def _run(args: argparse.Namespace, out: TextIO) -> int:
     config = load_job_file(args.job_file)
+    if args.dry_run:
+        return _dry_run(config, args, out)
     handle = submit(config, engine=args.engine, detach=args.detach)
     print(f"job directory: {handle.path}", file=out)
     if args.detach:
@@ -156,6 +166,27 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
         )
         return EXIT_OK
     return _watch_to_end(handle, args.quiet, out)
+
+
+def _dry_run(config: JobConfig, args: argparse.Namespace, out: TextIO) -> int:
+    scripts = dry_run(config, engine=args.engine, detach=args.detach)
+    if not scripts:
+        print(
+            f"{config.name}: the local engine submits nothing to Slurm; {config.workers} "
+            f"shards would run in processes on this machine (dry run: nothing was started)",
+            file=out,
+        )
+        return EXIT_OK
+    for what, script in scripts:
+        print(f"# ---- {what}: sbatch --parsable <this script> ----", file=out)
+        print(script.rstrip("\n"), file=out)
+        print(file=out)
+    print(
+        f"# dry run: {len(scripts)} script(s) shown; nothing was submitted and no job "
+        f"directory was created",
+        file=out,
+    )
+    return EXIT_OK
 
 
 def _status(args: argparse.Namespace, out: TextIO) -> int:

@@ -87,6 +87,10 @@ class ShardRecord:
     state: str = "pending"
     attempt_id: str = ""
     message: str = ""
+    #: How many of ``submissions`` came before the current round. A round is the first
+    #: submission or a ``zoopipe-hpc retry``, with the automatic retries that follow it; a round
+    #: submits the shard at most ``1 + max_retries`` times.
+    round_start: int = 0
 
 
 @dataclass
@@ -108,6 +112,19 @@ class Manifest:
     finish_jobs: dict[str, str] = field(default_factory=dict)
     events: list[dict[str, Any]] = field(default_factory=list)
     message: str = ""
+    #: Who may retry failed shards: ``{"kind": "attached", "host", "pid", "started"}`` (the
+    #: ``run``, ``resume`` or ``retry`` process) or ``{"kind": "detached", "job": <recover job>}``;
+    #: empty when nobody may (a new job, or one being cancelled).
+    retry_owner: dict[str, str] = field(default_factory=dict)
+    #: Submissions announced but not yet confirmed by ``sbatch``: token -> shard indices. They
+    #: count as submissions until confirmed (then moved to the shards) or withdrawn.
+    submitting: dict[str, list[int]] = field(default_factory=dict)
+
+    def submissions_used(self, index: int) -> int:
+        """How often shard ``index`` was submitted in its current round, announced ones included."""
+        shard = self.shards[index]
+        announced = sum(1 for indices in self.submitting.values() if index in indices)
+        return len(shard.submissions) - shard.round_start + announced
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-able dict of the manifest (a deep copy: changing it leaves ``self`` alone)."""
@@ -126,6 +143,8 @@ class Manifest:
             "finish_jobs": dict(self.finish_jobs),
             "events": copy.deepcopy(self.events),
             "message": self.message,
+            "retry_owner": dict(self.retry_owner),
+            "submitting": {token: list(indices) for token, indices in self.submitting.items()},
         }
 
     @classmethod
@@ -156,6 +175,8 @@ _PARSE_TYPES: dict[str, tuple[type, ...]] = {
     "finish_jobs": (dict,),
     "events": (list,),
     "message": (str,),
+    "retry_owner": (dict,),
+    "submitting": (dict,),
 }
 _REQUIRED = ("job_id", "name", "engine", "run_id", "config", "shards")
 _SHARD_TYPES: dict[str, tuple[type, ...]] = {
@@ -165,6 +186,7 @@ _SHARD_TYPES: dict[str, tuple[type, ...]] = {
     "state": (str,),
     "attempt_id": (str,),
     "message": (str,),
+    "round_start": (int,),
 }
 
 
@@ -194,6 +216,12 @@ def _shard_from_json(position: int, data: Any) -> ShardRecord:
         _check(f"{where}.{key}", value, _SHARD_TYPES[key])
     for number, submission in enumerate(data["submissions"]):
         _check(f"{where}.submissions[{number}]", submission, (str,))
+    round_start = data.get("round_start", 0)
+    if not 0 <= round_start <= len(data["submissions"]):
+        raise _Invalid(
+            f"{where}.round_start must be between 0 and the number of submissions, "
+            f"not {round_start}"
+        )
     return ShardRecord(
         index=data["index"],
         source=data["source"],
@@ -201,6 +229,7 @@ def _shard_from_json(position: int, data: Any) -> ShardRecord:
         state=data.get("state", "pending"),
         attempt_id=data.get("attempt_id", ""),
         message=data.get("message", ""),
+        round_start=round_start,
     )
 
 
@@ -229,6 +258,16 @@ def _manifest_from_json(data: Any) -> Manifest:
     events = data.get("events", [])
     for number, event in enumerate(events):
         _check(f"events[{number}]", event, (dict,))
+    retry_owner = data.get("retry_owner", {})
+    for key, value in retry_owner.items():
+        _check(f"retry_owner[{key!r}]", value, (str,))
+    submitting = data.get("submitting", {})
+    for token, indices in submitting.items():
+        _check(f"submitting[{token!r}]", indices, (list,))
+        for index in indices:
+            _check(f"submitting[{token!r}][]", index, (int,))
+            if not 0 <= index < len(data["shards"]):
+                raise _Invalid(f"submitting[{token!r}] names shard {index}, which does not exist")
     return Manifest(
         job_id=data["job_id"],
         name=data["name"],
@@ -244,6 +283,8 @@ def _manifest_from_json(data: Any) -> Manifest:
         finish_jobs=dict(finish_jobs),
         events=copy.deepcopy(events),
         message=data.get("message", ""),
+        retry_owner=dict(retry_owner),
+        submitting={token: list(indices) for token, indices in submitting.items()},
     )
 
 

@@ -12,12 +12,15 @@ from __future__ import annotations
 import logging
 import os
 import shlex
+import socket
 import sys
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
 import yaml  # type: ignore[import-untyped, unused-ignore]
 
 from ..commit._staging import new_run_id
@@ -25,8 +28,11 @@ from ..coordinators.file_merge import FileMergeCoordinator
 from ..engines._worker import report_from_snapshot
 from ..engines.base import BaseEngine, WorkerResult
 from ..engines.multiprocess import MultiProcessEngine
-from ..engines.slurm import SlurmEngine
+from ..engines.slurm import SlurmCLI, SlurmEngine
 from ..engines.slurm._payload import PayloadStore
+from ..engines.slurm._submitter import sbatch_script
+from ..engines.slurm.engine import SubmissionKind
+from ..engines.slurm.parameters import SlurmParameters, render_job_script
 from ..engines.slurm.task import shard_payload_name
 from ..errors import ConfigurationError, JobError, ZoopipeHPCError
 from ..manager import PipeManager
@@ -42,6 +48,7 @@ __all__ = [
     "JobHandle",
     "JobSummary",
     "ShardStatus",
+    "dry_run",
     "finish_commit",
     "finish_recover",
     "list_jobs",
@@ -50,6 +57,10 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+#: The environment variable that tells a detached job's recover job that it owns the retries:
+#: its value is the ``retry_owner.token`` recorded in the manifest before it was submitted.
+RECOVER_TOKEN = "ZOOPIPE_HPC_RECOVER_TOKEN"
 
 ReportCallback = Callable[[PipeReport, list[PipeReport]], None]
 
@@ -91,7 +102,12 @@ class JobHandle:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.directory = JobDirectory(path)
+        #: The engine this handle drives the job with (it submits, retries and concludes): set
+        #: by submit(), resume() and retry(), never by a command that only looks.
         self._engine: BaseEngine | None = None
+        #: A read-only engine that follows the Slurm tasks for reports, and what it follows.
+        self._watcher: SlurmEngine | None = None
+        self._watched: list[list[str]] = []
         self._merger: FileMergeCoordinator | None = None
         self._runner = LocalRunner(self.directory.path)
 
@@ -120,31 +136,23 @@ class JobHandle:
             )
         return self._merger
 
-    def _slurm_engine(self, manifest: Manifest) -> SlurmEngine:
+    def _slurm_engine(self, manifest: Manifest, *, read_only: bool = False) -> SlurmEngine:
+        """A Slurm engine for this job: with the job's retries and the manifest as its ledger,
+        or ``read_only`` (no retries, no ledger; it never submits or cancels)."""
         config = JobConfig.from_resolved(manifest.config)
         return SlurmEngine(
             folder=self.path.parent,
             job_folder=self.path,
-            max_retries=config.engine.max_retries,
+            max_retries=0 if read_only else config.engine.max_retries,
             poll_interval=1.0,
-            on_submit=self._record_submission,
+            ledger=None if read_only else _JobLedger(self, config.engine.max_retries),
             **config.engine.slurm_parameters(),
         )
 
-    def _record_submission(self, array: str, indices: list[int]) -> None:
-        def change(m: Manifest) -> None:
-            m.arrays.append(array)
-            for task, index in enumerate(indices):
-                m.shards[index].submissions.append(f"{array}_{task}")
-                m.shards[index].state = "pending"
-            m.state = JobState.RUNNING
-
-        self.directory.update(change, what=f"submitted array {array} ({len(indices)} shards)")
-
-    def _attached_engine(self) -> BaseEngine:
-        """An engine watching this job's shards as they are now, submitting nothing."""
+    def _driver(self) -> SlurmEngine:
+        """The engine this handle drives the job's Slurm tasks with (submits and retries)."""
         if self._engine is not None:
-            return self._engine
+            return assert_slurm(self._engine)
         manifest = self.manifest()
         if manifest.engine != "slurm":
             raise JobError(f"{self.path}: a local job has no scheduler to attach to")
@@ -152,6 +160,46 @@ class JobHandle:
         engine.attach(self.path, [s.submissions for s in manifest.shards])
         self._engine = engine
         return engine
+
+    def _watching(self, manifest: Manifest) -> SlurmEngine:
+        """A read-only engine following the tasks the manifest records now (another process,
+        the job's retry owner, may have submitted new ones since the last look)."""
+        submissions = [list(s.submissions) for s in manifest.shards]
+        if self._watcher is None or self._watched != submissions:
+            engine = self._slurm_engine(manifest, read_only=True)
+            engine.attach(self.path, submissions, read_only=True)
+            self._watcher, self._watched = engine, submissions
+        return self._watcher
+
+    def _take_retries(self, why: str) -> None:
+        """Make this process the owner of the job's retries (an attached run, resume, retry)."""
+        owner = _this_process()
+
+        def change(m: Manifest) -> None:
+            m.retry_owner = owner
+
+        self.directory.update(change, what=f"{why}: retries owned by {_describe_owner(owner)}")
+
+    def _refuse_if_driven_elsewhere(self, manifest: Manifest) -> None:
+        """Refuse to drive a job that a live process on this host drives (resume, retry)."""
+        owner = manifest.retry_owner
+        if _is_this_process(owner):
+            if self._engine is None:
+                raise self._held_by_another_handle()
+            return
+        if owner.get("kind") != "attached" or _nobody_drives(owner):
+            return
+        if owner.get("host") == socket.gethostname():
+            raise JobError(
+                f"{self.path}: this job is being run by {_describe_owner(owner)}; follow it "
+                f"with `zoopipe-hpc watch {self.path}`"
+            )
+        log.warning(
+            "%s: taking the job over from %s (on another host: whether it still runs cannot be "
+            "seen from here; it retries nothing from now on)",
+            self.path.name,
+            _describe_owner(owner),
+        )
 
     # -- reporting ---------------------------------------------------------------------------
 
@@ -165,7 +213,7 @@ class JobHandle:
         engine = self._engine
         if engine is None and manifest.engine == "slurm" and not manifest.state.is_final:
             if any(s.submissions for s in manifest.shards):
-                engine = self._attached_engine()
+                engine = self._watching(manifest)  # only looks: never submits, retries, cancels
         if engine is not None:
             for report in engine.pipe_reports:
                 reports[report.pipe_index] = report
@@ -216,8 +264,11 @@ class JobHandle:
         local = manifest.engine == "local"
         if local and not self._runner.held:
             return self._follow(on_report, poll, local_runner=True)
-        if self._engine is None and not local:
-            self._attached_engine()
+        if not local and self._engine is None:
+            # Not the handle that drives this job (submit, resume and retry make one): watch.
+            if _is_this_process(manifest.retry_owner):
+                raise self._held_by_another_handle()
+            return self._follow(on_report, poll, slurm_owner=True)
         while True:
             reports = self.shard_reports()
             if on_report is not None:
@@ -252,13 +303,18 @@ class JobHandle:
         )
 
     def _follow(
-        self, on_report: ReportCallback | None, poll: float, local_runner: bool = False
+        self,
+        on_report: ReportCallback | None,
+        poll: float,
+        local_runner: bool = False,
+        slurm_owner: bool = False,
     ) -> bool:
         """Watch the manifest until someone else concludes the job; True if it was committed.
 
-        That someone is Slurm's finish jobs for a detached job, or the process that runs a
-        local job (``local_runner``): if that process is gone (and its workers with it) and the
-        job is not concluded, a :class:`JobError` says that ``resume`` finishes it.
+        That someone is Slurm's finish jobs for a detached job, the process that runs a local
+        job (``local_runner``), or the attached process that owns a Slurm job's retries
+        (``slurm_owner``). If that process is gone and the job is not concluded (for Slurm:
+        once every shard is over), a :class:`JobError` says that ``resume`` finishes it.
         """
 
         def over(manifest: Manifest) -> bool:
@@ -271,11 +327,21 @@ class JobHandle:
 
         while True:
             manifest = self.manifest()
+            reports = self.shard_reports() if on_report is not None or slurm_owner else []
             if on_report is not None:
-                reports = self.shard_reports()
                 on_report(PipeReport.aggregate(reports), reports)
             if over(manifest):
                 return manifest.state is JobState.COMMITTED
+            owner = manifest.retry_owner
+            if slurm_owner and all(r.is_finished for r in reports) and _nobody_drives(owner):
+                manifest = self.manifest()  # it may have concluded just now
+                if over(manifest):
+                    return manifest.state is JobState.COMMITTED
+                raise JobError(
+                    f"{self.path}: every shard is over, but the process that ran this job "
+                    f"({_describe_owner(owner)}) is gone; `zoopipe-hpc resume {self.path}` "
+                    f"concludes it"
+                )
             if local_runner and self._runner.owner() is None:
                 manifest = self.manifest()  # it may have concluded just now
                 if over(manifest):
@@ -346,9 +412,13 @@ class JobHandle:
         if not failed:
             raise JobError(f"{self.path}: no failed shard to retry (state {manifest.state.value})")
         if manifest.engine == "slurm":
-            engine = self._attached_engine()
-            assert_slurm(engine).resubmit(failed)
-            self._add_finish_jobs_if_detached()
+            detached = bool(manifest.finish_jobs)
+            if not detached:  # whoever asks for the retry watches it, and owns its retries
+                self._take_retries("retry")
+            self._driver().resubmit(failed)
+            if detached:  # new finish jobs; the new recover job owns the retries
+                submit_finish_jobs(self)
+                self._engine = None
         else:
             self._run_local(failed)
         return failed
@@ -363,7 +433,13 @@ class JobHandle:
         if manifest.state.is_final:
             return []
         if manifest.engine == "slurm":
-            self._attached_engine()
+            if manifest.finish_jobs:  # detached: Slurm's recover job owns the retries
+                return []
+            if manifest.state is not JobState.FAILED:
+                self._refuse_if_driven_elsewhere(manifest)
+            if not _is_this_process(manifest.retry_owner):
+                self._take_retries("resume")
+            self._driver()
             return []
         self._claim_local_run()
         manifest = self.manifest()  # as the previous runner left it
@@ -379,10 +455,10 @@ class JobHandle:
         if manifest.state.is_final:
             raise JobError(f"{self.path}: the job is already {manifest.state.value}")
         if manifest.engine == "slurm":
-            engine = assert_slurm(self._attached_engine())
+            manifest = self._revoke_retries()  # nobody retries what is being cancelled
             ids = sorted(set(manifest.arrays) | set(manifest.finish_jobs.values()))
             if ids:
-                engine.cli.run(["scancel", *ids])
+                SlurmCLI().run(["scancel", *ids])
         elif self._engine is not None:
             self._engine.shutdown()  # this process runs it: stop its workers
         else:
@@ -395,6 +471,24 @@ class JobHandle:
 
         self.directory.update(cancelled, what="cancelled")
         self._runner.release()
+
+    def _record_outcomes(self, results: list[WorkerResult]) -> None:
+        """Record each shard's outcome and leave the job's state as it is."""
+
+        def change(m: Manifest) -> None:
+            for result in results:
+                shard = m.shards[result.pipe_index]
+                shard.state = result.status.value
+                shard.attempt_id = result.report.attempt_id
+                shard.message = result.message
+
+        self.directory.update(change, what="shard outcomes recorded")
+
+    def _revoke_retries(self) -> Manifest:
+        def change(m: Manifest) -> None:
+            m.retry_owner = {}
+
+        return self.directory.update(change, what="cancelling: no retries from now on")
 
     def roll_back(self, reason: str) -> None:
         """Give up: discard the staged parts; the targets stay as they were."""
@@ -430,11 +524,142 @@ class JobHandle:
 
         self.directory.update(change, what=f"local run of shards {indices}")
 
-    # -- detached ----------------------------------------------------------------------------
 
-    def _add_finish_jobs_if_detached(self) -> None:
-        if self.manifest().finish_jobs:
-            submit_finish_jobs(self)
+class _JobLedger:
+    """The manifest as a Slurm engine's submission ledger (see ``SubmissionLedger``).
+
+    Every ``sbatch`` of a shard is announced in the manifest first (``submitting``), under the
+    job lock, together with the checks that decide whether it may happen at all: not once the
+    job is over; an automatic retry only by the job's retry owner and only while the shard has
+    submissions left in its round (``1 + max_retries``), whichever process made the others.
+    """
+
+    def __init__(self, handle: JobHandle, max_retries: int) -> None:
+        self.handle = handle
+        self.max_retries = max_retries
+
+    def reserve(self, indices: list[int], kind: SubmissionKind) -> tuple[str, list[int]]:
+        token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        allowed: list[int] = []
+
+        def change(m: Manifest) -> None:
+            allowed[:] = _may_submit(m, indices, kind, self.max_retries)
+            m.submitting[token] = list(allowed)
+            for index in allowed:
+                if kind == "resubmit":  # asked for by a person: a new round of submissions
+                    m.shards[index].round_start = len(m.shards[index].submissions)
+
+        try:
+            self.handle.directory.update(change, what=f"submitting shards {indices} ({kind})")
+        except _Refused as exc:
+            log.warning("%s: shards %s not submitted: %s", self.handle.path.name, indices, exc)
+            return token, []
+        return token, allowed
+
+    def record(self, token: str, array: str, indices: list[int]) -> None:
+        unwanted: list[str] = []
+
+        def change(m: Manifest) -> None:
+            m.submitting.pop(token, None)
+            m.arrays.append(array)
+            over = m.state.is_final
+            for task, index in enumerate(indices):
+                m.shards[index].submissions.append(f"{array}_{task}")
+                m.shards[index].state = "cancelled" if over else "pending"
+            if over:
+                unwanted.append(m.state.value)
+            else:
+                m.state = JobState.RUNNING
+
+        self.handle.directory.update(
+            change, what=f"submitted array {array} ({len(indices)} shards)"
+        )
+        if unwanted:  # the job ended while sbatch ran (a cancel): the array must not run
+            log.warning(
+                "%s: array %s came after the job was %s; cancelling it", token, array, *unwanted
+            )
+            SlurmCLI().run(["scancel", array])
+
+    def release(self, token: str) -> None:
+        def change(m: Manifest) -> None:
+            m.submitting.pop(token, None)
+
+        self.handle.directory.update(change, what="sbatch refused; submission withdrawn")
+
+
+class _Refused(Exception):
+    """Internal: a submission the manifest does not allow (nothing is written)."""
+
+
+def _may_submit(
+    manifest: Manifest, indices: list[int], kind: SubmissionKind, max_retries: int
+) -> list[int]:
+    """The shards of ``indices`` that may be submitted now; :class:`_Refused` if none."""
+    if manifest.state.is_final:
+        raise _Refused(f"the job is {manifest.state.value}")
+    if kind == "first":
+        again = [i for i in indices if manifest.submissions_used(i)]
+        if again:
+            raise _Refused(f"shards {again} were submitted already")
+        return list(indices)
+    if kind == "resubmit":
+        return list(indices)
+    owner = manifest.retry_owner
+    if not _is_this_process(owner):
+        raise _Refused(f"the retries of this job belong to {_describe_owner(owner)}")
+    limit = 1 + max_retries
+    allowed = [i for i in indices if manifest.submissions_used(i) < limit]
+    if not allowed:
+        raise _Refused(f"each was submitted {limit} times already (1 + max_retries)")
+    return allowed
+
+
+def _this_process() -> dict[str, str]:
+    """This process as a retry owner (``kind: attached``)."""
+    return {
+        "kind": "attached",
+        "host": socket.gethostname(),
+        "pid": str(os.getpid()),
+        "started": f"{psutil.Process().create_time():.2f}",
+    }
+
+
+def _is_this_process(owner: dict[str, str]) -> bool:
+    """Whether ``owner`` (a manifest's ``retry_owner``) is the calling process."""
+    if owner.get("kind") == "attached":
+        return owner.get("host") == socket.gethostname() and owner.get("pid") == str(os.getpid())
+    if owner.get("kind") == "detached":
+        token = os.environ.get(RECOVER_TOKEN, "")
+        return bool(token) and owner.get("token") == token
+    return False
+
+
+def _nobody_drives(owner: dict[str, str]) -> bool:
+    """True when no process owns the retries: none recorded, or an attached owner on this host
+    that is provably gone (its pid is dead or belongs to a later process)."""
+    kind = owner.get("kind")
+    if kind == "detached":
+        return False
+    if kind != "attached":
+        return True
+    if owner.get("host") != socket.gethostname():
+        return False  # cannot be seen from here
+    try:
+        started = psutil.Process(int(owner.get("pid", ""))).create_time()
+    except psutil.NoSuchProcess:
+        return True
+    except (ValueError, psutil.Error):
+        return False
+    recorded = owner.get("started")
+    return recorded is not None and abs(started - float(recorded)) > 1.0
+
+
+def _describe_owner(owner: dict[str, str]) -> str:
+    if owner.get("kind") == "attached":
+        return f"pid {owner.get('pid', '?')} on host {owner.get('host', '?')}"
+    if owner.get("kind") == "detached":
+        return f"the detached recover job {owner.get('job') or '(not submitted yet)'}"
+    return "nobody"
 
 
 class _LocalSubset(MultiProcessEngine):
@@ -497,14 +722,7 @@ def _report_from_record(record: ShardRecord, progress_dir: Path) -> PipeReport:
 
 def submit(config: JobConfig, *, engine: str | None = None, detach: bool = False) -> JobHandle:
     """Create the job directory, stage the shards and submit them; returns at once."""
-    kind = engine or config.engine.kind
-    if kind not in ("local", "slurm"):
-        raise ConfigurationError(f"engine must be 'local' or 'slurm', got {kind!r}")
-    if detach and kind != "slurm":
-        raise ConfigurationError(
-            "--detach needs the Slurm engine: with local processes, nothing would be left to "
-            "finish the job after this command returns"
-        )
+    kind = _engine_kind(config, engine, detach)
     run_id = new_run_id()
     path = config.jobs_path() / f"{config.name}-{run_id}"
     pipe = config.make_pipe()
@@ -513,6 +731,7 @@ def submit(config: JobConfig, *, engine: str | None = None, detach: bool = False
     )
     resolved = config.resolved()
     resolved["engine"]["kind"] = kind
+    attached_slurm = kind == "slurm" and not detach
     handle = JobHandle(path)
     handle.directory.create(
         Manifest(
@@ -526,6 +745,8 @@ def submit(config: JobConfig, *, engine: str | None = None, detach: bool = False
                 for i, p in enumerate(manager.pipes)
             ],
             created=time.time(),
+            # An attached run retries its shards itself; a detached job's recover job does.
+            retry_owner=_this_process() if attached_slurm else {},
         )
     )
     (path / "progress").mkdir(mode=0o700, exist_ok=True)
@@ -544,9 +765,10 @@ def submit(config: JobConfig, *, engine: str | None = None, detach: bool = False
     if kind == "slurm":
         slurm = handle._slurm_engine(handle.manifest())
         handle._engine = slurm
-        slurm.start(manager.pipes)
+        slurm.start_from_payloads(len(manager.pipes))  # the payloads written just above
         if detach:
             submit_finish_jobs(handle)
+            handle._engine = None  # Slurm drives it now: this handle only watches
     else:
         handle._run_local(list(range(len(manager.pipes))))
     return handle
@@ -560,42 +782,119 @@ def _find_merger(manager: PipeManager) -> FileMergeCoordinator:
     raise ConfigurationError("a job's outputs must be files that can be merged")
 
 
+def _engine_kind(config: JobConfig, engine: str | None, detach: bool) -> str:
+    kind = engine or config.engine.kind
+    if kind not in ("local", "slurm"):
+        raise ConfigurationError(f"engine must be 'local' or 'slurm', got {kind!r}")
+    if detach and kind != "slurm":
+        raise ConfigurationError(
+            "--detach needs the Slurm engine: with local processes, nothing would be left to "
+            "finish the job after this command returns"
+        )
+    return kind
+
+
 def submit_finish_jobs(handle: JobHandle) -> dict[str, str]:
     """Submit the commit step (afterok) and the recovery step (afternotok) as Slurm jobs.
 
     They depend on the job's current arrays, so the target is committed, retried or rolled
-    back by Slurm itself, whether or not anyone is still logged in.
+    back by Slurm itself, whether or not anyone is still logged in. The recover job owns the
+    job's retries from now on.
     """
     manifest = handle.manifest()
-    engine = assert_slurm(handle._attached_engine())
-    current = sorted({s.submissions[-1].split("_")[0] for s in manifest.shards if s.submissions})
-    deps = ":".join(current)
-    python = shlex.quote(sys.executable)
-    logs = handle.path / "logs"
+    config = JobConfig.from_resolved(manifest.config)
+    # The arrays of the shards still to run: after a retry, not the earlier array, whose
+    # failed task would make afterok impossible (and the commit job be killed with it).
+    current = sorted(
+        {
+            s.submissions[-1].split("_")[0]
+            for s in manifest.shards
+            if s.submissions and s.state != "completed"
+        }
+    )
+    token = uuid.uuid4().hex
+    scripts = finish_job_scripts(config, handle.path, current, token=token)
+
+    def own(m: Manifest) -> None:  # before sbatch: the new recover job may start at once
+        m.retry_owner = {"kind": "detached", "token": token, "job": ""}
+
+    handle.directory.update(own, what="retries owned by the next recover job")
+    cli = SlurmCLI()
     jobs: dict[str, str] = {}
-    for step, condition in (("commit", "afterok"), ("recover", "afternotok")):
-        out = engine.cli.run(
-            [
-                "sbatch",
-                "--parsable",
-                f"--job-name={manifest.name}-{step}",
-                f"--dependency={condition}:{deps}",
-                "--kill-on-invalid-dep=yes",
-                "--time=00:30:00",
-                "--cpus-per-task=1",
-                "--mem=1G",
-                f"--output={logs}/{step}-%j.out",
-                f"--chdir={handle.path}",
-                f"--wrap={python} -m zoopipe_hpc.cli _{step} {shlex.quote(str(handle.path))}",
-            ]
-        )
-        jobs[step] = out.strip().split(";")[0]
+    for step, script in scripts.items():
+        path = handle.path / "logs" / f"{step}-{token[:12]}.sh"
+        path.write_text(script)
+        jobs[step] = sbatch_script(cli, path)
 
     def change(m: Manifest) -> None:
         m.finish_jobs = jobs
+        if m.retry_owner.get("token") == token:
+            m.retry_owner = {**m.retry_owner, "job": jobs["recover"]}
 
     handle.directory.update(change, what=f"finish jobs {jobs} after arrays {current}")
     return jobs
+
+
+def finish_job_scripts(
+    config: JobConfig, path: Path, arrays: Sequence[str], *, token: str
+) -> dict[str, str]:
+    """The sbatch scripts of a detached job's commit (afterok) and recover (afternotok) jobs.
+
+    Rendered like the array's (``render_job_script``), with the array's partition, account,
+    qos, constraint, extra directives and setup lines, one CPU, and ``engine.finish_time`` and
+    ``engine.finish_mem``; their logs are ``logs/<step>-<job id>.out``. The recover job gets
+    ``token``, which makes it the owner of the retries (see ``retry_owner``).
+    """
+    parameters = SlurmParameters.validate_kwargs(**config.engine.slurm_parameters())
+    python = shlex.quote(sys.executable)
+    logs = path / "logs"
+    scripts: dict[str, str] = {}
+    for step, condition in (("commit", "afterok"), ("recover", "afternotok")):
+        own = parameters.for_follow_up(
+            job_name=f"{config.name}-{step}",
+            time=config.engine.finish_time,
+            mem=config.engine.finish_mem,
+        )
+        scripts[step] = render_job_script(
+            own,
+            command=f"{python} -m zoopipe_hpc.cli _{step} {shlex.quote(str(path))}",
+            log_folder=logs,
+            tasks=None,
+            environment={
+                "ZOOPIPE_HPC_JOB_FOLDER": str(path),
+                **({RECOVER_TOKEN: token} if step == "recover" else {}),
+            },
+            log_file=logs / f"{step}-%j.out",
+            directives={
+                "dependency": f"{condition}:{':'.join(arrays)}",
+                "kill-on-invalid-dep": "yes",
+                "chdir": str(path),
+            },
+        )
+    return scripts
+
+
+def dry_run(
+    config: JobConfig, *, engine: str | None = None, detach: bool = False
+) -> list[tuple[str, str]]:
+    """What :func:`submit` would hand to ``sbatch``, as (what, script) in submission order.
+
+    Nothing is submitted and no job directory is made; the scripts name the job directory as
+    ``<jobs_dir>/<name>-<run id>`` and the array as ``<array job id>``. The job file is checked
+    as ``submit`` checks it (the schema model is imported). A local job submits nothing: [].
+    """
+    kind = _engine_kind(config, engine, detach)
+    config.make_pipe()
+    if kind != "slurm":
+        return []
+    path = config.jobs_path() / f"{config.name}-<run id>"
+    slurm = SlurmEngine(folder=path.parent, job_folder=path, **config.engine.slurm_parameters())
+    scripts = [(f"array of {config.workers} shards", slurm.job_script(config.workers))]
+    if detach:
+        arrays = ["<array job id>"]
+        for step, script in finish_job_scripts(config, path, arrays, token="<token>").items():
+            scripts.append((f"{step} job", script))
+    return scripts
 
 
 def open_job(path: str | os.PathLike[str]) -> JobHandle:
@@ -637,26 +936,46 @@ def finish_commit(path: str | os.PathLike[str], timeout: float = 300.0) -> bool:
 def finish_recover(path: str | os.PathLike[str], timeout: float = 300.0) -> bool:
     """The detached recovery step (a Slurm job that runs when a task failed).
 
-    Shards that may still be retried are resubmitted (with a new commit and recovery step);
-    otherwise the staged parts are discarded and the targets stay as they were.
+    Only the recover job the manifest names as the retry owner acts. If every failed shard has
+    submissions left (``1 + max_retries`` in all, counted in the manifest), they are
+    resubmitted, with a new commit and recovery step; otherwise the staged parts are discarded
+    and the targets stay as they were.
     """
     handle = open_job(path)
     manifest = handle.manifest()
     if manifest.state.is_final:
+        return False
+    if not _is_this_process(manifest.retry_owner):
+        log.warning(
+            "%s: this recover job (%s) does not own the job's retries (%s): nothing to do",
+            handle.path.name,
+            os.environ.get("SLURM_JOB_ID", "not a Slurm job"),
+            _describe_owner(manifest.retry_owner),
+        )
         return False
     _wait_for_records(handle, timeout)
     results = handle._results()
     failed = [r for r in results if not r.succeeded]
     if not failed:
         return handle._conclude(results)
-    handle._conclude(results)  # records the failures; state FAILED
-    max_retries = JobConfig.from_resolved(manifest.config).engine.max_retries
+    # The shards' outcomes go on record; the job stays running while this step decides, so
+    # that a watcher does not take it for failed while it is being retried or rolled back.
+    handle._record_outcomes(results)
     manifest = handle.manifest()
-    retriable = [s.index for s in manifest.shards if s.state == "failed"]
-    if retriable and all(len(manifest.shards[i].submissions) <= max_retries for i in retriable):
-        handle.retry()
-        return False
-    handle.roll_back(manifest.message or "a shard failed")
+    limit = 1 + JobConfig.from_resolved(manifest.config).engine.max_retries
+    indices = [r.pipe_index for r in failed]
+    spent = [i for i in indices if manifest.submissions_used(i) >= limit]
+    if not spent:
+        resubmitted = handle._driver().resubmit(indices, automatic=True)
+        handle._engine = None
+        if resubmitted:
+            submit_finish_jobs(handle)
+            return False
+    summary = "; ".join(f"shard {r.pipe_index}: {r.message}" for r in failed)
+    handle.roll_back(
+        f"{len(failed)} of {len(results)} shards failed, shards {spent or indices} with no "
+        f"retries left (max_retries {limit - 1}): {summary}"
+    )
     return False
 
 

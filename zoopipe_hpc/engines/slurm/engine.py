@@ -7,10 +7,10 @@ import math
 import os
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from ..._deadline import Deadline, wait_until
 from ...commit._staging import new_run_id
@@ -30,7 +30,7 @@ from .task import run_shard, shard_payload_name
 if TYPE_CHECKING:
     from ...pipe import Pipe
 
-__all__ = ["SlurmEngine"]
+__all__ = ["SlurmEngine", "SubmissionKind", "SubmissionLedger"]
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,26 @@ _MAY_REQUEUE = frozenset({"NODE_FAIL", "PREEMPTED"})
 #: Longest a run of short waits puts a due Slurm query off (the shortest pause between two
 #: queries the engine makes anyway).
 _QUERY_PUT_OFF_LIMIT = 2.0
+
+#: Why shards are submitted: the first time, retried by the engine after a failure, or again
+#: on request (``resubmit``, e.g. ``zoopipe-hpc retry``).
+SubmissionKind = Literal["first", "retry", "resubmit"]
+
+
+class SubmissionLedger(Protocol):
+    """Where a durable job keeps its submissions; the engine asks it before every ``sbatch``.
+
+    ``reserve`` records the intent to submit (so a submission is on record before ``sbatch``
+    runs) and returns a token and the shards that may be submitted: all, some, or none (then
+    nothing is submitted). ``record`` confirms the reservation with the array's job id once
+    ``sbatch`` answered; ``release`` withdraws it when ``sbatch`` refused.
+    """
+
+    def reserve(self, indices: list[int], kind: SubmissionKind) -> tuple[str, list[int]]: ...
+
+    def record(self, token: str, array: str, indices: list[int]) -> None: ...
+
+    def release(self, token: str) -> None: ...
 
 
 @dataclass
@@ -79,6 +99,8 @@ class SlurmEngine(BaseEngine):
             and Slurm logs.
         max_retries: how often a failed shard is resubmitted (only the failed shards, in one
             new array per round).
+        ledger: a durable job's record of its submissions (:class:`SubmissionLedger`); with
+            one, every ``sbatch`` is reserved in it first, and it decides which retries happen.
         poll_interval: seconds between reads of the progress records.
         stale_after: a running task whose record has not moved for this long is checked with
             Slurm (tasks refresh their heartbeat every 5 s).
@@ -96,7 +118,7 @@ class SlurmEngine(BaseEngine):
         python: str | None = None,
         cli: SlurmCLI | None = None,
         job_folder: str | os.PathLike[str] | None = None,
-        on_submit: Callable[[str, list[int]], None] | None = None,
+        ledger: SubmissionLedger | None = None,
         **slurm: Any,
     ) -> None:
         if max_retries < 0:
@@ -110,9 +132,10 @@ class SlurmEngine(BaseEngine):
         self.cli = cli or SlurmCLI()
         #: Use exactly this job folder (a durable job's directory), not a new one in ``folder``.
         self.requested_job_folder = Path(job_folder).absolute() if job_folder is not None else None
-        #: Called after each ``sbatch`` with the array job id and the shard indices it runs, so
-        #: a durable job can record the array before anything else can go wrong.
-        self.on_submit = on_submit
+        self.ledger = ledger
+        #: True for an engine that only watches (``attach(..., read_only=True)``): it never runs
+        #: ``sbatch`` or ``scancel``.
+        self.read_only = False
         self.job_folder: Path | None = None
         self._shards: list[_Shard] = []
         self._submitter: ArraySubmitter | None = None
@@ -138,7 +161,7 @@ class SlurmEngine(BaseEngine):
 
     def job_script(self, tasks: int = 1) -> str:
         """The sbatch script an array of ``tasks`` tasks would be submitted with (a dry run)."""
-        folder = self.job_folder or (self.folder / "<run id>")
+        folder = self.job_folder or self.requested_job_folder or (self.folder / "<run id>")
         return self._make_submitter(folder).script(tasks)
 
     def max_array_size(self) -> int:
@@ -152,6 +175,34 @@ class SlurmEngine(BaseEngine):
     def start(self, pipes: Sequence[Pipe]) -> None:
         if self.is_running:
             raise StateError("this engine is already running")
+        job_folder = self._make_job_folder()
+        store = PayloadStore(job_folder)
+        store.create()
+        for index, pipe in enumerate(pipes):
+            store.dump(shard_payload_name(index), pipe)
+        self._launch(len(pipes))
+
+    def start_from_payloads(self, shards: int) -> None:
+        """Submit shards ``0..shards-1`` whose payloads are already in ``job_folder``.
+
+        A durable job writes its payloads once, into its job directory, before it submits;
+        this submits them as they are instead of writing them again.
+        """
+        if self.is_running:
+            raise StateError("this engine is already running")
+        if self.requested_job_folder is None:
+            raise ConfigurationError("start_from_payloads() needs the engine's job_folder")
+        store = PayloadStore(self.requested_job_folder)
+        missing = [i for i in range(shards) if not store.path(shard_payload_name(i)).is_file()]
+        if shards < 1 or missing:
+            raise ConfigurationError(
+                f"{store.folder}: no payload for shard(s) {missing or [0]}; write them with "
+                f"PayloadStore.dump() first, or use start(pipes)"
+            )
+        self._make_job_folder()
+        self._launch(shards)
+
+    def _make_job_folder(self) -> Path:
         job_folder = self.requested_job_folder
         if job_folder is None:
             self.folder.mkdir(parents=True, exist_ok=True)
@@ -161,26 +212,52 @@ class SlurmEngine(BaseEngine):
         (job_folder / "progress").mkdir(mode=0o700, exist_ok=True)
         (job_folder / "logs").mkdir(mode=0o700, exist_ok=True)
         self.job_folder = job_folder
-        store = PayloadStore(job_folder)
-        store.create()
-        for index, pipe in enumerate(pipes):
-            store.dump(shard_payload_name(index), pipe)
-        self._submitter = self._make_submitter(job_folder)
-        self._shards = [_Shard(index) for index in range(len(pipes))]
+        return job_folder
+
+    def _launch(self, shards: int) -> None:
+        if self.job_folder is None:
+            raise StateError("the job folder is not made yet")
+        self._submitter = self._make_submitter(self.job_folder)
+        self._shards = [_Shard(index) for index in range(shards)]
         self._cancelled = False
         self._source = None
-        self._submit([s.index for s in self._shards])
+        self.read_only = False
+        self._submit([s.index for s in self._shards], "first")
 
-    def _submit(self, indices: list[int]) -> None:
+    def _submit(self, indices: list[int], kind: SubmissionKind) -> list[int]:
+        """Submit these shards (one array per MaxArraySize); returns those submitted.
+
+        With a ledger, each array is reserved first and only the shards it allows are submitted.
+        """
+        if self.read_only:
+            raise StateError(
+                f"this engine only watches the job in {self.job_folder}; it submits nothing "
+                f"(shards {indices} were not submitted)"
+            )
         if self._submitter is None or self.job_folder is None:
             raise StateError("start() the engine first")
         size = self.max_array_size()
+        submitted: list[int] = []
         for offset in range(0, len(indices), size):
             chunk = indices[offset : offset + size]
+            token = ""
+            if self.ledger is not None:
+                token, chunk = self.ledger.reserve(list(chunk), kind)
+                if not chunk:
+                    continue
             calls = [(str(self.job_folder), index) for index in chunk]
-            job_id = self._submitter.submit(run_shard, calls)
-            if self.on_submit is not None:
-                self.on_submit(job_id, list(chunk))
+            try:
+                job_id = self._submitter.submit(run_shard, calls)
+            except SlurmCommandError as exc:
+                # sbatch exited non-zero: nothing was submitted. A timeout (-1) or an answer
+                # without a job id (0) may have submitted: the reservation then stays on
+                # record, counted as a submission.
+                if self.ledger is not None and exc.details.get("returncode") not in (-1, 0):
+                    self.ledger.release(token)
+                raise
+            if self.ledger is not None:
+                self.ledger.record(token, job_id, list(chunk))
+            submitted.extend(chunk)
             for task, index in enumerate(chunk):
                 shard = self._shards[index]
                 shard.submissions.append((job_id, task))
@@ -190,22 +267,34 @@ class SlurmEngine(BaseEngine):
                 shard.final = None
                 shard.ended_since = None
         self._next_query = 0.0
+        return submitted
 
-    def resubmit(self, indices: Sequence[int]) -> None:
-        """Submit these shards again (one new array), e.g. after fixing what made them fail."""
+    def resubmit(self, indices: Sequence[int], *, automatic: bool = False) -> list[int]:
+        """Submit these shards again (one new array), e.g. after fixing what made them fail.
+
+        ``automatic``: a retry the job makes by itself (counted against ``max_retries`` by the
+        ledger), not one a person asked for. Returns the shards submitted.
+        """
         self._cancelled = False
-        self._submit(sorted(set(indices)))
+        return self._submit(sorted(set(indices)), "retry" if automatic else "resubmit")
 
     def attach(
-        self, job_folder: str | os.PathLike[str], submissions: Sequence[Sequence[str]]
+        self,
+        job_folder: str | os.PathLike[str],
+        submissions: Sequence[Sequence[str]],
+        *,
+        read_only: bool = False,
     ) -> None:
         """Watch arrays submitted earlier (by a process that may be gone) without submitting.
 
         ``submissions[i]`` lists shard ``i``'s Slurm tasks (``"<array>_<task>"``), the current
-        one last, as a durable job's manifest records them.
+        one last, as a durable job's manifest records them. A ``read_only`` engine only
+        watches: it never retries a failed shard, ``resubmit`` raises
+        :class:`~zoopipe_hpc.errors.StateError`, and ``shutdown`` cancels nothing.
         """
         if self.is_running:
             raise StateError("this engine is already running")
+        self.read_only = read_only
         self.job_folder = Path(job_folder).absolute()
         self._submitter = self._make_submitter(self.job_folder)
         self._shards = []
@@ -286,7 +375,7 @@ class SlurmEngine(BaseEngine):
         doubtful = [s for s in self._shards if s.final is None and self._needs_slurm(s, now)]
         if doubtful and time.monotonic() >= self._next_query:
             self._ask_slurm(doubtful)
-        retry: list[int] = []
+        retry: list[tuple[_Shard, PipeReport, str]] = []
         for shard, report in zip(self._shards, reports, strict=True):
             if shard.final is not None:
                 continue
@@ -294,24 +383,30 @@ class SlurmEngine(BaseEngine):
             if outcome is None:
                 continue
             if outcome.status is PipeStatus.FAILED and self._may_retry(shard):
-                shard.failures.append(f"{shard.job_id}: {outcome.message}")
+                retry.append((shard, outcome, f"{shard.job_id}: {outcome.message}"))
+                continue
+            self._settle(shard, outcome, reports)
+        if retry:
+            resubmitted = set(self._submit([shard.index for shard, _, _ in retry], "retry"))
+            for shard, outcome, failure in retry:
+                if shard.index not in resubmitted:  # the ledger allowed no more submissions
+                    self._settle(shard, outcome, reports)
+                    continue
+                shard.failures.append(failure)
                 log.warning(
-                    "shard %d failed (%s); resubmitting (retry %d of %d)",
+                    "shard %d failed (%s); resubmitted (submission %d, max_retries %d)",
                     shard.index,
                     outcome.message,
                     len(shard.submissions),
                     self.max_retries,
                 )
-                retry.append(shard.index)
-                continue
-            outcome.extra = self._extra(shard)
-            shard.final = outcome
-            reports[shard.index] = outcome
-        if retry:
-            self._submit(retry)
-            for index in retry:
-                reports[index] = self._shard_report(self._shards[index])
+                reports[shard.index] = self._shard_report(shard)
         return reports
+
+    def _settle(self, shard: _Shard, outcome: PipeReport, reports: list[PipeReport]) -> None:
+        outcome.extra = self._extra(shard)
+        shard.final = outcome
+        reports[shard.index] = outcome
 
     def _needs_slurm(self, shard: _Shard, now: float) -> bool:
         """Only Slurm can tell what became of a task whose record is missing, stale or failed.
@@ -327,7 +422,11 @@ class SlurmEngine(BaseEngine):
         return snapshot.is_stale(self.stale_after, now)
 
     def _may_retry(self, shard: _Shard) -> bool:
-        return not self._cancelled and len(shard.submissions) <= self.max_retries
+        """Whether to try a retry; a ledger has the last word (it counts the job's submissions,
+        whichever process made them), else this engine's own count does."""
+        if self.read_only or self._cancelled or self.max_retries == 0:
+            return False
+        return self.ledger is not None or len(shard.submissions) <= self.max_retries
 
     def _judge(self, shard: _Shard, report: PipeReport, now: float) -> PipeReport | None:
         """The final report of a shard if it is over, else None."""
@@ -435,8 +534,11 @@ class SlurmEngine(BaseEngine):
         return math.inf if since is None else since + _QUERY_PUT_OFF_LIMIT
 
     def shutdown(self, timeout: float = 5.0) -> None:
-        """Cancel every array of this run that still has tasks (``scancel``)."""
-        if not self._shards:
+        """Cancel every array of this run that still has tasks (``scancel``).
+
+        A read-only engine only stops watching: the tasks keep running.
+        """
+        if not self._shards or self.read_only:
             return
         self._cancelled = True
         live = self.live_arrays()
