@@ -29,6 +29,7 @@ __all__ = [
     "JobConfigError",
     "StateError",
     "ClosedError",
+    "PipeIndexError",
     "InputError",
     "SchemaError",
     "OutputError",
@@ -120,6 +121,10 @@ class JobConfigError(ConfigurationError):
 class StateError(ZoopipeHPCError, RuntimeError):
     """The call is not possible in the object's present state: it is already running, was not
     started, or was already committed (also a ``RuntimeError``)."""
+
+
+class PipeIndexError(ZoopipeHPCError, IndexError):
+    """No pipe has that index (also an ``IndexError``)."""
 
 
 class ClosedError(StateError, ValueError):

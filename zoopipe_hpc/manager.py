@@ -4,17 +4,25 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
+from ._deadline import Deadline
 from .coordinators.base import BaseCoordinator, CompositeCoordinator
 from .coordinators.file_merge import FileMergeCoordinator
+from .coordinators.iceberg import IcebergCoordinator
 from .engines.base import BaseEngine, WorkerResult
 from .engines.multiprocess import MultiProcessEngine
-from .errors import ConfigurationError, ShardFailedError, ZoopipeHPCError
+from .errors import (
+    CommitError,
+    ConfigurationError,
+    ShardFailedError,
+    StateError,
+    ZoopipeHPCError,
+)
 from .pipe import Pipe
+from .plan import RunLayout, RunPlan
 from .report import PipeReport
 from .validation.executors import BatchExecutor
 
@@ -31,9 +39,11 @@ ReportCallback = Callable[[PipeReport], None]
 class PipeManager:
     """Runs ``pipes`` through ``engine`` (default :class:`MultiProcessEngine`) with lifecycle hooks.
 
-    ``run()`` returns True when every pipe succeeded and the coordinators committed; it returns
-    False when a pipe failed, the run timed out or was cancelled: the coordinators then rolled
-    everything back and the reasons are in :attr:`error` and in each failed pipe's report.
+    Every run is one transaction: the workers only stage their outputs, and the manager
+    commits every target of every pipe together once all pipes succeeded, or none of them.
+    ``run()`` returns True when everything was committed; it returns False when a pipe failed,
+    the run timed out or was cancelled, or the commit failed: every target is then as it was,
+    and the reasons are in :attr:`error` and in each failed pipe's report.
     """
 
     def __init__(
@@ -49,9 +59,28 @@ class PipeManager:
             if not isinstance(pipe, Pipe):
                 raise ConfigurationError(f"pipes[{index}] is not a Pipe: {pipe!r}")
             pipe.pipe_index = index
-        self._pipes = pipes
+        self._init(RunLayout.of_pipes(pipes), engine, coordinator, None, None)
+
+    def _init(
+        self,
+        layout: RunLayout,
+        engine: BaseEngine | None,
+        coordinator: BaseCoordinator | None,
+        run_id: str | None,
+        job_dir: str | os.PathLike[str] | None,
+    ) -> None:
+        self.layout = layout
+        layout.plan(run_id, job_dir)  # refuses colliding targets now, not at start()
+        self._pipes = layout.pipes
         self.engine = engine if engine is not None else MultiProcessEngine()
-        self.coordinator = coordinator if coordinator is not None else BaseCoordinator()
+        self.user_coordinator = coordinator
+        self.coordinator: BaseCoordinator = CompositeCoordinator(
+            [coordinator] if coordinator is not None else []
+        )
+        self._run_id = run_id
+        self._job_dir = job_dir
+        #: The plan of the current (or last) run: the pipes the workers run, the transaction.
+        self.plan: RunPlan | None = None
         self._started = False
         self._outcome: bool | None = None
         self.error: ZoopipeHPCError | None = None
@@ -73,14 +102,27 @@ class PipeManager:
     ) -> PipeManager:
         """Split ``pipe`` into ``workers`` shards, one pipe each.
 
-        With ``merge=True`` the shards write part files into a staging folder and the output's
-        coordinator (``output_adapter.make_coordinator``: a :class:`FileMergeCoordinator` for
-        files, an ``IcebergCoordinator`` for a table) commits them only if every shard
-        succeeds. With ``merge=False`` each shard commits its own ``<name>.part-NNNNN<suffix>``
-        next to the target. ``coordinator`` adds hooks of your own. ``run_id`` and ``job_dir``
-        are for durable jobs: the staging folders' run id, and the job directory that owns them
-        (they are kept while that job is not over, whoever started it).
+        With ``merge=True`` the shards write parts of each target and the run's commit merges
+        them into the target (one file, or one Iceberg snapshot). With ``merge=False`` each
+        shard writes its own ``<name>.part-NNNNN<suffix>`` next to the target; all of them are
+        published together too. ``coordinator`` adds hooks of your own. ``run_id`` and
+        ``job_dir`` are for durable jobs: the staging folders' run id, and the job directory
+        that owns them (they are kept while that job is not over, whoever started it).
         """
+        layout = cls.shard_layout(pipe, workers, merge, executor, coordinator)
+        manager = cls.__new__(cls)
+        manager._init(layout, engine, coordinator, run_id, job_dir)
+        return manager
+
+    @staticmethod
+    def shard_layout(
+        pipe: Pipe,
+        workers: int,
+        merge: bool = True,
+        executor: BatchExecutor | None = None,
+        coordinator: BaseCoordinator | None = None,
+    ) -> RunLayout:
+        """The layout of ``parallelize_pipe``: the shards and how their outputs are committed."""
         helper = coordinator or BaseCoordinator()
         shards = helper.prepare_shards(pipe.input_adapter, workers)
         if len(shards) != workers:
@@ -88,48 +130,41 @@ class PipeManager:
                 f"{type(helper).__name__}.prepare_shards returned {len(shards)} shards "
                 f"for {workers} workers"
             )
-        coordinators: list[BaseCoordinator] = [] if coordinator is None else [coordinator]
-        if merge:
-            # The output chooses how its shards are committed: files are merged, a table
-            # (IcebergOutputAdapter) gets one atomic snapshot.
-            merger: FileMergeCoordinator = pipe.output_adapter.make_coordinator(
-                workers, pipe.error_output_adapter, run_id=run_id, job_dir=job_dir
-            )
-            coordinators.append(merger)
-            outputs = [merger.part_adapters(i) for i in range(workers)]
-        else:
-            outputs = [
-                (
-                    pipe.output_adapter.numbered(i),
-                    pipe.error_output_adapter.numbered(i) if pipe.error_output_adapter else None,
-                )
-                for i in range(workers)
-            ]
-        pipes = [
-            Pipe(
+        pipes = []
+        for index, shard in enumerate(shards):
+            part = Pipe(
                 input_adapter=shard,
-                output_adapter=output,
+                output_adapter=pipe.output_adapter,
                 schema_model=pipe.schema_model,
-                error_output_adapter=errors,
+                error_output_adapter=pipe.error_output_adapter,
                 executor=executor or pipe.executor,
                 columnar=pipe.columnar,
             )
-            for shard, (output, errors) in zip(shards, outputs, strict=True)
-        ]
-        return cls(pipes, engine=engine, coordinator=CompositeCoordinator(coordinators))
+            part.pipe_index = index
+            pipes.append(part)
+        return RunLayout.sharded(pipe, pipes, merge)
 
     # -- lifecycle --------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Run the coordinators' ``on_start`` and launch every pipe. Returns at once."""
+        """Plan the run, begin its transaction, run the coordinators' ``on_start`` and launch
+        every pipe. Returns at once."""
         if self._started and self._outcome is None:
-            raise RuntimeError("this PipeManager is already running")
+            raise StateError("this PipeManager is already running")
+        plan = self.layout.plan(self._run_id, self._job_dir)
+        self.plan = plan
+        self.coordinator = CompositeCoordinator(
+            [
+                *([self.user_coordinator] if self.user_coordinator is not None else []),
+                _commit_coordinator(plan),
+            ]
+        )
         self._started = True
         self._outcome = None
         self.error = None
-        self.coordinator.on_start(self)
         try:
-            self.engine.start(self._pipes)
+            self.coordinator.on_start(self)
+            self.engine.start(plan.pipes)
         except BaseException as exc:
             self._fail(exc)
             raise
@@ -137,7 +172,7 @@ class PipeManager:
     def wait(self, timeout: float | None = None) -> bool:
         """Wait for every pipe, then commit or roll back. False if ``timeout`` expired first."""
         if not self._started:
-            raise RuntimeError("start() the manager before waiting on it")
+            raise StateError("start() the manager before waiting on it")
         if not self.engine.wait(timeout):
             return False
         self._finalize(merge=True)
@@ -194,21 +229,24 @@ class PipeManager:
     def _wait_with_updates(self, timeout: float | None, callback: ReportCallback | None) -> bool:
         if callback is None:
             return self.engine.wait(timeout)
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = Deadline(timeout)
         while True:
-            step = 0.5 if deadline is None else max(0.0, min(0.5, deadline - time.monotonic()))
-            done = self.engine.wait(step)
+            done = self.engine.wait(deadline.step(0.5))
             callback(self.report)
             if done:
                 return True
-            if deadline is not None and time.monotonic() >= deadline:
+            if deadline.expired:
                 return False
 
     def _finalize(self, merge: bool) -> None:
         if self._outcome is not None:
             return
         results = self.engine.results()
-        failures = {r.pipe_index: r.message or r.status.value for r in results if not r.succeeded}
+        failures = {
+            r.pipe_index: r.message or r.status.value
+            for r in results
+            if not r.succeeded or r.outcome is None
+        }
         if failures:
             details = "; ".join(f"shard {i}: {m}" for i, m in sorted(failures.items()))
             self._fail(
@@ -223,23 +261,30 @@ class PipeManager:
             self._outcome = True
             return
         try:
+            # A coordinator that raises has every coordinator's on_error called (the run's
+            # transaction rolls back there, once) before the error reaches this point.
             self.coordinator.on_finish(self, results)
-        except ZoopipeHPCError as exc:
-            self.error = exc
-            self._outcome = False
-            self._roll_back(exc)
-            log.error("commit failed: %s", exc)
-            return
         except BaseException as exc:
             self._outcome = False
-            self._roll_back(exc)
-            raise
+            if not isinstance(exc, Exception):
+                raise
+            self.error = (
+                exc
+                if isinstance(exc, ZoopipeHPCError)
+                else CommitError(f"commit failed: {type(exc).__name__}: {exc}", cause=repr(exc))
+            )
+            log.error("commit failed: %s", self.error)
+            return
         self._outcome = True
 
     def _fail(self, error: BaseException) -> None:
         self._outcome = False
         if isinstance(error, ZoopipeHPCError):
             self.error = error
+        elif isinstance(error, Exception):
+            self.error = ShardFailedError(
+                f"run failed: {type(error).__name__}: {error}", failures={}
+            )
         log.error("run failed: %s", error)
         self._roll_back(error)
 
@@ -322,3 +367,10 @@ def _progress_display(progress: bool | None) -> ProgressDisplay | None:
     if progress is False or (progress is None and not in_notebook()):
         return None
     return auto_display()
+
+
+def _commit_coordinator(plan: RunPlan) -> FileMergeCoordinator:
+    """The coordinator that commits the plan's transaction (ZooPipe's names for it)."""
+    tables = any(t.strategy.name == "iceberg" for t in plan.transaction.targets)
+    kind = IcebergCoordinator if tables else FileMergeCoordinator
+    return kind(plan.transaction)

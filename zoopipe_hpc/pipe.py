@@ -16,7 +16,8 @@ from pydantic import BaseModel
 
 from ._model_import import resolve_model
 from .adapters.base import BaseInputAdapter, BaseOutputAdapter, InputBatch, OutputWriter
-from .errors import ConfigurationError, SchemaError
+from .commit.staged import StagedFile, WorkerOutcome
+from .errors import ConfigurationError, SchemaError, StateError
 from .report import PipeReport, PipeStatus
 from .validation._arrow import ERROR_SCHEMA, schema_for_model
 from .validation._columnar import ColumnarValidator, columnar_enabled
@@ -108,10 +109,12 @@ class Pipe:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._exception: BaseException | None = None
+        #: The files the last run staged (role, path, rows, size, checksum).
+        self.staged_files: list[StagedFile] = []
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        for key in ("_report", "_lock", "_stop", "_thread", "_exception"):
+        for key in ("_report", "_lock", "_stop", "_thread", "_exception", "staged_files"):
             state.pop(key, None)
         return state
 
@@ -126,20 +129,40 @@ class Pipe:
             f"schema={getattr(self.schema_model, '__name__', self.schema_model)!r})"
         )
 
-    def for_attempt(self, attempt_id: str) -> Pipe:
-        """This pipe, writing its shard parts under ``attempt_id``."""
+    def with_outputs(
+        self, output_adapter: BaseOutputAdapter, error_output_adapter: BaseOutputAdapter | None
+    ) -> Pipe:
+        """This pipe, writing to other outputs (a run's plan gives it its staged parts)."""
         clone = Pipe(
             self.input_adapter,
-            self.output_adapter.for_attempt(attempt_id),
+            output_adapter,
             self.schema_model,
-            self.error_output_adapter.for_attempt(attempt_id)
-            if self.error_output_adapter
-            else None,
+            error_output_adapter,
             self.executor,
             columnar=self.columnar,
         )
         clone.pipe_index = self.pipe_index
         return clone
+
+    def for_attempt(self, attempt_id: str) -> Pipe:
+        """This pipe, writing its shard parts under ``attempt_id``."""
+        errors = self.error_output_adapter
+        return self.with_outputs(
+            self.output_adapter.for_attempt(attempt_id),
+            errors.for_attempt(attempt_id) if errors is not None else None,
+        )
+
+    def outcome(self, attempt_id: str = "") -> WorkerOutcome:
+        """What the last successful run staged, as a worker reports it to the commit."""
+        report = self._report
+        return WorkerOutcome(
+            self.pipe_index,
+            attempt_id,
+            report.total_processed,
+            report.success_count,
+            report.error_count,
+            tuple(self.staged_files),
+        )
 
     # -- live state -------------------------------------------------------------------------
 
@@ -161,7 +184,7 @@ class Pipe:
     def start(self) -> None:
         """Run in a background thread of this process; see :meth:`wait` and :meth:`shutdown`."""
         if self._thread is not None and self._thread.is_alive():
-            raise RuntimeError("this pipe is already running")
+            raise StateError("this pipe is already running")
         self._stop.clear()
         self._thread = threading.Thread(target=self._run_quietly, name="zoopipe-pipe", daemon=True)
         self._thread.start()
@@ -190,8 +213,54 @@ class Pipe:
     def run(self, progress: ProgressSink | None = None) -> PipeReport:
         """Process the whole input in this thread and commit the outputs; returns the report.
 
-        Raises what made the run fail, after discarding this run's staged outputs.
+        A pipe planned into a run (its outputs are staged parts) only stages its files; the
+        run's transaction publishes them. Any other pipe is a run of its own: it plans a
+        one-pipe transaction, stages, and commits it. Raises what made the run fail, after
+        discarding this run's staged outputs.
         """
+        if self.output_adapter.is_part:
+            return self._run_staged(progress, self.output_adapter, self.error_output_adapter)
+        from .plan import RunLayout
+
+        plan = RunLayout.of_pipes([self]).plan()
+        transaction = plan.transaction
+        try:
+            transaction.begin()
+        except BaseException as exc:
+            self._record_failure(exc)
+            raise
+        planned = plan.pipes[0]
+        try:
+            report = self._run_staged(
+                progress, planned.output_adapter, planned.error_output_adapter
+            )
+        except BaseException:
+            transaction.rollback("the pipe failed")
+            raise
+        try:
+            transaction.commit({0: self.outcome()})
+        except BaseException as exc:
+            self._record_failure(exc)
+            raise
+        return report
+
+    def _record_failure(self, exc: BaseException) -> None:
+        self._exception = exc
+        with self._lock:
+            self._report.status = (
+                PipeStatus.CANCELLED if isinstance(exc, _Cancelled) else PipeStatus.FAILED
+            )
+            self._report.message = f"{type(exc).__name__}: {exc}"
+            self._report.end_time = time.time()
+
+    def _run_staged(
+        self,
+        progress: ProgressSink | None,
+        output_adapter: BaseOutputAdapter,
+        error_output_adapter: BaseOutputAdapter | None,
+    ) -> PipeReport:
+        """Process the whole input into staged parts; ``staged_files`` lists them after."""
+        self.staged_files = []
         with self._lock:
             self._report = PipeReport(
                 pipe_index=self.pipe_index, status=PipeStatus.RUNNING, start_time=time.time()
@@ -209,11 +278,9 @@ class Pipe:
             )
             self.input_adapter.check()
             schema = schema_for_model(model) if model is not None else None
-            output = self.output_adapter.open(schema)
+            output = output_adapter.open(schema)
             writers.append(output)
-            errors = (
-                self.error_output_adapter.open(ERROR_SCHEMA) if self.error_output_adapter else None
-            )
+            errors = error_output_adapter.open(ERROR_SCHEMA) if error_output_adapter else None
             if errors is not None:
                 writers.append(errors)
             for batch in self.input_adapter.batches():
@@ -223,19 +290,18 @@ class Pipe:
                     self._process_columnar(batch, columnar, validator, output, errors, progress)
                 else:
                     self._process(batch, validator, output, errors, progress)
-            for writer in writers:
-                writer.commit()
-            writers.clear()
+            staged = [("output", output.commit())]
+            writers.remove(output)
+            if errors is not None:
+                staged.append(("errors", errors.commit()))
+                writers.remove(errors)
+            with self._lock:
+                counts = {"output": self._report.success_count, "errors": self._report.error_count}
+            self.staged_files = [StagedFile.of(role, path, counts[role]) for role, path in staged]
         except BaseException as exc:
             for writer in writers:
                 writer.abort()
-            self._exception = exc
-            with self._lock:
-                self._report.status = (
-                    PipeStatus.CANCELLED if isinstance(exc, _Cancelled) else PipeStatus.FAILED
-                )
-                self._report.message = f"{type(exc).__name__}: {exc}"
-                self._report.end_time = time.time()
+            self._record_failure(exc)
             raise
         finally:
             self.executor.close()
@@ -315,7 +381,7 @@ class Pipe:
         """
         table = batch.table
         if table is None:  # pragma: no cover - the caller checks
-            raise ValueError("the columnar path needs a batch with a table")
+            raise StateError("the columnar path needs a batch with a table")
         accepted, ok = columnar(table)
         fallback = pc.indices_nonzero(pc.invert(ok))
         valid_count = accepted.num_rows

@@ -35,7 +35,8 @@ from zoopipe_hpc import (
     PipeManager,
 )
 from zoopipe_hpc.adapters.iceberg import RUN_ID_PROPERTY
-from zoopipe_hpc.coordinators import FileMergeCoordinator, IcebergCoordinator
+from zoopipe_hpc.commit import transaction
+from zoopipe_hpc.coordinators import BaseCoordinator, FileMergeCoordinator, IcebergCoordinator
 from zoopipe_hpc.engines import MultiProcessEngine
 from zoopipe_hpc.errors import CommitError, ShardFailedError
 
@@ -183,8 +184,8 @@ def test_parallel_run_is_one_snapshot_with_the_rows_of_one_pipe(tmp_path: Path):
         engine=MultiProcessEngine(),
         run_id="par-1",
     )
-    assert isinstance(manager.coordinator.coordinators[0], IcebergCoordinator)  # type: ignore[attr-defined]
     assert manager.run(timeout=120) is True
+    assert isinstance(manager.coordinator.coordinators[-1], IcebergCoordinator)  # type: ignore[attr-defined]
     table = _table(warehouse)
     assert len(table.snapshots()) == len(before.snapshots()) + 1
     assert table.current_snapshot() is not None
@@ -255,16 +256,16 @@ def test_a_missing_part_fails_the_commit_naming_table_run_and_shard(tmp_path: Pa
     warehouse = tmp_path / "wh"
     source = write_csv(tmp_path / "in.csv", users(90))
     pipe = _pipe(source, _adapter(warehouse), None)
-    manager = PipeManager.parallelize_pipe(pipe, workers=3, run_id="gone")
-    coordinator = manager.coordinator.coordinators[0]  # type: ignore[attr-defined]
-    original = coordinator.on_finish
 
-    def lose_a_part(manager: Any, results: Any) -> None:
-        for part in coordinator.targets[0].staging.path.glob("part-00001*"):
-            part.unlink()
-        original(manager, results)
+    class LoseAPart(BaseCoordinator):
+        priority = 200  # before the commit (100)
 
-    coordinator.on_finish = lose_a_part
+        def on_finish(self, manager: Any, results: Any) -> None:
+            for target in manager.plan.transaction.targets:
+                for part in target.staging.path.glob("part-00001*"):
+                    part.unlink()
+
+    manager = PipeManager.parallelize_pipe(pipe, workers=3, run_id="gone", coordinator=LoseAPart())
     assert manager.run(timeout=120) is False
     assert isinstance(manager.error, CommitError)
     message = str(manager.error)
@@ -286,18 +287,20 @@ def test_on_error_removes_the_parts_and_leaves_the_table(tmp_path: Path):
     warehouse = tmp_path / "wh"
     _pipe(write_csv(tmp_path / "seed.csv", users(5)), _adapter(warehouse), None).run()
     before = _table(warehouse).metadata_location
-    coordinator = IcebergCoordinator(
-        _adapter(warehouse), 2, JSONOutputAdapter(tmp_path / "err.jsonl"), run_id="abandon"
+    pipe = _pipe(
+        write_csv(tmp_path / "in.csv", users(5)), _adapter(warehouse), tmp_path / "e.jsonl"
     )
+    plan = PipeManager.shard_layout(pipe, 2).plan("abandon")
+    coordinator = IcebergCoordinator(plan.transaction)
     coordinator.on_start(None)
-    for target in coordinator.targets:
-        for part in target.parts:
-            part.path.write_bytes(b"partial")
-    assert all(p.exists() for t in coordinator.targets for p in (x.path for x in t.parts))
+    parts = [p.output_adapter.path for p in plan.pipes]
+    parts += [p.error_output_adapter.path for p in plan.pipes if p.error_output_adapter]
+    for part in parts:
+        part.write_bytes(b"partial")
     coordinator.on_error(None, RuntimeError("a shard failed"))
-    assert not any(p.exists() for t in coordinator.targets for p in (x.path for x in t.parts))
+    assert not any(p.exists() for p in parts)
     assert not _staging(warehouse)
-    assert not list((tmp_path / ".zoopipe-staging").glob("err.jsonl.run-*"))
+    assert not list((tmp_path / ".zoopipe-staging").glob("e.jsonl.run-*"))
     assert _table(warehouse).metadata_location == before
 
 
@@ -306,28 +309,41 @@ def test_files_are_merged_by_file_merge_coordinator(tmp_path: Path):
     manager = PipeManager.parallelize_pipe(
         _pipe(source, JSONOutputAdapter(tmp_path / "out.jsonl")), workers=2
     )
-    coordinator = manager.coordinator.coordinators[0]  # type: ignore[attr-defined]
+    assert manager.run(timeout=120)
+    coordinator = manager.coordinator.coordinators[-1]  # type: ignore[attr-defined]
     assert type(coordinator) is FileMergeCoordinator
 
 
 # -- crashes -----------------------------------------------------------------------------------
 
-#: Where a commit is interrupted: (class, method, whether the original runs before the crash).
-STEPS: dict[str, tuple[type, str, bool]] = {
+#: Where a commit is interrupted: (class, method, whether the original runs before the crash),
+#: or a step of the run's transaction (``transaction._step`` names).
+STEPS: dict[str, tuple[type, str, bool] | str] = {
+    "after-prepare": "prepared",
+    "after-record": "recorded",
     "before-moving-parts": (IcebergOutputAdapter, "_publish_files", False),
     "before-add-files": (IcebergOutputAdapter, "_append", False),
-    "after-catalog-commit": (IcebergCoordinator, "_commit_table", True),
-    "before-error-output": (IcebergCoordinator, "_publish", False),
-    "during-cleanup": (IcebergCoordinator, "_discard", False),
+    "after-catalog-commit": (IcebergOutputAdapter, "_append", True),
+    "during-cleanup": "cleaning",
 }
+#: The steps after which the table already has the run when the process dies.
+LANDED = ("after-catalog-commit", "after-record", "during-cleanup")
 
 
-def _crashing(cls: type, name: str, run_first: bool, crash: Callable[[], None]) -> None:
+def _crashing(step: str, crash: Callable[[], None]) -> None:
+    where = STEPS[step]
+    if isinstance(where, str):
+
+        def at_step(name: str) -> None:
+            if name == where:
+                crash()
+
+        transaction._step = at_step
+        return
+    cls, name, run_first = where
     original = getattr(cls, name)
 
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-        if name == "_discard":  # half of the cleanup is done when the crash comes
-            self.targets[0].staging.discard()
         if run_first:
             original(self, *args, **kwargs)
         crash()
@@ -341,7 +357,7 @@ def _die() -> None:
 
 
 def _run_and_die(source: str, warehouse: str, errors: str, step: str) -> None:
-    _crashing(*STEPS[step], _die)
+    _crashing(step, _die)
     pipe = _pipe(Path(source), _adapter(Path(warehouse)), Path(errors))
     PipeManager.parallelize_pipe(pipe, workers=3, run_id="crashy").run(timeout=120)
     os._exit(0)
@@ -381,33 +397,36 @@ def test_a_process_killed_at_each_step_then_rerun_commits_exactly_once(tmp_path:
     assert child.exitcode == 17
     committed = _table_or_none(warehouse)
     runs = _runs(committed) if committed is not None else []
-    assert runs == (
-        ["crashy"]
-        if step in ("after-catalog-commit", "before-error-output", "during-cleanup")
-        else []
-    )
+    assert runs == (["crashy"] if step in LANDED else [])
     _check_exactly_once(tmp_path, warehouse, source)
 
 
-@pytest.mark.parametrize("step", list(STEPS))
+@pytest.mark.parametrize("step", [s for s in STEPS if s != "during-cleanup"])
 def test_an_exception_at_each_step_then_rerun_commits_exactly_once(
     tmp_path: Path, step: str, monkeypatch: pytest.MonkeyPatch
 ):
     warehouse = tmp_path / "wh"
     source = write_csv(tmp_path / "in.csv", users(600, bad_every=11))
-    cls, name, run_first = STEPS[step]
+    where = STEPS[step]
     with monkeypatch.context() as patch:
-        patch.setattr(cls, name, getattr(cls, name))  # restored on exit
-        _crashing(cls, name, run_first, _raise)
+        if isinstance(where, str):
+            patch.setattr(transaction, "_step", transaction._step)  # restored on exit
+        else:
+            patch.setattr(where[0], where[1], getattr(where[0], where[1]))
+        _crashing(step, _raise)
         pipe = _pipe(source, _adapter(warehouse), tmp_path / "err.jsonl")
         manager = PipeManager.parallelize_pipe(pipe, workers=3, run_id="crashy")
-        with pytest.raises(_Injected):
-            manager.run(timeout=120)
+        ok = manager.run(timeout=120)
+    # An exception is a failed commit: run() says so, and names it.
+    assert ok is False
+    assert manager.error is not None and "injected failure" in str(manager.error)
     table = _table_or_none(warehouse)
+    if step == "after-prepare":
+        assert table is None or table.current_snapshot() is None
+        assert not _staging(warehouse)  # rolled back
     if step in ("before-moving-parts", "before-add-files"):
         assert table is None or table.current_snapshot() is None
         assert not _data_files(warehouse)  # moved parts of an unsuccessful commit are removed
-    assert not _staging(warehouse)  # rolled back, or cleaned after the commit
     _check_exactly_once(tmp_path, warehouse, source)
 
 

@@ -13,8 +13,10 @@ import pytest
 from _support import User, users, write_csv
 
 from zoopipe_hpc import CSVInputAdapter, JSONOutputAdapter, Pipe, PipeManager
-from zoopipe_hpc.commit._staging import StagingArea, clean_leftovers
-from zoopipe_hpc.coordinators import FileMergeCoordinator
+from zoopipe_hpc.commit import transaction
+from zoopipe_hpc.commit._locks import locked
+from zoopipe_hpc.commit._staging import StagingArea
+from zoopipe_hpc.commit.transaction import clean_leftovers
 
 
 def _pipe(source: Path, target: Path) -> Pipe:
@@ -70,16 +72,11 @@ def test_concurrent_managers_never_expose_a_partial_target(tmp_path: Path):
 
 
 def _crash_during_merge(source: str, target: str) -> None:
-    original = FileMergeCoordinator.on_finish
+    def die_after_merging(name: str) -> None:
+        if name == "prepared":  # every part merged into a staged file, nothing published
+            os.kill(os.getpid(), signal.SIGKILL)
 
-    def merge_then_die(self, manager, results):  # type: ignore[no-untyped-def]
-        for merge_target in self.targets:
-            paths = sorted(merge_target.staging.path.glob("part-*"))
-            merge_target.adapter.merge(paths, merge_target.staging.temp_path("merged"))
-        os.kill(os.getpid(), signal.SIGKILL)
-        original(self, manager, results)
-
-    FileMergeCoordinator.on_finish = merge_then_die  # type: ignore[method-assign]
+    transaction._step = die_after_merging
     PipeManager.parallelize_pipe(_pipe(Path(source), Path(target)), workers=3).run()
 
 
@@ -125,15 +122,11 @@ def test_missing_output_folder_fails_before_any_work(tmp_path: Path):
 
 
 def _die_holding_the_lock(target: str) -> None:
-    from zoopipe_hpc.commit._staging import locked
-
     with locked(Path(target)):
         os.kill(os.getpid(), signal.SIGKILL)
 
 
 def test_a_lock_left_by_a_dead_process_on_this_host_is_reclaimed(tmp_path: Path):
-    from zoopipe_hpc.commit._staging import locked
-
     target = tmp_path / "out.csv"
     child = multiprocessing.get_context("fork").Process(
         target=_die_holding_the_lock, args=(str(target),)

@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from zoopipe_hpc import CSVInputAdapter, JSONOutputAdapter, Pipe
 from zoopipe_hpc.adapters import csv as csv_adapter
 from zoopipe_hpc.adapters.base import _jsonl_items
+from zoopipe_hpc.commit._staging import StagingArea
 from zoopipe_hpc.validation._arrow import (
     _json_float,
     _json_string,
@@ -141,14 +142,22 @@ def test_jsonl_items_put_pydantic_rows_in_place() -> None:
     assert _jsonl_items(pa.array([], pa.string()), rows, None) == rows
 
 
+def _sole_part(target: Path) -> JSONOutputAdapter:
+    """The only part of ``target``, in a staging folder of its own (what a run writes)."""
+    staging = StagingArea(target)
+    staging.create()
+    part = JSONOutputAdapter(target).as_part(staging, 0, sole=True)
+    assert isinstance(part, JSONOutputAdapter)
+    return part
+
+
 def test_jsonl_sink_writes_fast_bytes_and_rows_in_order(tmp_path: Path) -> None:
-    target = tmp_path / "out.jsonl"
-    writer = JSONOutputAdapter(target).open(None)
+    writer = _sole_part(tmp_path / "out.jsonl").open(None)
     table = pa.table({"id": pa.array([1, 2, 3], pa.int64()), "name": ["a", "b", 'c"']})
     rows = [{"id": 10, "name": "x"}, {"id": 20, "name": "é"}]
     writer.write_table(table, rows, pa.array([3, 0, 1, 4, 2], pa.uint64()))
     writer.write([{"id": 30, "name": "tail"}])
-    writer.commit()
+    target = writer.commit()
     assert [json.loads(line) for line in target.read_text("utf-8").splitlines()] == [
         {"id": 10, "name": "x"},
         {"id": 1, "name": "a"},
@@ -160,11 +169,10 @@ def test_jsonl_sink_writes_fast_bytes_and_rows_in_order(tmp_path: Path) -> None:
 
 
 def test_json_array_output_takes_the_row_path(tmp_path: Path) -> None:
-    target = tmp_path / "out.json"
-    writer = JSONOutputAdapter(target).open(None)
+    writer = _sole_part(tmp_path / "out.json").open(None)
     table = pa.table({"id": pa.array([1, 2], pa.int64())})
     writer.write_table(table, [{"id": 5}], pa.array([0, 2, 1], pa.uint64()))
-    writer.commit()
+    target = writer.commit()
     assert json.loads(target.read_text("utf-8")) == [{"id": 1}, {"id": 5}, {"id": 2}]
 
 

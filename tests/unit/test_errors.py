@@ -56,20 +56,6 @@ BARE = {
 
 #: The files still allowed to raise bare built-ins, each with why; keep this list short.
 BARE_ALLOWED = {
-    # Owned by the Pipe and PipeManager rewrites: "already running", "start() first", "the
-    # columnar path needs a table", "output already committed or aborted".
-    "pipe.py",
-    "manager.py",
-    "adapters/base.py",
-    # Owned by the engines' wait/shutdown work: IndexError of report(), "already running",
-    # "no pipe to the child process".
-    "engines/base.py",
-    "engines/_scheduled.py",
-    "engines/_remote.py",
-    # parse_slurm_time is public and raises ValueError (its callers inside validators need it).
-    "engines/slurm/parameters.py",
-    # Owned by the commit work: "not a ... document".
-    "commit/staged.py",
     # The shipped conformance suites: AssertionError is how a check fails, and the test data
     # raise on request.
     "testing/",

@@ -6,16 +6,13 @@ import abc
 import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, ClassVar
 
 import pyarrow as pa
 
 from ..commit._staging import StagingArea
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, OutputError
 from ..validation._arrow import joined_lines, json_rows, rows_to_table
-
-if TYPE_CHECKING:
-    from ..coordinators.file_merge import FileMergeCoordinator
 
 __all__ = [
     "InputBatch",
@@ -150,15 +147,25 @@ class OutputWriter(abc.ABC):
 
 
 class BaseOutputAdapter(abc.ABC):
-    """Writes rows to a file through a staging folder; splits into part files for shards."""
+    """Writes rows to a target through the run's staging folder.
+
+    An adapter given to a :class:`~zoopipe_hpc.Pipe` names the target. When a run is planned,
+    every output becomes a *part* of its target (:meth:`as_part`): a file in the target's
+    staging folder that the worker writes and closes, and that only the run's transaction
+    publishes (see :mod:`zoopipe_hpc.commit`). ``commit_strategy`` names how the parts become
+    the target (``"file"``: merged into one file; ``"iceberg"``: one table snapshot).
+    """
 
     #: File format name: ``csv``, ``jsonl``, ``json`` or ``parquet``.
     format: str = ""
+    #: How a run's transaction commits this adapter's parts (a registered strategy name).
+    commit_strategy: ClassVar[str] = "file"
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self._part_of: StagingArea | None = None
         self._part_index: int | None = None
+        self._sole = False
 
     @property
     def is_part(self) -> bool:
@@ -169,27 +176,48 @@ class BaseOutputAdapter(abc.ABC):
         """Suffix of a part file of this output (parts of a ``.json`` array are JSON Lines)."""
         return "".join(self.path.suffixes[-1:]) or f".{self.format}"
 
-    def split(self, workers: int, staging: StagingArea) -> list[BaseOutputAdapter]:
-        """One part adapter per shard, each writing ``part-NNNNN`` into ``staging``."""
-        return [self._as_part(staging, index) for index in range(check_workers(workers))]
+    @property
+    def sole_part_is_final(self) -> bool:
+        """True when the only part of a target is written in the target's own format, so the
+        commit renames it instead of merging it."""
+        return True
 
-    def _as_part(self, staging: StagingArea, index: int, attempt_id: str = "") -> BaseOutputAdapter:
+    @property
+    def writes_final_format(self) -> bool:
+        """True for a target's only part (or an unstaged adapter): it writes the final file."""
+        return self._part_of is None or self._sole
+
+    def split(self, workers: int, staging: StagingArea) -> list[BaseOutputAdapter]:
+        """One part adapter per shard, each writing ``part-NNNNN`` into ``staging``, for
+        :meth:`merge` to join."""
+        return [self.as_part(staging, index) for index in range(check_workers(workers))]
+
+    def as_part(
+        self, staging: StagingArea, index: int, attempt_id: str = "", *, sole: bool = False
+    ) -> BaseOutputAdapter:
+        """This output as part ``index`` of its target, staged in ``staging``.
+
+        ``sole``: the target has no other part, so the part is written in the target's final
+        format and published without a merge.
+        """
         part = self._clone()
-        part.path = staging.part_path(index, self.part_suffix, attempt_id)
+        suffix = "".join(self.path.suffixes[-1:]) if sole else self.part_suffix
+        part.path = staging.part_path(index, suffix or self.part_suffix, attempt_id)
         part._part_of = staging
         part._part_index = index
+        part._sole = sole
         return part
 
     def for_attempt(self, attempt_id: str) -> BaseOutputAdapter:
         """The adapter one attempt of a shard writes through.
 
         A part gets a file of its own per attempt, so that a retried or requeued shard never
-        mixes its rows with those of an earlier attempt that may still be writing; the
-        coordinator merges only the attempt that succeeded. Other adapters are returned as is.
+        mixes its rows with those of an earlier attempt that may still be writing; the commit
+        publishes only the attempt that succeeded. Other adapters are returned as is.
         """
         if self._part_of is None or self._part_index is None:
             return self
-        return self._as_part(self._part_of, self._part_index, attempt_id)
+        return self.as_part(self._part_of, self._part_index, attempt_id, sole=self._sole)
 
     @abc.abstractmethod
     def _clone(self) -> BaseOutputAdapter:
@@ -203,16 +231,31 @@ class BaseOutputAdapter(abc.ABC):
         """Concatenate part files (written by this adapter's parts) into one valid file."""
 
     def open(self, schema: pa.Schema | None) -> OutputWriter:
-        """Start writing. ``schema`` is the Arrow schema of the rows, when known."""
-        if self._part_of is not None:
-            staging = self._part_of
-            owns_staging = False
-        else:
-            staging = StagingArea(self.path)
-            owns_staging = True
-        staging.create()
-        temp = staging.temp_path(self.path.name)
-        return _StagedWriter(self, self._open_file(temp, schema), temp, staging, owns_staging)
+        """Start writing this part. ``schema`` is the Arrow schema of the rows, when known.
+
+        Only a part can be opened: what an unstaged adapter names is a target, which only a
+        run's transaction writes (``Pipe.run()`` plans one by itself).
+        """
+        staging = self._part_of
+        if staging is None:
+            raise ConfigurationError(
+                f"{self.describe()} names a target, which only a run's transaction writes: "
+                "run it through a Pipe, or open adapter.as_part(staging, index)"
+            )
+        if not staging.path.is_dir():
+            raise OutputError(
+                f"the staging folder {staging.path} of {staging.target} is gone (the run was "
+                "rolled back or its folder removed); nothing is written",
+                path=str(self.path),
+            )
+        try:
+            temp = staging.temp_path(self.path.name)
+            sink = self._open_file(temp, schema)
+        except OSError as exc:
+            raise OutputError(
+                f"cannot open {self.path} for writing: {exc}", path=str(self.path)
+            ) from exc
+        return _StagedWriter(self, sink, temp)
 
     def numbered(self, index: int) -> BaseOutputAdapter:
         """The output shard ``index`` commits by itself (``parallelize_pipe(merge=False)``):
@@ -220,25 +263,6 @@ class BaseOutputAdapter(abc.ABC):
         clone = self._clone()
         clone.path = self.path.with_name(f"{self.path.stem}.part-{index:05d}{self.path.suffix}")
         return clone
-
-    def make_coordinator(
-        self,
-        workers: int,
-        error_output_adapter: BaseOutputAdapter | None = None,
-        *,
-        run_id: str | None = None,
-        job_dir: str | os.PathLike[str] | None = None,
-    ) -> FileMergeCoordinator:
-        """The coordinator that commits this output's shards (``parallelize_pipe(merge=True)``).
-
-        Files merge their parts into the target (:class:`FileMergeCoordinator`); an output
-        with another way to commit (an Iceberg table) returns a coordinator of its own.
-        """
-        from ..coordinators.file_merge import FileMergeCoordinator
-
-        return FileMergeCoordinator(
-            self, workers, error_output_adapter, run_id=run_id, job_dir=job_dir
-        )
 
     def describe(self) -> str:
         return f"{type(self).__name__}({str(self.path)!r})"
@@ -262,19 +286,13 @@ class _FileSink(abc.ABC):
 
 
 class _StagedWriter(OutputWriter):
-    def __init__(
-        self,
-        adapter: BaseOutputAdapter,
-        sink: _FileSink,
-        temp: Path,
-        staging: StagingArea,
-        owns_staging: bool,
-    ) -> None:
+    """Writes one part into a temporary file of its staging folder; ``commit`` closes it and
+    gives it its part name (still invisible to readers of the target)."""
+
+    def __init__(self, adapter: BaseOutputAdapter, sink: _FileSink, temp: Path) -> None:
         self._adapter = adapter
         self._sink = sink
         self._temp = temp
-        self._staging = staging
-        self._owns_staging = owns_staging
         self._done = False
 
     def write(self, rows: Sequence[Record]) -> None:
@@ -302,18 +320,18 @@ class _StagedWriter(OutputWriter):
             self._sink.write(table)
 
     def commit(self) -> Path:
+        """Close the part durably and give it its name; returns the part's path."""
         if self._done:
-            raise RuntimeError("output already committed or aborted")
+            raise ConfigurationError(f"{self._adapter.path}: output already committed or aborted")
         self._done = True
-        self._sink.close()
-        if self._owns_staging:
-            try:
-                self._staging.commit_file(self._temp)
-            finally:
-                self._staging.discard()
-            return self._adapter.path
-        os.replace(self._temp, self._adapter.path)
-        return self._adapter.path
+        target = self._adapter.path
+        try:
+            self._sink.close()
+            os.replace(self._temp, target)
+        except OSError as exc:
+            self._temp.unlink(missing_ok=True)
+            raise OutputError(f"cannot finish writing {target}: {exc}", path=str(target)) from exc
+        return target
 
     def abort(self) -> None:
         if self._done:
@@ -324,8 +342,6 @@ class _StagedWriter(OutputWriter):
         except Exception:  # noqa: BLE001 - the sink is being thrown away; the cause is raised elsewhere
             pass
         self._temp.unlink(missing_ok=True)
-        if self._owns_staging:
-            self._staging.discard()
 
 
 def _jsonl_items(texts: pa.Array, rows: Sequence[Record], order: pa.Array | None) -> list[Any]:

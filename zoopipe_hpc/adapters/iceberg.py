@@ -26,16 +26,16 @@ from urllib.parse import unquote, urlparse
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..commit._staging import StagingArea, clean_leftovers, fsync_path, locked, new_run_id
-from ..errors import ArgumentTypeError, CommitError, ConfigurationError, StateError
-from .base import BaseOutputAdapter, OutputWriter, Record, _FileSink
+from ..commit._atomic import fsync_path
+from ..commit._locks import locked
+from ..errors import ArgumentTypeError, CommitError, ConfigurationError
+from .base import BaseOutputAdapter, _FileSink
 from .parquet import _ParquetSink
 
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
     from pyiceberg.table import Table
 
-    from ..coordinators.iceberg import IcebergCoordinator
 
 __all__ = ["IcebergOutputAdapter", "RUN_ID_PROPERTY", "EMBEDDED_CATALOG_FILE"]
 
@@ -87,6 +87,7 @@ class IcebergOutputAdapter(BaseOutputAdapter):
     """
 
     format = "parquet"
+    commit_strategy = "iceberg"
 
     def __init__(
         self,
@@ -309,40 +310,10 @@ class IcebergOutputAdapter(BaseOutputAdapter):
     def _open_file(self, path: Path, schema: pa.Schema | None) -> _FileSink:
         return _ParquetSink(path, schema, self.compression)
 
-    def open(self, schema: pa.Schema | None) -> OutputWriter:
-        if self.is_part:
-            return super().open(schema)
-        # A single pipe: write one part in a staging folder of its own, commit it as a snapshot.
-        self.prepare()
-        staging = StagingArea(self.path, self.run_id or new_run_id())
-        clean_leftovers(self.path)
-        staging.create()
-        part = self._as_part(staging, 0)
-        try:
-            inner = part.open(schema)
-        except BaseException:
-            staging.discard()
-            raise
-        return _TableWriter(self, inner, part.path, staging)
-
     def merge(self, parts: Sequence[Path], destination: Path) -> None:
         raise ConfigurationError(
-            f"{self.describe()} is committed as a table snapshot by IcebergCoordinator, "
+            f"{self.describe()} is committed as a table snapshot by its run's transaction, "
             "not merged into a file"
-        )
-
-    def make_coordinator(
-        self,
-        workers: int,
-        error_output_adapter: BaseOutputAdapter | None = None,
-        *,
-        run_id: str | None = None,
-        job_dir: str | os.PathLike[str] | None = None,
-    ) -> IcebergCoordinator:
-        from ..coordinators.iceberg import IcebergCoordinator
-
-        return IcebergCoordinator(
-            self, workers, error_output_adapter, run_id=run_id, job_dir=job_dir
         )
 
     # -- committing ---------------------------------------------------------------------------
@@ -434,7 +405,8 @@ class IcebergOutputAdapter(BaseOutputAdapter):
         published = []
         for index, source in enumerate(files):
             destination = self.data_dir / f"zoopipe-{run_id}-{index:05d}.parquet"
-            os.replace(source, destination)
+            if source.exists() or not destination.exists():  # moved already before a crash
+                os.replace(source, destination)
             published.append(destination)
         fsync_path(self.data_dir)
         return published
@@ -527,44 +499,3 @@ class IcebergOutputAdapter(BaseOutputAdapter):
             return
         for path in published:
             path.unlink(missing_ok=True)
-
-
-class _TableWriter(OutputWriter):
-    """A single pipe's writer: one staged Parquet part, committed as one snapshot."""
-
-    def __init__(
-        self, adapter: IcebergOutputAdapter, inner: OutputWriter, part: Path, staging: StagingArea
-    ) -> None:
-        self._adapter = adapter
-        self._inner = inner
-        self._part = part
-        self._staging = staging
-        self._done = False
-
-    def write(self, rows: Sequence[Record]) -> None:
-        self._inner.write(rows)
-
-    def write_table(
-        self, table: pa.Table, rows: Sequence[Record] = (), order: pa.Array | None = None
-    ) -> None:
-        self._inner.write_table(table, rows, order)
-
-    def commit(self) -> Path:
-        if self._done:
-            raise StateError("output already committed or aborted")
-        self._done = True
-        try:
-            self._inner.commit()
-            self._adapter.commit_files([self._part], self._staging.run_id)
-        finally:
-            self._staging.discard()
-        return self._adapter.path
-
-    def abort(self) -> None:
-        if self._done:
-            return
-        self._done = True
-        try:
-            self._inner.abort()
-        finally:
-            self._staging.discard()

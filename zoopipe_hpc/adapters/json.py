@@ -281,7 +281,7 @@ class JSONOutputAdapter(BaseOutputAdapter):
 
     def _open_file(self, path: Path, schema: pa.Schema | None) -> _FileSink:
         # Parts of an array output are JSON Lines; merge() turns them into one array.
-        return _JSONSink(path, array=self.format == "json" and not self.is_part)
+        return _JSONSink(path, array=self.format == "json" and self.writes_final_format)
 
     def merge(self, parts: Sequence[Path], destination: Path) -> None:
         with open(destination, "wb") as out:

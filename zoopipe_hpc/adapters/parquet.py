@@ -9,7 +9,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..commit._staging import fsync_path
+from ..commit._atomic import fsync_path
 from ..errors import InputError, OutputError
 from ..validation._arrow import rows_to_table
 from .base import BaseInputAdapter, BaseOutputAdapter, InputBatch, Record, _FileSink, check_workers

@@ -1,10 +1,16 @@
-"""Staging folders, durable writes and the atomic, locked replace of a target file.
+"""Staging folders: where a run's files wait, next to their target, until the run commits.
 
-A target ``out/users.csv`` is never written in place. Writers put their files into a staging
-folder ``out/.zoopipe-staging/users.csv.<run id>/`` on the same filesystem; once a result is
-complete it is flushed, fsynced and renamed over the target with ``os.replace`` while holding a
-:class:`filelock.StrictSoftFileLock` on ``out/.zoopipe-staging/users.csv.lock``. A reader therefore
-sees either the old target or the whole new one, and two commits to one target never interleave.
+A target ``out/users.csv`` is never written in place. A run stages its files in
+``out/.zoopipe-staging/users.csv.run-<run id>/`` (same filesystem, so the final rename is
+atomic). The folder is created by the process that concludes the run (the manager, or a durable
+job's directory), never by a worker, and holds:
+
+- ``owner.json``: who created it (host, pid, process start, or the durable job's directory),
+  so that a later run can tell a dead run's leftovers from a live run's files;
+- ``transaction.json``: the run id and where the run's commit record is (the *primary* folder
+  of the run), written when the folder is created;
+- the shards' files ``part-NNNNN.<attempt><suffix>`` and temporary files;
+- in the primary folder only, ``commit.json`` once the run decided to commit.
 """
 
 from __future__ import annotations
@@ -17,89 +23,44 @@ import shutil
 import socket
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
-from filelock import StrictSoftFileLock, Timeout
 
 from ..errors import CommitError
+from ._atomic import atomic_write
+from ._locks import STAGING_DIR_NAME
 
-__all__: list[str] = []
+__all__ = [
+    "STAGING_DIR_NAME",
+    "OWNER_FILE",
+    "TRANSACTION_FILE",
+    "RECORD_FILE",
+    "StagingArea",
+    "new_run_id",
+    "staging_root",
+    "owner_is_dead",
+    "run_folders",
+]
 
 log = logging.getLogger(__name__)
 
-STAGING_DIR_NAME = ".zoopipe-staging"
 OWNER_FILE = "owner.json"
-LOCK_TIMEOUT = 600.0
+TRANSACTION_FILE = "transaction.json"
+RECORD_FILE = "commit.json"
 
 
 def new_run_id() -> str:
     return f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
 
 
-def fsync_path(path: Path) -> None:
-    """Make a file's content, or a folder's renames and creations, durable."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def staging_root(target: Path) -> Path:
     return target.parent / STAGING_DIR_NAME
 
 
-def commit_lock(target: Path, timeout: float = LOCK_TIMEOUT) -> StrictSoftFileLock:
-    """The lock that serialises every commit to ``target``, across processes and NFS clients."""
-    root = staging_root(target)
-    root.mkdir(parents=True, exist_ok=True)
-    return StrictSoftFileLock(str(root / f"{target.name}.lock"), timeout=timeout)
-
-
-def _break_dead_claims(lock: StrictSoftFileLock) -> None:
-    """Remove claims on ``lock`` whose owner provably died: same host, process gone.
-
-    A strict claim is never broken by age; a claim from another host, or whose process may
-    still exist, stays (the timeout error names it so that an operator can decide).
-    """
-    host = socket.gethostname()
-    for claim in lock.claims:
-        if claim.hostname.split("?")[0] != host or psutil.pid_exists(claim.pid):
-            continue
-        log.warning(
-            "removing the commit-lock claim %s of process %d on %s, which no longer exists",
-            claim.name,
-            claim.pid,
-            host,
-        )
-        with contextlib.suppress(FileNotFoundError):
-            lock.force_break(claim.name)
-
-
-@contextlib.contextmanager
-def locked(target: Path, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
-    lock = commit_lock(target, timeout)
-    _break_dead_claims(lock)
-    try:
-        lock.acquire()
-    except Timeout as exc:
-        owners = ", ".join(f"pid {c.pid} on {c.hostname}" for c in lock.claims) or "unknown"
-        raise CommitError(
-            f"could not lock {target} for commit within {timeout:.0f} s: held by {owners} "
-            f"(lock file {lock.lock_file}; if that process is gone for good, remove the claim "
-            f"files under {lock.lock_file}.filelock/claims)",
-            path=str(target),
-        ) from exc
-    try:
-        yield
-    finally:
-        lock.release()
-
-
 class StagingArea:
-    """A per-run staging folder next to a target file; the unit of commit and discard."""
+    """A per-run staging folder next to a target; the unit of commit and discard."""
 
     def __init__(self, target: str | os.PathLike[str], run_id: str | None = None) -> None:
         self.target = Path(target).absolute()
@@ -109,25 +70,41 @@ class StagingArea:
     def __repr__(self) -> str:
         return f"StagingArea({str(self.target)!r}, run_id={self.run_id!r})"
 
-    def create(self, job_dir: Path | None = None) -> Path:
-        """Create the folder and its owner record; ``job_dir`` names a durable job that owns it."""
+    @property
+    def record_path(self) -> Path:
+        return self.path / RECORD_FILE
+
+    def create(
+        self, job_dir: Path | None = None, transaction: dict[str, Any] | None = None
+    ) -> Path:
+        """Create the folder (0700) and its owner record; ``job_dir`` names a durable job that
+        owns it, ``transaction`` is what ``transaction.json`` says about the run."""
         if not self.target.parent.is_dir():
             raise CommitError(
                 f"output folder {self.target.parent} does not exist", path=str(self.target)
             )
-        self.path.mkdir(parents=True, exist_ok=True)
-        owner = self.path / OWNER_FILE
-        if not owner.exists():
-            record: dict[str, object] = {
-                "host": socket.gethostname(),
-                "pid": os.getpid(),
-                "created": time.time(),
-            }
-            if job_dir is not None:
-                record["job_dir"] = str(job_dir)
-            with contextlib.suppress(psutil.Error):
-                record["process_start"] = psutil.Process().create_time()
-            owner.write_text(json.dumps(record))
+        try:
+            self.path.parent.mkdir(mode=0o700, exist_ok=True)
+            self.path.mkdir(mode=0o700, exist_ok=True)
+            owner = self.path / OWNER_FILE
+            if not owner.exists():
+                record: dict[str, object] = {
+                    "host": socket.gethostname(),
+                    "pid": os.getpid(),
+                    "created": time.time(),
+                }
+                if job_dir is not None:
+                    record["job_dir"] = str(job_dir)
+                with contextlib.suppress(psutil.Error):
+                    record["process_start"] = psutil.Process().create_time()
+                atomic_write(owner, json.dumps(record).encode())
+            if transaction is not None:
+                atomic_write(self.path / TRANSACTION_FILE, json.dumps(transaction).encode())
+        except OSError as exc:
+            raise CommitError(
+                f"cannot create the staging folder {self.path} for {self.target}: {exc}",
+                path=str(self.target),
+            ) from exc
         return self.path
 
     def part_path(self, index: int, suffix: str, attempt_id: str = "") -> Path:
@@ -138,21 +115,27 @@ class StagingArea:
     def temp_path(self, name: str) -> Path:
         return self.path / f".{name}.{uuid.uuid4().hex[:8]}.tmp"
 
-    def commit_file(self, ready: Path) -> None:
-        """Atomically replace the target with ``ready`` (a fully written file in this area)."""
-        fsync_path(ready)
-        with locked(self.target):
-            os.replace(ready, self.target)
-            fsync_path(self.target.parent)
-        log.info("committed %s (run %s)", self.target, self.run_id)
-
     def discard(self) -> None:
-        shutil.rmtree(self.path, ignore_errors=True)
+        """Remove the folder and everything in it (and the staging root if now empty)."""
+        self.discard_folder(self.path)
+
+    @staticmethod
+    def discard_folder(path: Path) -> None:
+        shutil.rmtree(path, ignore_errors=True)
         with contextlib.suppress(OSError):
-            self.path.parent.rmdir()
+            path.parent.rmdir()
 
 
-def _owner_is_dead(folder: Path) -> bool:
+def run_folders(target: Path) -> list[Path]:
+    """The staging folders of every run of ``target`` found next to it."""
+    root = staging_root(target)
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.glob(f"{target.name}.run-*") if p.is_dir())
+
+
+def owner_is_dead(folder: Path) -> bool:
+    """True when the run that created ``folder`` is provably over (never a guess)."""
     try:
         owner = json.loads((folder / OWNER_FILE).read_text())
     except (OSError, ValueError):
@@ -191,24 +174,3 @@ def _job_is_over(job_dir: Path) -> bool:
     except (OSError, ValueError, KeyError, TypeError):
         return False  # unreadable right now: keep the files
     return state in _FINAL_JOB_STATES
-
-
-def clean_leftovers(target: str | os.PathLike[str]) -> list[Path]:
-    """Remove staging folders of ``target`` left by runs whose owner process is gone.
-
-    Only folders created on this host by a process that no longer exists are removed; a folder
-    of a live run, or of a run on another host, is left alone.
-    """
-    target_path = Path(target).absolute()
-    root = staging_root(target_path)
-    removed: list[Path] = []
-    if not root.is_dir():
-        return removed
-    for folder in root.glob(f"{target_path.name}.run-*"):
-        if not folder.is_dir():
-            continue
-        if _owner_is_dead(folder):
-            shutil.rmtree(folder, ignore_errors=True)
-            removed.append(folder)
-            log.info("removed leftover staging folder %s", folder)
-    return removed

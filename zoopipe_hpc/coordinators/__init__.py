@@ -1,7 +1,7 @@
-"""Coordinators: sharding the input, and committing or rolling back the outputs."""
+"""Coordinators: lifecycle hooks around a run; the run's commit is one of them."""
 
 from .base import BaseCoordinator, CompositeCoordinator
-from .file_merge import FileMergeCoordinator, MergeTarget
+from .file_merge import FileMergeCoordinator
 from .iceberg import IcebergCoordinator
 
 __all__ = [
@@ -9,5 +9,4 @@ __all__ = [
     "CompositeCoordinator",
     "FileMergeCoordinator",
     "IcebergCoordinator",
-    "MergeTarget",
 ]

@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 from .._deadline import wait_until
+from ..errors import StateError
 from ._tracking import TaskEnded
 from ._worker import describe_exit
 
@@ -77,7 +78,7 @@ def run_supervised(
     child = subprocess.Popen(command, stdin=subprocess.PIPE)
     try:
         if child.stdin is None:  # pragma: no cover - Popen(stdin=PIPE) always sets it
-            raise RuntimeError("no pipe to the child process")
+            raise StateError("no pipe to the child process")
         try:
             child.stdin.write(payload)
             child.stdin.close()

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 from .._deadline import wait_until
+from ..errors import StateError
 from ..report import PipeReport
 from ._pickling import dumps_with_user_code
 from ._remote import request_stop
@@ -71,7 +72,7 @@ class ScheduledEngine(TrackedEngine, Generic[Handle], abc.ABC):
 
     def start(self, pipes: Sequence[Pipe]) -> None:
         if self.is_running:
-            raise RuntimeError("this engine is already running")
+            raise StateError("this engine is already running")
         pipes = list(pipes)
         self._connect()
         tracker = PipeTracker(len(pipes), self._progress_dir)

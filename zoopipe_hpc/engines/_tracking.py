@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..commit.staged import WorkerOutcome, read_result, result_path
 from ..progress import ProgressReader
 from ..report import PipeReport, PipeStatus
 from ._attempts import local_attempt_ids
@@ -81,11 +82,21 @@ class PipeTracker:
         """Mark every pipe without a final report as cancelled (on shutdown)."""
         self.cancelled.update(i for i in range(len(self)) if i not in self._final)
 
+    def outcome(self, index: int) -> WorkerOutcome | None:
+        """The result file of pipe ``index``'s attempt, if it wrote a valid one."""
+        return read_result(result_path(self.record_path(index)), self.attempt_ids[index])
+
     def report(self, index: int, state: TaskState) -> PipeReport:
-        """A fresh report of pipe ``index`` whose task is in ``state``."""
+        """A fresh report of pipe ``index`` whose task is in ``state``.
+
+        Success is decided from the pipe's result file and the task's end, not from the live
+        progress record: a record that is corrupt is named in ``extra["progress_record"]``
+        and the report keeps its last good counters.
+        """
         if index in self._final:
             return self._final[index].copy()
-        report = report_from_snapshot(index, self._readers[index].poll())
+        reader = self._readers[index]
+        report = report_from_snapshot(index, reader.poll())
         cancelled = index in self.cancelled
         if state == WAITING:
             if cancelled:
@@ -94,8 +105,11 @@ class PipeTracker:
         elif isinstance(state, TaskEnded):
             # Read again now that the task is gone: it may have written its final record
             # between the read above and the engine's liveness check.
-            report = report_from_snapshot(index, self._readers[index].poll())
-            if not state.ok and not report.has_error:
+            report = report_from_snapshot(index, reader.poll())
+            outcome = self.outcome(index) if state.ok else None
+            if outcome is not None:
+                _complete_from(report, outcome)
+            elif not state.ok and not report.has_error:
                 # Killed or crashed before it could write its own reason.
                 report.status = PipeStatus.CANCELLED if cancelled else PipeStatus.FAILED
                 report.message = state.reason
@@ -104,21 +118,36 @@ class PipeTracker:
                 # died and took it down): a failure, and the task's fate is the first reason.
                 report.status = PipeStatus.FAILED
                 report.message = f"{state.reason}; the pipe recorded: {report.message}"
-            elif not report.is_finished:
+            elif report.status is PipeStatus.COMPLETED or not report.is_finished:
                 report.status = PipeStatus.CANCELLED if cancelled else PipeStatus.FAILED
-                report.message = state.reason or "the task ended without a final progress record"
+                report.message = state.reason or (
+                    f"the task ended without a result file ({result_path(reader.path).name})"
+                )
         else:
             report.is_alive = True
+            if report.status is PipeStatus.COMPLETED:
+                outcome = self.outcome(index)
+                if outcome is None:
+                    report.status = PipeStatus.RUNNING  # finishing: its result is on the way
+                    return self._noting(report, reader)
+                _complete_from(report, outcome)
             if report.status is PipeStatus.CANCELLED and not cancelled:
                 # Stopped by something else than this engine: the task's own end decides
                 # (above) whether that was a failure, so do not settle on the record yet.
                 report.status = PipeStatus.RUNNING
-                return report
+                return self._noting(report, reader)
+        self._noting(report, reader)
         if report.is_finished:
             report.is_alive = False
             if report.end_time is None:
                 report.end_time = time.time()
             self._final[index] = report.copy()
+        return report
+
+    @staticmethod
+    def _noting(report: PipeReport, reader: ProgressReader) -> PipeReport:
+        if reader.problem is not None:
+            report.extra["progress_record"] = f"{reader.path}: {reader.problem}"
         return report
 
     def cleanup(self) -> None:
@@ -144,3 +173,18 @@ class TrackedEngine(BaseEngine):
     def attempt_ids(self) -> list[str]:
         """The attempt id of each pipe of the current run (names its record and part files)."""
         return list(self._tracker.attempt_ids) if self._tracker is not None else []
+
+    def _outcome(self, report: PipeReport) -> WorkerOutcome | None:
+        tracker = self._tracker
+        if tracker is None or not 0 <= report.pipe_index < len(tracker):
+            return None
+        return tracker.outcome(report.pipe_index)
+
+
+def _complete_from(report: PipeReport, outcome: WorkerOutcome) -> None:
+    """The pipe succeeded: its result file says so, with its final counters."""
+    report.status = PipeStatus.COMPLETED
+    report.total_processed = outcome.total_processed
+    report.success_count = outcome.success_count
+    report.error_count = outcome.error_count
+    report.is_alive = False

@@ -10,6 +10,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
+from ..commit.staged import result_path, write_result
 from ..errors import ConfigurationError
 from ..progress import ProgressSnapshot, ProgressState, ProgressWriter
 from ..report import PipeReport, PipeStatus
@@ -141,6 +142,8 @@ def run_pipe(
             writer.start()
             beater.start()
             attempt.run(progress=writer)
+            # The result file, written atomically, is what the commit decides from.
+            write_result(result_path(record), attempt.outcome(attempt_id))
         except WorkerTerminated as exc:
             stop_beating()
             writer.cancel(str(exc))

@@ -8,9 +8,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .._deadline import Deadline, wait_until
+from ..errors import PipeIndexError
 from ..report import PipeReport, PipeStatus
 
 if TYPE_CHECKING:
+    from ..commit.staged import WorkerOutcome
     from ..pipe import Pipe
 
 __all__ = ["BaseEngine", "WorkerResult"]
@@ -24,6 +26,8 @@ class WorkerResult:
     status: PipeStatus
     report: PipeReport
     message: str = ""
+    #: What the pipe staged, from its result file (None if it wrote none: not a success).
+    outcome: WorkerOutcome | None = None
 
     @property
     def succeeded(self) -> bool:
@@ -79,7 +83,7 @@ class BaseEngine(abc.ABC):
     def get_pipe_report(self, index: int) -> PipeReport:
         reports = self.pipe_reports
         if not 0 <= index < len(reports):
-            raise IndexError(f"pipe index {index} out of range (0..{len(reports) - 1})")
+            raise PipeIndexError(f"pipe index {index} out of range (0..{len(reports) - 1})")
         return reports[index]
 
     @property
@@ -87,4 +91,14 @@ class BaseEngine(abc.ABC):
         return PipeReport.aggregate(self.pipe_reports)
 
     def results(self) -> list[WorkerResult]:
-        return [WorkerResult(r.pipe_index, r.status, r, r.message) for r in self.pipe_reports]
+        """Every pipe's outcome; a completed pipe carries what it staged (its result file)."""
+        results = []
+        for r in self.pipe_reports:
+            outcome = self._outcome(r) if r.status is PipeStatus.COMPLETED else None
+            results.append(WorkerResult(r.pipe_index, r.status, r, r.message, outcome))
+        return results
+
+    def _outcome(self, report: PipeReport) -> WorkerOutcome | None:
+        """The result file of the attempt that ``report`` describes (engines that run pipes
+        through the worker entry point read it from their progress folder)."""
+        return None

@@ -39,7 +39,8 @@ from typing import Any
 
 from filelock import StrictSoftFileLock, Timeout
 
-from ..commit._staging import _break_dead_claims, fsync_path
+from ..commit._atomic import fsync_path
+from ..commit._locks import break_dead_claims as _break_dead_claims
 from ..errors import ConfigurationError, ManifestConflict, ManifestError
 
 __all__ = [

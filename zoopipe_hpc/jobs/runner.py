@@ -24,6 +24,7 @@ import psutil
 import yaml  # type: ignore[import-untyped, unused-ignore]
 
 from ..commit._staging import new_run_id
+from ..commit.staged import read_result
 from ..coordinators.file_merge import FileMergeCoordinator
 from ..engines._worker import report_from_snapshot
 from ..engines.base import BaseEngine, WorkerResult
@@ -37,6 +38,7 @@ from ..engines.slurm.task import shard_payload_name
 from ..errors import ConfigurationError, JobError, ZoopipeHPCError
 from ..manager import PipeManager
 from ..pipe import Pipe
+from ..plan import RunPlan
 from ..progress import read_progress
 from ..report import PipeReport, PipeStatus
 from ._local_runner import LocalRunner
@@ -123,17 +125,17 @@ class JobHandle:
 
     # -- building the pieces from the directory -------------------------------------------
 
+    def plan(self, manifest: Manifest | None = None) -> RunPlan:
+        """The job's run plan, rebuilt from its config and run id: the same plan its shards
+        were staged with, in whatever process asks (the commit job, a later ``resume``)."""
+        manifest = manifest or self.manifest()
+        config = JobConfig.from_resolved(manifest.config)
+        layout = PipeManager.shard_layout(config.make_pipe(), len(manifest.shards))
+        return layout.plan(manifest.run_id, self.path)
+
     def _merger_for(self, manifest: Manifest) -> FileMergeCoordinator:
         if self._merger is None:
-            config = JobConfig.from_resolved(manifest.config)
-            pipe = config.make_pipe()
-            self._merger = FileMergeCoordinator(
-                pipe.output_adapter,
-                len(manifest.shards),
-                pipe.error_output_adapter,
-                run_id=manifest.run_id,
-                job_dir=self.path,
-            )
+            self._merger = FileMergeCoordinator(self.plan(manifest).transaction)
         return self._merger
 
     def _slurm_engine(self, manifest: Manifest, *, read_only: bool = False) -> SlurmEngine:
@@ -220,7 +222,17 @@ class JobHandle:
         return reports
 
     def _results(self) -> list[WorkerResult]:
-        return [WorkerResult(r.pipe_index, r.status, r, r.message) for r in self.shard_reports()]
+        """Every shard's outcome, a completed one with what it staged (its result file)."""
+        results = []
+        folder = self.path / "progress"
+        for r in self.shard_reports():
+            outcome = None
+            if r.status is PipeStatus.COMPLETED and r.attempt_id:
+                # By attempt id (unique): a local run of some shards numbers its own records.
+                for path in folder.glob(f"result-*.{r.attempt_id}.json"):
+                    outcome = read_result(path, r.attempt_id)
+            results.append(WorkerResult(r.pipe_index, r.status, r, r.message, outcome))
+        return results
 
     def report(self) -> PipeReport:
         return PipeReport.aggregate(self.shard_reports())
@@ -357,6 +369,8 @@ class JobHandle:
         manifest = self.manifest()
         if manifest.state.is_final:
             return manifest.state is JobState.COMMITTED
+        if manifest.state is JobState.COMMITTING and self._finish_decided_commit(manifest):
+            return True
 
         def record(m: Manifest) -> None:
             for result in results:
@@ -365,7 +379,7 @@ class JobHandle:
                 shard.attempt_id = result.report.attempt_id
                 shard.message = result.message
 
-        failed = [r for r in results if not r.succeeded]
+        failed = [r for r in results if not r.succeeded or r.outcome is None]
         if failed:
             summary = "; ".join(f"shard {r.pipe_index}: {r.message}" for r in failed)
 
@@ -383,16 +397,28 @@ class JobHandle:
             m.state = JobState.COMMITTING
 
         manifest = self.directory.update(committing, what="all shards completed; committing")
+        transaction = self._merger_for(manifest).transaction
         try:
+            transaction.begin()  # this process may not be the one that began it
             self._merger_for(manifest).on_finish(None, results)
         except ZoopipeHPCError as exc:
+            if transaction.state == "decided":
+                # Decided: the record is kept, and resume (or the next run) finishes it.
+                unfinished = f"commit decided but not finished: {exc}"
+
+                def decided(m: Manifest) -> None:
+                    m.message = unfinished
+
+                self.directory.update(decided, what="commit decided, publishing failed")
+                log.error("job %s: %s", self.path.name, exc)
+                return False
             reason = f"commit failed, targets untouched: {exc}"
 
             def commit_failed(m: Manifest) -> None:
-                m.state = JobState.FAILED
+                m.state = JobState.ROLLED_BACK
                 m.message = reason
 
-            self.directory.update(commit_failed, what="commit failed")
+            self.directory.update(commit_failed, what="commit failed; rolled back")
             log.error("job %s: commit failed: %s", self.path.name, exc)
             return False
 
@@ -401,6 +427,18 @@ class JobHandle:
             m.message = ""
 
         self.directory.update(committed, what="committed")
+        return True
+
+    def _finish_decided_commit(self, manifest: Manifest) -> bool:
+        """A process that was committing died after the decision: finish from the record."""
+        if not self._merger_for(manifest).transaction.recover(keep_undone=True):
+            return False  # no record, or undone with the parts kept: commit again
+
+        def committed(m: Manifest) -> None:
+            m.state = JobState.COMMITTED
+            m.message = "committed (finished from the commit record after a crash)"
+
+        self.directory.update(committed, what="commit finished from its record")
         return True
 
     def retry(self) -> list[int]:
@@ -725,10 +763,7 @@ def submit(config: JobConfig, *, engine: str | None = None, detach: bool = False
     kind = _engine_kind(config, engine, detach)
     run_id = new_run_id()
     path = config.jobs_path() / f"{config.name}-{run_id}"
-    pipe = config.make_pipe()
-    manager = PipeManager.parallelize_pipe(
-        pipe, config.workers, engine=MultiProcessEngine(), run_id=run_id, job_dir=path
-    )
+    plan = PipeManager.shard_layout(config.make_pipe(), config.workers).plan(run_id, path)
     resolved = config.resolved()
     resolved["engine"]["kind"] = kind
     attached_slurm = kind == "slurm" and not detach
@@ -742,7 +777,7 @@ def submit(config: JobConfig, *, engine: str | None = None, detach: bool = False
             config=resolved,
             shards=[
                 ShardRecord(index=i, source=p.input_adapter.describe(), submissions=[])
-                for i, p in enumerate(manager.pipes)
+                for i, p in enumerate(plan.pipes)
             ],
             created=time.time(),
             # An attached run retries its shards itself; a detached job's recover job does.
@@ -755,31 +790,23 @@ def submit(config: JobConfig, *, engine: str | None = None, detach: bool = False
     # For people: the config as resolved (extends applied, absolute paths). The manifest's
     # checksummed copy is the one zoopipe-hpc reads.
     (path / "job.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
-    merger = _find_merger(manager)
+    merger = FileMergeCoordinator(plan.transaction)
     handle._merger = merger
     merger.on_start(None)
     store = PayloadStore(path)
     store.create()
-    for index, shard_pipe in enumerate(manager.pipes):
+    for index, shard_pipe in enumerate(plan.pipes):
         store.dump(shard_payload_name(index), shard_pipe)
     if kind == "slurm":
         slurm = handle._slurm_engine(handle.manifest())
         handle._engine = slurm
-        slurm.start_from_payloads(len(manager.pipes))  # the payloads written just above
+        slurm.start_from_payloads(len(plan.pipes))  # the payloads written just above
         if detach:
             submit_finish_jobs(handle)
             handle._engine = None  # Slurm drives it now: this handle only watches
     else:
-        handle._run_local(list(range(len(manager.pipes))))
+        handle._run_local(list(range(len(plan.pipes))))
     return handle
-
-
-def _find_merger(manager: PipeManager) -> FileMergeCoordinator:
-    coordinators = getattr(manager.coordinator, "coordinators", [manager.coordinator])
-    for coordinator in coordinators:
-        if isinstance(coordinator, FileMergeCoordinator):
-            return coordinator
-    raise ConfigurationError("a job's outputs must be files that can be merged")
 
 
 def _engine_kind(config: JobConfig, engine: str | None, detach: bool) -> str:

@@ -451,6 +451,18 @@ def read_progress(
     torn after ``retries`` re-reads, or (when ``expected_attempt_id`` is
     given) written by another attempt.
     """
+    return read_progress_checked(path, expected_attempt_id=expected_attempt_id, retries=retries)[0]
+
+
+def read_progress_checked(
+    path: str | os.PathLike[str],
+    *,
+    expected_attempt_id: str | None = None,
+    retries: int = 3,
+) -> tuple[ProgressSnapshot | None, str | None]:
+    """:func:`read_progress`, and why there is no snapshot: None when the file is missing
+    (not written yet) or was read well, else the reason it is unusable (corrupt, torn,
+    short, foreign)."""
     if retries < 0:
         raise ConfigurationError(f"retries must be >= 0, got {retries}")
     name = os.fspath(path)
@@ -462,20 +474,20 @@ def read_progress(
             data, _direct = read_block(name, RECORD_SIZE)
         except FileNotFoundError:
             _log.debug("progress %s: missing", name)
-            return None
+            return None, None
         except OSError as exc:
             # ESTALE/EIO on a network filesystem can be transient: retry.
             reason = f"read failed: {exc}"
             continue
         if len(data) < RECORD_SIZE:
             _log.debug("progress %s: short file (%d bytes)", name, len(data))
-            return None
+            return None, f"short file ({len(data)} bytes)"
         try:
             raw = _layout.decode(data)
         except _layout.RecordError as err:
             if not err.retry:
                 _log.debug("progress %s: %s", name, err.reason)
-                return None
+                return None, err.reason
             reason = err.reason
             continue
         if expected_attempt_id is not None and raw.attempt_id != expected_attempt_id:
@@ -485,10 +497,10 @@ def read_progress(
                 raw.attempt_id,
                 expected_attempt_id,
             )
-            return None
-        return _snapshot(raw)
+            return None, f"written by attempt {raw.attempt_id!r}, not {expected_attempt_id!r}"
+        return _snapshot(raw), None
     _log.debug("progress %s: unusable after %d reads: %s", name, retries + 1, reason)
-    return None
+    return None, f"unusable after {retries + 1} reads: {reason}"
 
 
 class ProgressReader:
@@ -504,6 +516,8 @@ class ProgressReader:
         self._path = pathlib.Path(path)
         self._expected_attempt_id = expected_attempt_id
         self._last: ProgressSnapshot | None = None
+        #: Why the last read found no usable record (corrupt, torn, foreign), or None.
+        self.problem: str | None = None
 
     @property
     def path(self) -> pathlib.Path:
@@ -521,7 +535,9 @@ class ProgressReader:
         A fresh valid record replaces the kept one only if its sequence is not
         lower; an unreadable, torn, foreign or older record leaves it as is.
         """
-        snap = read_progress(self._path, expected_attempt_id=self._expected_attempt_id)
+        snap, self.problem = read_progress_checked(
+            self._path, expected_attempt_id=self._expected_attempt_id
+        )
         if snap is not None:
             last = self._last
             if last is None or snap.sequence >= last.sequence:

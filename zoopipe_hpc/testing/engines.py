@@ -202,9 +202,13 @@ class EngineConformance:
         self, engine: BaseEngine, tmp_path: Path, signal_name: str
     ) -> None:
         """A worker killed by a signal is reported FAILED with the signal's name, while the
-        other pipe completes and commits; the killed pipe's target is never created."""
+        other pipe completes; the run is one transaction, so neither pipe's previous target
+        changes (byte for byte) and the error says nothing was committed."""
         ok = self._trigger_csv(tmp_path / "ok.csv", [f"n{i}" for i in range(20)])
         bad = self._trigger_csv(tmp_path / "bad.csv", ["a", signal_name, "b"])
+        previous = {tmp_path / "ok.jsonl": b'{"previous": "ok"}\n', tmp_path / "bad.jsonl": b""}
+        for path, data in previous.items():
+            path.write_bytes(data)
         manager = PipeManager(
             [
                 Pipe(CSVInputAdapter(ok), JSONOutputAdapter(tmp_path / "ok.jsonl"), Trigger),
@@ -221,11 +225,17 @@ class EngineConformance:
         expect_equal(second.status, PipeStatus.FAILED, "the killed pipe is FAILED")
         expected = "SIGKILL" if signal_name == "sigkill" else "SIGSEGV"
         expect(expected in second.message, f"the report names {expected}: {second.message!r}")
+        for path, data in previous.items():
+            expect_equal(path.read_bytes(), data, f"{path.name} is byte-identical to before")
         expect(
-            not (tmp_path / "ok.jsonl").exists(),
-            "one run is one transaction: the pipe that completed is not committed either",
+            manager.error is not None and "nothing was committed" in str(manager.error),
+            f"the error says so: {manager.error}",
         )
-        expect(not (tmp_path / "bad.jsonl").exists(), "the killed pipe's target is not created")
+        expect_equal(
+            sorted(p.name for p in (tmp_path / ".zoopipe-staging").glob("*.run-*")),
+            [],
+            "no staging folder of the run is left",
+        )
 
     # -- progress and cancellation -------------------------------------------------------------
 

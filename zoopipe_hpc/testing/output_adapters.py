@@ -13,10 +13,8 @@ and how to read a file it wrote::
             ...  # the rows of the file at ``path``, as dicts, values of the schema's types
 
 The tests write rows, publish them and read them back. How a writer's rows reach the target
-(today ``writer.commit()``; the commit layer is being redesigned so that a run's transaction
-publishes what its writers staged) lives in three helpers only, :meth:`write_and_publish`,
-:meth:`write_and_abort` and :meth:`part_adapters`, so that the promises stay the same when
-the mechanics change.
+(a writer stages its part, the run's transaction publishes it) lives in three helpers only,
+:meth:`write_and_publish`, :meth:`write_and_abort` and :meth:`part_adapters`.
 """
 
 from __future__ import annotations
@@ -30,6 +28,9 @@ import pyarrow as pa
 import pytest
 
 from ..adapters.base import BaseOutputAdapter, OutputWriter
+from ..commit._staging import StagingArea
+from ..commit.staged import StagedFile, WorkerOutcome
+from ..commit.transaction import Slot, Transaction
 from ._expect import expect, expect_equal
 from .data import Record
 
@@ -109,34 +110,58 @@ class OutputAdapterConformance:
         *,
         before_publish: Callable[[], None] | None = None,
     ) -> Path:
-        """Open ``adapter``, write ``batches`` (one write call each), call ``before_publish``
-        once everything is written, then publish; returns the path published."""
-        writer = adapter.open(schema)
+        """Write ``batches`` (one write call each) as the only part of ``adapter``'s target,
+        call ``before_publish`` once everything is staged, then commit the run's transaction
+        (what a one-pipe run does); returns the path published. A part adapter (of
+        :meth:`part_adapters`) is written and closed into its part file, as a worker does."""
+        if adapter.is_part:
+            writer = adapter.open(schema)
+            try:
+                self._write(writer, batches)
+                return writer.commit()
+            except BaseException:
+                writer.abort()
+                raise
+        transaction, part = self._one_part_run(adapter)
+        writer = part.open(schema)
         try:
             self._write(writer, batches)
+            staged = writer.commit()
             if before_publish is not None:
                 before_publish()
-            path = writer.commit()
         except BaseException:
             writer.abort()
+            transaction.rollback("the test failed")
             raise
-        return path
+        rows = sum(b.num_rows if isinstance(b, pa.Table) else len(b) for b in batches)
+        outcome = WorkerOutcome(0, "", rows, rows, 0, (StagedFile.of("output", staged, rows),))
+        transaction.commit({0: outcome})
+        return adapter.path
 
     def write_and_abort(
         self, adapter: BaseOutputAdapter, batches: Sequence[WriteBatch], schema: pa.Schema | None
     ) -> None:
-        """Open ``adapter``, write ``batches``, then throw everything away."""
-        writer = adapter.open(schema)
+        """Write ``batches`` as the only part of ``adapter``'s target, then throw the run away."""
+        transaction, part = self._one_part_run(adapter)
+        writer = part.open(schema)
         try:
             self._write(writer, batches)
         finally:
             writer.abort()
+            transaction.rollback("aborted by the test")
 
     def part_adapters(self, adapter: BaseOutputAdapter, n: int) -> list[BaseOutputAdapter]:
         """The ``n`` part adapters shards of ``adapter``'s output write through."""
-        from ..commit._staging import StagingArea
+        staging = StagingArea(adapter.path)
+        staging.create()
+        return adapter.split(n, staging)
 
-        return adapter.split(n, StagingArea(adapter.path))
+    @staticmethod
+    def _one_part_run(adapter: BaseOutputAdapter) -> tuple[Transaction, BaseOutputAdapter]:
+        transaction = Transaction()
+        target = transaction.add(adapter, [Slot(0, "output")], "the output")
+        transaction.begin()
+        return transaction, adapter.as_part(target.staging, 0, sole=True)
 
     # -- rows ---------------------------------------------------------------------------------
 

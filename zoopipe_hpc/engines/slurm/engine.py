@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from ..._deadline import Deadline, wait_until
 from ...commit._staging import new_run_id
+from ...commit.staged import WorkerOutcome, read_result, result_path
 from ...errors import ConfigurationError, StateError
 from ...progress import ProgressReader, ProgressState
 from ...report import PipeReport, PipeStatus
@@ -428,11 +429,33 @@ class SlurmEngine(BaseEngine):
             return False
         return self.ledger is not None or len(shard.submissions) <= self.max_retries
 
+    def _shard_outcome(self, shard: _Shard) -> WorkerOutcome | None:
+        """The result file of the shard's current attempt, if it wrote one."""
+        if shard.reader is None or not shard.attempt_id:
+            return None
+        return read_result(result_path(shard.reader.path), shard.attempt_id)
+
+    def _outcome(self, report: PipeReport) -> WorkerOutcome | None:
+        if not 0 <= report.pipe_index < len(self._shards):
+            return None
+        return self._shard_outcome(self._shards[report.pipe_index])
+
     def _judge(self, shard: _Shard, report: PipeReport, now: float) -> PipeReport | None:
         """The final report of a shard if it is over, else None."""
         state = shard.slurm
-        if report.status is PipeStatus.COMPLETED:
-            return report
+        outcome = self._shard_outcome(shard)
+        if outcome is not None and (report.status is PipeStatus.COMPLETED or state is not None):
+            # The result file decides, whatever the live record says (even a corrupt one).
+            done = report.copy()
+            done.status = PipeStatus.COMPLETED
+            done.total_processed = outcome.total_processed
+            done.success_count = outcome.success_count
+            done.error_count = outcome.error_count
+            done.is_alive = False
+            done.end_time = done.end_time or now
+            if shard.reader is not None and shard.reader.problem is not None:
+                done.extra["progress_record"] = f"{shard.reader.path}: {shard.reader.problem}"
+            return done
         if state is None or state.active:
             return None
         if state.state in _MAY_REQUEUE:

@@ -36,11 +36,13 @@ def parse_slurm_time(value: str | int) -> int:
     ``D-HH:MM``, ``D-HH:MM:SS``; an int is minutes."""
     if isinstance(value, int):
         if value <= 0:
-            raise ValueError("time must be positive")
+            raise ConfigurationError("time must be positive")
         return value
     match = _TIME.match(value.strip())
     if not match:
-        raise ValueError(f"not a Slurm time limit: {value!r} (e.g. '30', '00:30:00', '1-12:00:00')")
+        raise ConfigurationError(
+            f"not a Slurm time limit: {value!r} (e.g. '30', '00:30:00', '1-12:00:00')"
+        )
     d, b, c = (int(g) if g else None for g in match.group("d", "b", "c"))
     a = int(match.group("a"))
     if d is not None:  # D-HH[:MM[:SS]]
@@ -52,7 +54,7 @@ def parse_slurm_time(value: str | int) -> int:
     else:  # MM
         seconds = a * 60
     if seconds <= 0:
-        raise ValueError("time must be positive")
+        raise ConfigurationError("time must be positive")
     return math.ceil(seconds / 60)
 
 
@@ -88,7 +90,7 @@ class SlurmParameters(BaseModel):
     @classmethod
     def _mem(cls, value: str | None) -> str | None:
         if value is not None and not _MEM.match(value):
-            raise ValueError(f"not a Slurm memory size: {value!r} (e.g. '500M', '2G')")
+            raise ConfigurationError(f"not a Slurm memory size: {value!r} (e.g. '500M', '2G')")
         return value
 
     @field_validator("extra")
@@ -97,9 +99,11 @@ class SlurmParameters(BaseModel):
         for key in value:
             flag = key.lstrip("-").replace("_", "-")
             if not _FLAG.match(flag):
-                raise ValueError(f"not an sbatch option name: {key!r}")
+                raise ConfigurationError(f"not an sbatch option name: {key!r}")
             if flag in _RESERVED:
-                raise ValueError(f"--{flag} is set by the engine and cannot be given in extra")
+                raise ConfigurationError(
+                    f"--{flag} is set by the engine and cannot be given in extra"
+                )
         return value
 
     @property

@@ -1,0 +1,96 @@
+"""The commit locks: one strict soft lock per target, taken in a fixed order.
+
+A :class:`filelock.StrictSoftFileLock` claims the lock with hard links, which excludes across
+NFS clients and hosts (a kernel ``flock`` does not, on every network filesystem). The lock of a
+target ``out/users.csv`` is ``out/.zoopipe-staging/users.csv.lock``. A claim whose owner provably
+died (same host, process gone) is removed before waiting; any other claim is waited for, and a
+timeout is a :class:`~zoopipe_hpc.errors.CommitError` naming the holders.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import psutil
+from filelock import StrictSoftFileLock, Timeout
+
+from ..errors import CommitError
+
+__all__ = ["LOCK_TIMEOUT", "commit_lock", "break_dead_claims", "locked", "locked_all"]
+
+log = logging.getLogger(__name__)
+
+STAGING_DIR_NAME = ".zoopipe-staging"
+LOCK_TIMEOUT = 600.0
+
+
+def commit_lock(target: Path, timeout: float = LOCK_TIMEOUT) -> StrictSoftFileLock:
+    """The lock that serialises every commit to ``target``, across processes and NFS clients."""
+    root = target.parent / STAGING_DIR_NAME
+    try:
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CommitError(
+            f"cannot create the staging folder {root} to lock {target}: {exc}", path=str(target)
+        ) from exc
+    return StrictSoftFileLock(str(root / f"{target.name}.lock"), timeout=timeout, mode=0o600)
+
+
+def break_dead_claims(lock: StrictSoftFileLock) -> None:
+    """Remove claims on ``lock`` whose owner provably died: same host, process gone.
+
+    A strict claim is never broken by age; a claim from another host, or whose process may
+    still exist, stays (the timeout error names it so that an operator can decide).
+    """
+    host = socket.gethostname()
+    for claim in lock.claims:
+        if claim.hostname.split("?")[0] != host or psutil.pid_exists(claim.pid):
+            continue
+        log.warning(
+            "removing the lock claim %s of process %d on %s, which no longer exists",
+            claim.name,
+            claim.pid,
+            host,
+        )
+        with contextlib.suppress(FileNotFoundError):
+            lock.force_break(claim.name)
+
+
+@contextlib.contextmanager
+def locked(target: Path, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
+    """Hold the commit lock of ``target``; every failure is a :class:`CommitError`."""
+    lock = commit_lock(target, timeout)
+    try:
+        break_dead_claims(lock)
+        lock.acquire()
+    except Timeout as exc:
+        owners = ", ".join(f"pid {c.pid} on {c.hostname}" for c in lock.claims) or "unknown"
+        raise CommitError(
+            f"could not lock {target} for commit within {timeout:.0f} s: held by {owners} "
+            f"(lock file {lock.lock_file}; if that process is gone for good, remove the claim "
+            f"files under {lock.lock_file}.filelock/claims)",
+            path=str(target),
+        ) from exc
+    except OSError as exc:
+        raise CommitError(
+            f"could not lock {target} for commit: {exc} (lock file {lock.lock_file})",
+            path=str(target),
+        ) from exc
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+@contextlib.contextmanager
+def locked_all(targets: Iterable[Path], timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
+    """Hold the commit locks of every target, taken in path order (so two commits to
+    overlapping sets of targets never deadlock), released in reverse."""
+    with contextlib.ExitStack() as stack:
+        for target in sorted(set(targets), key=str):
+            stack.enter_context(locked(target, timeout))
+        yield

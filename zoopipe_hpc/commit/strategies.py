@@ -1,0 +1,156 @@
+"""Commit strategies: how the staged files of one target become that target.
+
+The :class:`~zoopipe_hpc.commit.transaction.Transaction` of a run drives every target through
+two steps, the same for every strategy:
+
+1. ``prepare(files)``: turn the workers' staged files into what will be published (merge the
+   parts of a file, check the parts against a table's schema) *without making anything
+   visible*; returns the target's entry of the commit record, a JSON object. It may fail: the
+   run is then rolled back and every target stays as it was.
+2. ``publish(entry)``: make it visible. Runs after the commit record is durable, under every
+   target's lock, and must be idempotent: after a crash, recovery runs it again from the record
+   (an entry may be half done: a rename that already happened, a snapshot already appended).
+
+A strategy is chosen by the output adapter's ``commit_strategy`` name through
+:func:`strategy_for`; :func:`register_strategy` adds one (a database table, an object store).
+The adapters never import this module, so the commit layer can import them.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from ..errors import CommitError, ConfigurationError
+from ._atomic import fsync_path
+from ._staging import StagingArea
+from .staged import StagedFile
+
+if TYPE_CHECKING:
+    from ..adapters.base import BaseOutputAdapter
+
+__all__ = ["CommitStrategy", "FileStrategy", "register_strategy", "strategy_for"]
+
+log = logging.getLogger(__name__)
+
+
+class CommitStrategy(abc.ABC):
+    """How one target (``adapter``, staged in ``staging``) is committed."""
+
+    #: The name adapters give in ``commit_strategy``.
+    name: ClassVar[str] = ""
+    #: Whether ``publish`` can fail for reasons other than the filesystem (a catalog, a
+    #: database): such targets are published last, after every file target.
+    external: ClassVar[bool] = False
+
+    def __init__(self, adapter: BaseOutputAdapter, staging: StagingArea, parts: int) -> None:
+        self.adapter = adapter
+        self.staging = staging
+        self.parts = parts
+
+    @property
+    def target_name(self) -> str:
+        """How errors and logs name the target."""
+        return str(self.adapter.path)
+
+    def begin(self) -> None:
+        """Called once before any worker writes (create folders, open a catalog)."""
+
+    @abc.abstractmethod
+    def prepare(self, files: Sequence[StagedFile]) -> dict[str, Any]:
+        """Make ``files`` (one per part, in part order) ready to publish; nothing visible."""
+
+    @abc.abstractmethod
+    def publish(self, entry: dict[str, Any]) -> None:
+        """Make the prepared result visible; idempotent (re-run from the record on recovery)."""
+
+    def landed(self, entry: dict[str, Any]) -> bool:
+        """For an external target: whether ``publish`` already took effect (recovery of a run
+        that died while publishing it). Files are published only after the decision."""
+        return False
+
+    def published(self, entry: dict[str, Any]) -> str:
+        """A line for the log once ``publish`` returned."""
+        return f"committed {self.target_name} from {self.parts} part(s)"
+
+
+class FileStrategy(CommitStrategy):
+    """One file: the parts are merged into a file in the staging folder, which then replaces
+    the target with ``os.replace`` (a reader sees the old file or the whole new one). A target
+    with one part written in the final format is published as it is, without a copy."""
+
+    name = "file"
+
+    def prepare(self, files: Sequence[StagedFile]) -> dict[str, Any]:
+        target = self.staging.target
+        if len(files) == 1 and self.adapter.sole_part_is_final:
+            ready = Path(files[0].path)
+        else:
+            ready = self.staging.temp_path(target.name)
+            try:
+                self.adapter.merge([Path(f.path) for f in files], ready)
+                fsync_path(ready)
+            except OSError as exc:
+                ready.unlink(missing_ok=True)
+                raise CommitError(
+                    f"merging {len(files)} parts into {target} failed: {exc}; nothing was "
+                    f"committed and {target} is untouched",
+                    path=str(target),
+                    operation="merge",
+                ) from exc
+        return {"kind": self.name, "target": str(target), "ready": str(ready)}
+
+    def publish(self, entry: dict[str, Any]) -> None:
+        self.publish_entry(entry)
+
+    @staticmethod
+    def publish_entry(entry: dict[str, Any]) -> None:
+        """Publish a file entry of a commit record; needs nothing but the entry (recovery of
+        another run's record uses it)."""
+        ready, target = Path(entry["ready"]), Path(entry["target"])
+        if not ready.exists():
+            return  # renamed already, before a crash: nothing left to do for this target
+        try:
+            os.replace(ready, target)
+            fsync_path(target.parent)
+        except OSError as exc:
+            raise CommitError(
+                f"replacing {target} with {ready} failed: {exc}",
+                path=str(target),
+                operation="rename",
+            ) from exc
+
+
+_REGISTRY: dict[str, Callable[[], type[CommitStrategy]]] = {"file": lambda: FileStrategy}
+
+
+def register_strategy(name: str, factory: Callable[[], type[CommitStrategy]]) -> None:
+    """Make ``commit_strategy = name`` on an output adapter mean ``factory()``'s class.
+
+    ``factory`` is called when a run needs the strategy, so registering imports nothing.
+    """
+    _REGISTRY[name] = factory
+
+
+def _iceberg() -> type[CommitStrategy]:
+    from ._iceberg import IcebergStrategy
+
+    return IcebergStrategy
+
+
+register_strategy("iceberg", _iceberg)
+
+
+def strategy_for(adapter: BaseOutputAdapter, staging: StagingArea, parts: int) -> CommitStrategy:
+    name = getattr(adapter, "commit_strategy", "file")
+    factory = _REGISTRY.get(name)
+    if factory is None:
+        raise ConfigurationError(
+            f"{adapter.describe()} asks for commit strategy {name!r}, which is not registered "
+            f"(known: {', '.join(sorted(_REGISTRY))})"
+        )
+    return factory()(adapter, staging, parts)
