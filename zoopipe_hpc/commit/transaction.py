@@ -230,6 +230,8 @@ class Transaction:
                 _publish(record, self._strategies())
         except BaseException as exc:
             if self.state != "decided":
+                # Not decided: this process withdraws its record and undoes the run itself.
+                self.primary.record_path.unlink(missing_ok=True)
                 self.rollback(exc)
                 raise _as_commit_error(exc, "publish") from exc
             raise CommitError(

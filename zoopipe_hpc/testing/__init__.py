@@ -11,7 +11,8 @@ the thing under test (see docs/testing.md)::
 * :class:`EngineConformance` (:mod:`zoopipe_hpc.testing.engines`): engines.
 * :class:`InputAdapterConformance` (:mod:`zoopipe_hpc.testing.input_adapters`): inputs.
 * :class:`OutputAdapterConformance` (:mod:`zoopipe_hpc.testing.output_adapters`): outputs.
-* The commit-strategy suite will be added here with the commit layer's strategies.
+* :class:`CommitStrategyConformance` (:mod:`zoopipe_hpc.testing.strategies`): commit
+  strategies.
 
 The suites need pytest (the ``test`` extra); ``import zoopipe_hpc`` never imports this
 package. The names above are imported on first use, so that worker processes importing the
@@ -27,12 +28,13 @@ if TYPE_CHECKING:
     from .engines import EngineConformance
     from .input_adapters import InputAdapterConformance
     from .output_adapters import OutputAdapterConformance
+    from .strategies import CommitStrategyConformance
 
 __all__ = [
     "EngineConformance",
     "InputAdapterConformance",
     "OutputAdapterConformance",
-    # "CommitStrategyConformance": added with the commit layer's strategy plug-ins.
+    "CommitStrategyConformance",
 ]
 
 #: Where each suite lives.
@@ -40,6 +42,7 @@ _SUITES = {
     "EngineConformance": ".engines",
     "InputAdapterConformance": ".input_adapters",
     "OutputAdapterConformance": ".output_adapters",
+    "CommitStrategyConformance": ".strategies",
 }
 
 
