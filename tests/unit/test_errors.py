@@ -36,6 +36,7 @@ CONTROL_FLOW = {
     "zoopipe_hpc.jobs.manifest._Invalid",  # caught by the manifest parser, becomes ManifestError
     "zoopipe_hpc.jobs.runner._Refused",  # caught by the submission ledger: nothing is submitted
     "zoopipe_hpc.pipe._Cancelled",  # caught by Pipe.run: the run ends CANCELLED
+    "zoopipe_hpc.testing.strategies._Interrupted",  # raised at a commit step by the suite only
     "zoopipe_hpc.validation._columnar.NotCompiled",  # caught by compile(): no fast path
 }
 

@@ -27,7 +27,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,16 +35,18 @@ from typing import TYPE_CHECKING, Any
 from ..errors import CommitError, ConfigurationError, ZoopipeHPCError
 from ._atomic import atomic_write
 from ._locks import locked_all
-from ._staging import (
-    RECORD_FILE,
-    TRANSACTION_FILE,
-    StagingArea,
-    new_run_id,
-    owner_is_dead,
-    run_folders,
+from ._record import (
+    RECORD_FORMAT,
+    any_external_landed,
+    clean_leftovers,
+    lock_paths,
+    publish_record,
+    read_record,
+    settle_record,
 )
+from ._staging import StagingArea, new_run_id
 from .staged import StagedFile, WorkerOutcome
-from .strategies import CommitStrategy, FileStrategy, strategy_for
+from .strategies import CommitStrategy, strategy_for
 
 if TYPE_CHECKING:
     from ..adapters.base import BaseOutputAdapter
@@ -53,12 +55,14 @@ __all__ = ["Slot", "Target", "Transaction", "clean_leftovers", "target_key"]
 
 log = logging.getLogger(__name__)
 
-RECORD_FORMAT = "zoopipe-hpc-commit/1"
-_PUBLISH_ATTEMPTS = 3
-
 
 def _step(name: str) -> None:
     """A named point between two steps of the commit (a test hook for crash injection)."""
+
+
+def _hook(name: str) -> None:
+    """Calls this module's ``_step`` as it is now (tests replace it)."""
+    _step(name)
 
 
 def target_key(adapter: BaseOutputAdapter) -> str:
@@ -217,7 +221,7 @@ class Transaction:
             raise _as_commit_error(exc, "prepare") from exc
         record = self._description() | {"state": "prepared", "targets": entries}
         try:
-            with locked_all(_lock_paths(record)):
+            with locked_all(lock_paths(record)):
                 _step("locked")
                 self._write_record(record)
                 _step("recorded-prepared")
@@ -227,7 +231,7 @@ class Transaction:
                 self._write_record(record)
                 self.state = "decided"
                 _step("recorded")
-                _publish(record, self._strategies())
+                publish_record(record, self._strategies(), step=_hook)
         except BaseException as exc:
             if self.state != "decided":
                 # Not decided: this process withdraws its record and undoes the run itself.
@@ -253,9 +257,9 @@ class Transaction:
         if none of them landed, the record is withdrawn and the run rolled back."""
         strategies = self._strategies()
         try:
-            _publish(record, strategies, external=True)
+            publish_record(record, strategies, external=True, step=_hook)
         except BaseException:
-            if _any_external_landed(record, strategies):
+            if any_external_landed(record, strategies):
                 record["state"] = "decided"
                 self._write_record(record)
                 self.state = "decided"
@@ -287,10 +291,10 @@ class Transaction:
         True if the run was finished (every target new), False if it was undone (every target
         old), None if there was no record. ``keep_undone`` keeps the staged files of an undone
         run so that its commit can be run again (a durable job's shards need not rerun)."""
-        record = _read_record(self.primary.record_path)
+        record = read_record(self.primary.record_path)
         if record is None:
             return None
-        finished = _settle_record(record, self._strategies())
+        finished = settle_record(record, self._strategies(), step=_hook)
         if finished:
             self.state = "committed"
             self._discard_all()
@@ -323,141 +327,3 @@ def _as_commit_error(exc: BaseException, operation: str) -> BaseException:
         path=str(path) if path else None,
         operation=operation,
     )
-
-
-def _read_record(path: Path) -> dict[str, Any] | None:
-    try:
-        record = json.loads(path.read_bytes())
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as exc:
-        raise CommitError(
-            f"the commit record {path} cannot be read ({exc}); its run's targets may be "
-            "partly published: look at the record and the staging folder next to it",
-            path=str(path),
-        ) from exc
-    if not isinstance(record, dict) or record.get("format") != RECORD_FORMAT:
-        raise CommitError(f"{path} is not a commit record", path=str(path))
-    return record
-
-
-def _lock_paths(record: dict[str, Any]) -> list[Path]:
-    """The targets whose commit locks a record's publication takes: the files (a catalog
-    orders concurrent commits itself, and a table's writers must not wait on each other)."""
-    return [Path(t["key"]) for t in record["targets"] if not t.get("external")]
-
-
-def _any_external_landed(record: dict[str, Any], strategies: Mapping[str, CommitStrategy]) -> bool:
-    """Whether any catalog target of a record already has the run (True when unsure)."""
-    for item in record["targets"]:
-        if not item.get("external"):
-            continue
-        strategy = strategies.get(item["key"])
-        if strategy is None:
-            return True
-        try:
-            if strategy.landed(item["entry"]):
-                return True
-        except Exception as exc:  # noqa: BLE001 - cannot tell: treat as landed, finish it later
-            log.error("cannot tell whether %s has run %s: %s", item["name"], record["run_id"], exc)
-            return True
-    return False
-
-
-def _settle_record(record: dict[str, Any], strategies: Mapping[str, CommitStrategy]) -> bool:
-    """Finish (True) or undo (False) the run of a commit record whose process died; the
-    caller discards the run's staging folders afterwards."""
-    with locked_all(_lock_paths(record)):
-        if record.get("state") != "decided" and not _any_external_landed(record, strategies):
-            log.warning("undoing run %s: it died before its commit was decided", record["run_id"])
-            return False
-        log.warning("finishing the commit of run %s from its record", record["run_id"])
-        _publish(record, strategies)
-        return True
-
-
-def _publish(
-    record: dict[str, Any],
-    strategies: Mapping[str, CommitStrategy],
-    external: bool | None = None,
-) -> None:
-    """Publish the entries of a record (all, or only the catalog ones / only the files); the
-    caller holds the locks. Each entry is idempotent."""
-    for index, item in enumerate(record["targets"]):
-        if external is not None and bool(item.get("external")) is not external:
-            continue
-        entry = item["entry"]
-        strategy = strategies.get(item["key"])
-        if strategy is None:
-            if entry.get("kind") != FileStrategy.name:
-                raise CommitError(
-                    f"run {record['run_id']}: {item['name']} needs its adapter to be finished; "
-                    f"rerun the job that wrote it (commit record {record['primary']})",
-                    path=item["key"],
-                )
-            publish: Callable[[dict[str, Any]], None] = FileStrategy.publish_entry
-        else:
-            publish = strategy.publish
-        if item.get("external"):
-            publish(entry)  # a catalog retries conflicts itself; a failure is reported as is
-        else:
-            _retrying(publish, entry, item["name"])
-        log.info("committed %s (run %s)", item["name"], record["run_id"])
-        _step(f"published:{index}")
-
-
-def _retrying(publish: Callable[[dict[str, Any]], None], entry: dict[str, Any], name: str) -> None:
-    for attempt in range(_PUBLISH_ATTEMPTS):
-        try:
-            publish(entry)
-            return
-        except (OSError, CommitError) as exc:
-            if attempt + 1 == _PUBLISH_ATTEMPTS:
-                raise
-            log.warning("publishing %s failed (%s); retrying", name, exc)
-            time.sleep(0.2 * (attempt + 1))
-
-
-def clean_leftovers(
-    target: str | os.PathLike[str],
-    *,
-    keep: set[Path] | frozenset[Path] = frozenset(),
-    strategies: Mapping[str, CommitStrategy] | None = None,
-) -> list[Path]:
-    """Finish or discard the runs of ``target`` whose owner is provably gone.
-
-    A dead run's folders with a commit record are published from the record (all of the run's
-    targets, under their locks); without one they are discarded (with the run's folders next
-    to its other targets). A live run's folders, and ``keep``, are left alone. Returns the
-    folders removed.
-    """
-    removed: list[Path] = []
-    for folder in run_folders(Path(target).absolute()):
-        if folder in keep or not folder.exists() or not owner_is_dead(folder):
-            continue
-        removed.extend(_settle_dead_run(folder, strategies or {}))
-    return removed
-
-
-def _settle_dead_run(folder: Path, strategies: Mapping[str, CommitStrategy]) -> list[Path]:
-    try:
-        description = json.loads((folder / TRANSACTION_FILE).read_bytes())
-        primary = Path(description["primary"])
-        folders = [Path(p) for p in description["folders"]]
-    except FileNotFoundError:
-        primary, folders = folder, [folder]  # a folder of an older version: nothing to finish
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        log.warning(
-            "leaving the staging folder %s alone: unreadable %s (%s)", folder, TRANSACTION_FILE, exc
-        )
-        return []
-    record = _read_record(primary / RECORD_FILE)
-    if record is not None:
-        _settle_record(record, strategies)
-    removed = []
-    for path in [*[p for p in folders if p != primary], primary]:
-        if path.exists():
-            StagingArea.discard_folder(path)
-            removed.append(path)
-            log.info("removed leftover staging folder %s", path)
-    return removed
