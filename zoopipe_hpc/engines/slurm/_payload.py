@@ -19,6 +19,7 @@ from typing import Any
 
 import cloudpickle
 
+from ...commit._atomic import atomic_write
 from ...errors import PayloadRefused
 from .._pickling import dumps_with_user_code
 
@@ -84,15 +85,7 @@ class PayloadStore:
     def dump(self, name: str, obj: Any) -> Path:
         data = dumps_with_user_code(obj)
         signature = hmac.new(self._key(), data, hashlib.sha256).hexdigest().encode()
-        target = self.path(name)
-        temp = target.with_suffix(".tmp")
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(signature + b"\n" + data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temp, target)
-        return target
+        return atomic_write(self.path(name), signature + b"\n" + data, mode=0o600)
 
     def load(self, name: str) -> Any:
         """Check ownership, permissions and signature, then unpickle."""
