@@ -27,11 +27,13 @@ from zoopipe_hpc.progress import (
     ProgressSnapshot,
     ProgressState,
     ProgressWriter,
+    _clock,
     _direct_io,
     _layout,
+    _reader,
+    _writer,
     read_progress,
 )
-from zoopipe_hpc.progress import record as record_mod
 
 SHM = pathlib.Path("/dev/shm")
 
@@ -40,7 +42,7 @@ SHM = pathlib.Path("/dev/shm")
 
 
 class FakeClock:
-    """Replaces both the wall clock and the monotonic clock of the record module."""
+    """Replaces both the wall clock and the monotonic clock of the progress records."""
 
     def __init__(self, start: float = 1_700_000_000.0) -> None:
         self.t = start
@@ -55,8 +57,8 @@ class FakeClock:
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
     fake = FakeClock()
-    monkeypatch.setattr(record_mod, "_now", fake)
-    monkeypatch.setattr(record_mod, "_monotonic", fake)
+    monkeypatch.setattr(_clock, "now", fake)
+    monkeypatch.setattr(_clock, "monotonic", fake)
     return fake
 
 
@@ -261,7 +263,7 @@ def test_message_truncated_on_character_boundary(tmp_path: pathlib.Path) -> None
 
 
 def test_hostname_truncated(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(record_mod.socket, "gethostname", lambda: "n" * 100 + ".example")
+    monkeypatch.setattr(_writer.socket, "gethostname", lambda: "n" * 100 + ".example")
     with ProgressWriter(tmp_path / "h.progress", "a") as w:
         w.finish()
     snap = read_progress(tmp_path / "h.progress")
@@ -516,7 +518,7 @@ def test_mid_update_image_rejected(tmp_path: pathlib.Path) -> None:
     w._mm = Spy(real_mm)  # type: ignore[assignment]
     try:
         with pytest.MonkeyPatch.context() as mp_:
-            mp_.setattr(record_mod._layout, "SEQ", SpySeq)
+            mp_.setattr(_layout, "SEQ", SpySeq)
             w.update(2, 1, 1)
     finally:
         w._mm = real_mm
@@ -611,8 +613,8 @@ def test_retries_on_torn_reads(monkeypatch: pytest.MonkeyPatch, tmp_path: pathli
         reads.append(1)
         return (bytes(torn) if len(reads) <= 2 else good), True
 
-    monkeypatch.setattr(record_mod, "read_block", fake_read)
-    monkeypatch.setattr(record_mod, "_sleep", sleeps.append)
+    monkeypatch.setattr(_reader, "read_block", fake_read)
+    monkeypatch.setattr(_clock, "sleep", sleeps.append)
     snap = read_progress(tmp_path / "x", retries=3)
     assert snap is not None and snap.sequence == 6
     assert len(reads) == 3 and len(sleeps) == 2
@@ -695,7 +697,7 @@ def test_ram_sampling_rate_bounded(
 
             return Info()
 
-    monkeypatch.setattr(record_mod.psutil, "Process", FakeProcess)
+    monkeypatch.setattr(_writer.psutil, "Process", FakeProcess)
     w = ProgressWriter(tmp_path / "m.progress", "a", ram_interval=1.0)
     w.start()
     base = samples[0]
@@ -909,8 +911,8 @@ def test_other_read_errors_return_none(
     def broken(path: str, size: int) -> tuple[bytes, bool]:
         raise OSError(errno.EIO, "Input/output error")
 
-    monkeypatch.setattr(record_mod, "read_block", broken)
-    monkeypatch.setattr(record_mod, "_sleep", lambda s: None)
+    monkeypatch.setattr(_reader, "read_block", broken)
+    monkeypatch.setattr(_clock, "sleep", lambda s: None)
     assert read_progress(path) is None
 
 
