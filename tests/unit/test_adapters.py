@@ -228,7 +228,7 @@ def test_a_cut_on_a_record_start_keeps_shards_balanced(tmp_path: Path):
     assert [len(records(s)) for s in CSVInputAdapter(path).split(4)] == [1, 1, 1, 1]
 
 
-# -- line numbers of CSV records (_LineLocator) ---------------------------------------------------
+# -- line numbers of CSV records (LineLocator) ----------------------------------------------------
 
 
 def _reference_lines(
@@ -253,11 +253,11 @@ def _reference_lines(
 
 
 def _locator(path: Path, data: bytes, first_line: int = 2, delimiter: str = ",", quote: str = '"'):
+    from zoopipe_hpc.adapters._csv_lines import LineLocator
     from zoopipe_hpc.adapters._split import ByteRange
-    from zoopipe_hpc.adapters.csv import _LineLocator
 
     path.write_bytes(data)
-    return _LineLocator(path, ByteRange(0, len(data), first_line), delimiter, quote)
+    return LineLocator(path, ByteRange(0, len(data), first_line), delimiter, quote)
 
 
 @pytest.mark.parametrize("chunk", [1, 3, 16, 1 << 20])
@@ -283,9 +283,9 @@ def _locator(path: Path, data: bytes, first_line: int = 2, delimiter: str = ",",
 def test_line_locator_finds_where_each_record_starts(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int, data: bytes, lines: list[int]
 ):
-    from zoopipe_hpc.adapters import csv as csv_adapter
+    from zoopipe_hpc.adapters import _csv_lines
 
-    monkeypatch.setattr(csv_adapter, "_LOCATOR_CHUNK", chunk)
+    monkeypatch.setattr(_csv_lines, "LOCATOR_CHUNK", chunk)
     starts, after = _reference_lines(data, 2)
     assert starts == lines, "the test's own expectation disagrees with the csv module"
     locator = _locator(tmp_path / "in.csv", data)
@@ -303,7 +303,7 @@ def test_line_locator_agrees_with_the_csv_module_on_random_input(
 ):
     import random
 
-    from zoopipe_hpc.adapters import csv as csv_adapter
+    from zoopipe_hpc.adapters import _csv_lines
 
     pieces = ["a", "bc", ",", ",", '"', '""', '"x\ny"', '"p\r\nq"', "\n", "\r\n", "\r", " ", 'z"w']
     pieces = [p.replace(",", delimiter).replace('"', quote) for p in pieces]
@@ -314,7 +314,7 @@ def test_line_locator_agrees_with_the_csv_module_on_random_input(
         if text.count(quote) % 2 and trial % 2:
             text += quote
         data = text.encode()
-        monkeypatch.setattr(csv_adapter, "_LOCATOR_CHUNK", rng.choice([1, 4, 32, 1 << 20]))
+        monkeypatch.setattr(_csv_lines, "LOCATOR_CHUNK", rng.choice([1, 4, 32, 1 << 20]))
         starts, after = _reference_lines(data, 7, delimiter, quote)
         locator = _locator(tmp_path / "in.csv", data, 7, delimiter, quote)
         rows = list(range(len(starts) + 2))

@@ -13,7 +13,7 @@ import pytest
 from pydantic import BaseModel
 
 from zoopipe_hpc import CSVInputAdapter, JSONOutputAdapter, Pipe
-from zoopipe_hpc.adapters import csv as csv_adapter
+from zoopipe_hpc.adapters._csv_lines import LineLocator
 from zoopipe_hpc.adapters.base import _jsonl_items
 from zoopipe_hpc.commit._staging import StagingArea
 from zoopipe_hpc.validation._arrow import (
@@ -224,13 +224,13 @@ def test_without_error_output_only_logged_records_are_located(
     source = tmp_path / "in.csv"
     bad = _dirty_csv(source, 2000, 10)
     calls: list[int] = []
-    original = csv_adapter._LineLocator.line_of
+    original = LineLocator.line_of
 
-    def counting(self: csv_adapter._LineLocator, row: int) -> int:
+    def counting(self: LineLocator, row: int) -> int:
         calls.append(row)
         return original(self, row)
 
-    monkeypatch.setattr(csv_adapter._LineLocator, "line_of", counting)
+    monkeypatch.setattr(LineLocator, "line_of", counting)
     with caplog.at_level(logging.WARNING, logger="zoopipe_hpc.pipe"):
         report = Pipe(
             CSVInputAdapter(source, block_size=1 << 12),
