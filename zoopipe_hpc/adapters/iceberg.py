@@ -12,7 +12,6 @@ pyiceberg is imported only when a table is used (``pip install 'zoopipe_hpc[iceb
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import logging
 import os
@@ -21,14 +20,19 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlparse
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..commit._atomic import fsync_path
-from ..commit._locks import locked
 from ..errors import ArgumentTypeError, CommitError, ConfigurationError
+from ._iceberg_table import (
+    EMBEDDED_CATALOG_FILE,
+    EMBEDDED_CATALOG_NAME,
+    RUN_ID_PROPERTY,
+    IcebergTableAccess,
+    require_pyiceberg,
+)
 from .base import BaseOutputAdapter, _FileSink
 from .parquet import _ParquetSink
 
@@ -41,35 +45,8 @@ __all__ = ["IcebergOutputAdapter", "RUN_ID_PROPERTY", "EMBEDDED_CATALOG_FILE"]
 
 log = logging.getLogger(__name__)
 
-#: Snapshot summary property that records which run appended a snapshot.
-RUN_ID_PROPERTY = "zoopipe.run-id"
-#: The SQLite file of the embedded catalog, inside the warehouse folder.
-EMBEDDED_CATALOG_FILE = "catalog.db"
-_EMBEDDED_CATALOG_NAME = "zoopipe"
-_INSTALL_HINT = "pip install 'zoopipe_hpc[iceberg]'"
 
-
-def _require_pyiceberg() -> None:
-    try:
-        import pyiceberg  # noqa: F401
-    except ImportError as exc:
-        raise ConfigurationError(
-            f"Iceberg outputs need pyiceberg with its SQL catalog: {_INSTALL_HINT}"
-        ) from exc
-
-
-def _local_path(location: str, what: str) -> Path:
-    """A local (or shared-filesystem) path from a ``file://`` URI or a plain path."""
-    parsed = urlparse(location)
-    if parsed.scheme in ("", "file"):
-        return Path(unquote(parsed.path) if parsed.scheme else location).absolute()
-    raise ConfigurationError(
-        f"{what} {location!r} is not on a local or shared filesystem; IcebergOutputAdapter "
-        "writes its data files through the filesystem (file:// locations only)"
-    )
-
-
-class IcebergOutputAdapter(BaseOutputAdapter):
+class IcebergOutputAdapter(IcebergTableAccess, BaseOutputAdapter):
     """Appends the valid records to an Apache Iceberg table, in one snapshot per run.
 
     ``table`` is ``"namespace.name"`` (``"name"`` alone uses the ``default`` namespace).
@@ -102,7 +79,7 @@ class IcebergOutputAdapter(BaseOutputAdapter):
         commit_retries: int = 5,
         retry_backoff: float = 0.2,
     ) -> None:
-        _require_pyiceberg()
+        require_pyiceberg()
         parts = [p for p in str(table).split(".") if p]
         if not parts or not isinstance(table, str):
             raise ConfigurationError(f"table must be 'namespace.name', got {table!r}")
@@ -126,7 +103,7 @@ class IcebergOutputAdapter(BaseOutputAdapter):
                     "IcebergOutputAdapter needs warehouse= (a folder) for its embedded catalog, "
                     "or a catalog= of your own"
                 )
-            self._catalog_name = _EMBEDDED_CATALOG_NAME
+            self._catalog_name = EMBEDDED_CATALOG_NAME
             self._catalog_properties = {
                 "uri": f"sqlite:///{self.warehouse / EMBEDDED_CATALOG_FILE}",
                 "warehouse": self.warehouse.as_uri(),
@@ -143,11 +120,6 @@ class IcebergOutputAdapter(BaseOutputAdapter):
         super().__init__(self.location / "data")
 
     # -- identity and pickling ----------------------------------------------------------------
-
-    @property
-    def identifier(self) -> str:
-        """The table's identifier, ``namespace.name``."""
-        return ".".join((*self.namespace, self.table_name))
 
     @property
     def data_dir(self) -> Path:
@@ -180,119 +152,6 @@ class IcebergOutputAdapter(BaseOutputAdapter):
         if self.run_id is not None:
             clone.run_id = f"{self.run_id}-part-{index:05d}"
         return clone
-
-    # -- the catalog and the table ------------------------------------------------------------
-
-    @property
-    def _embedded_warehouse(self) -> Path | None:
-        """The warehouse folder of the embedded SQLite catalog; None for any other catalog."""
-        if self._catalog_class is None and self._catalog_name == _EMBEDDED_CATALOG_NAME:
-            return self.warehouse
-        return None
-
-    def catalog(self) -> Catalog:
-        """The catalog, opened on first use in this process."""
-        if self._catalog is not None:
-            return self._catalog
-        _require_pyiceberg()
-        if self._catalog_class is not None:
-            catalog = self._catalog_class(self._catalog_name, **self._catalog_properties)
-        elif self._embedded_warehouse is not None:
-            from pyiceberg.catalog.sql import SqlCatalog
-
-            self._embedded_warehouse.mkdir(parents=True, exist_ok=True)
-            with self._creation_lock():  # the first opening creates the catalog's SQL tables
-                catalog = SqlCatalog(self._catalog_name, **self._catalog_properties)
-        else:
-            from pyiceberg.catalog import load_catalog
-
-            catalog = load_catalog(self._catalog_name, **self._catalog_properties)
-        self._catalog = catalog
-        return catalog
-
-    def _resolve_location(self) -> Path:
-        from pyiceberg.exceptions import NoSuchTableError
-
-        try:
-            table = self.catalog().load_table(self.identifier)
-        except NoSuchTableError:
-            if not self.create:
-                raise ConfigurationError(
-                    f"Iceberg table {self.identifier} does not exist (create=False)"
-                ) from None
-        else:
-            return _local_path(table.location(), f"the location of table {self.identifier}")
-        warehouse = self._catalog_properties.get("warehouse")
-        if warehouse is None:
-            raise ConfigurationError(
-                f"cannot place new Iceberg table {self.identifier}: the catalog has no "
-                "'warehouse' property; give warehouse= or create the table first"
-            )
-        root = _local_path(warehouse, "the warehouse")
-        return root / f"{'.'.join(self.namespace)}.db" / self.table_name
-
-    def load_table(self, schema: pa.Schema | None = None) -> Table:
-        """The table; created from ``schema`` if it does not exist and ``create`` is set."""
-        from pyiceberg.exceptions import NoSuchTableError
-
-        catalog = self.catalog()
-        try:
-            return catalog.load_table(self.identifier)
-        except NoSuchTableError:
-            if not self.create or schema is None:
-                raise CommitError(
-                    f"Iceberg table {self.identifier} does not exist", table=self.identifier
-                ) from None
-        if not len(schema):
-            raise CommitError(
-                f"cannot create Iceberg table {self.identifier}: the output has no columns "
-                "(give the pipe a schema_model, or create the table first)",
-                table=self.identifier,
-            )
-        with self._creation_lock():
-            return self._create_table(catalog, schema)
-
-    def _creation_lock(self) -> contextlib.AbstractContextManager[None]:
-        """Serialises the creation of the embedded catalog, namespace and table across processes.
-
-        The shards of a first ``merge=False`` run all create them at once, and pyiceberg's SQL
-        catalog checks for a namespace before inserting it, so two creators can both pass the
-        check (the loser gets an ``IntegrityError``). A catalog of the user's own gets no lock:
-        :meth:`_create_table` tolerates losing the race there.
-        """
-        if self._embedded_warehouse is not None:
-            return locked(self._embedded_warehouse / EMBEDDED_CATALOG_FILE)
-        return contextlib.nullcontext()
-
-    def _create_table(self, catalog: Catalog, schema: pa.Schema) -> Table:
-        """Create the namespace and the table unless they exist; another creator may win."""
-        from pyiceberg.exceptions import NoSuchTableError
-
-        try:
-            return catalog.load_table(self.identifier)  # created while we waited for the lock
-        except NoSuchTableError:
-            pass
-        try:
-            catalog.create_namespace_if_not_exists(self.namespace)
-        except Exception:  # a catalog that reports a lost race otherwise (SQL: IntegrityError)
-            if not catalog.namespace_exists(self.namespace):
-                raise
-            log.debug("namespace %s was created by another writer", ".".join(self.namespace))
-        table = catalog.create_table_if_not_exists(
-            self.identifier, schema=schema, location=self.location.as_uri()
-        )
-        log.info("created Iceberg table %s at %s", self.identifier, table.location())
-        return table
-
-    def committed_run(self, table: Table, run_id: str) -> int | None:
-        """The id of the snapshot of the current branch appended by ``run_id``, if any."""
-        from pyiceberg.table.snapshots import ancestors_of
-
-        for snapshot in ancestors_of(table.current_snapshot(), table.metadata):
-            summary = snapshot.summary
-            if summary is not None and summary.additional_properties.get(RUN_ID_PROPERTY) == run_id:
-                return int(snapshot.snapshot_id)
-        return None
 
     # -- writing ------------------------------------------------------------------------------
 
