@@ -9,26 +9,26 @@ from collections.abc import Iterator
 
 import pytest
 
-from zoopipe_hpc.engines.zooparallel import _Board
+from zoopipe_hpc.engines._pool import Board
 
 
 @pytest.fixture
-def board() -> Iterator[_Board]:
-    board = _Board.create(2)
+def board() -> Iterator[Board]:
+    board = Board.create(2)
     yield board
     board.close()
     board.unlink()
     assert not os.path.exists(board.path)
 
 
-def test_a_new_board_is_idle(board: _Board) -> None:
+def test_a_new_board_is_idle(board: Board) -> None:
     with board.locked():
         assert board.counter == 0
         assert [board.held(s) for s in range(2)] == [-1, -1]
         assert [board.started_pid(s) for s in range(2)] == [0, 0]
 
 
-def test_claims_take_each_index_once_then_none(board: _Board) -> None:
+def test_claims_take_each_index_once_then_none(board: Board) -> None:
     assert board.claim(0, 3) == 0
     assert board.claim(1, 3) == 1
     with board.locked():
@@ -40,7 +40,7 @@ def test_claims_take_each_index_once_then_none(board: _Board) -> None:
         assert (board.held(0), board.held(1), board.counter) == (-1, -1, 3)
 
 
-def test_a_claim_cut_between_publish_and_commit_is_handed_back(board: _Board) -> None:
+def test_a_claim_cut_between_publish_and_commit_is_handed_back(board: Board) -> None:
     assert board.claim(0, 5) == 0
     with board.locked():
         board.set_held(1, board.counter)  # published, the worker died before committing
@@ -50,13 +50,13 @@ def test_a_claim_cut_between_publish_and_commit_is_handed_back(board: _Board) ->
 
 
 def _claim_then_die(path: str) -> None:
-    other = _Board(path, 2)
+    other = Board(path, 2)
     with other.locked():
         other.set_held(1, other.counter)
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def test_a_worker_killed_holding_the_lock_does_not_block_the_pool(board: _Board) -> None:
+def test_a_worker_killed_holding_the_lock_does_not_block_the_pool(board: Board) -> None:
     context = multiprocessing.get_context("fork")
     process = context.Process(target=_claim_then_die, args=(board.path,))
     process.start()
