@@ -35,9 +35,9 @@ from zoopipe_hpc.validation._columnar import (
     _FALSE_SET,
     _TRUE_SET,
     ColumnarValidator,
-    _pattern_ok,
     columnar_enabled,
 )
+from zoopipe_hpc.validation._columnar_plan import pattern_ok
 
 
 class Size(enum.Enum):
@@ -221,7 +221,7 @@ def test_constraints_and_choices() -> None:
     ],
 )
 def test_patterns(pattern: str, ok: bool) -> None:
-    assert _pattern_ok(pattern) is ok
+    assert pattern_ok(pattern) is ok
 
 
 class WithValidator(BaseModel):

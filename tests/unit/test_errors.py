@@ -37,7 +37,8 @@ CONTROL_FLOW = {
     "zoopipe_hpc.jobs.runner._Refused",  # caught by the submission ledger: nothing is submitted
     "zoopipe_hpc.pipe._Cancelled",  # caught by Pipe.run: the run ends CANCELLED
     "zoopipe_hpc.testing.strategies._Interrupted",  # raised at a commit step by the suite only
-    "zoopipe_hpc.validation._columnar.NotCompiled",  # caught by compile(): no fast path
+    # raised by _columnar_plan, caught by ColumnarValidator.compile() in _columnar: no fast path
+    "zoopipe_hpc.validation._columnar_plan.NotCompiled",
 }
 
 #: Built-in exceptions a module must not raise itself (they carry no file, shard or job, and a

@@ -5,7 +5,8 @@ covers, returns a validator that takes a whole input table and says, row by row,
 *vouch* for the row: that pydantic would accept it and produce exactly the values computed here.
 Rows it cannot vouch for (a value outside the conservative forms below, a null where one is not
 allowed, a column of a type it does not cover) go through pydantic one by one, so results are
-identical by construction; the fast path never produces an error record itself.
+identical by construction; the fast path never produces an error record itself. Reading the
+model into one plan a field is in ``_columnar_plan``; this module runs the plans on a table.
 
 What is covered (anything else: the model is not compiled, and a debug log says why):
 
@@ -26,22 +27,16 @@ What is covered (anything else: the model is not compiled, and a debug log says 
 
 from __future__ import annotations
 
-import datetime as dt
-import enum
 import logging
 import os
-import re
-import types
-import typing
-from dataclasses import dataclass, field
 from typing import Any
 
-import annotated_types
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import BaseModel, RootModel
+from pydantic import BaseModel
 
-from ._arrow import arrow_type_for, schema_for_model
+from ._arrow import schema_for_model
+from ._columnar_plan import FieldPlan, NotCompiled, compile_model
 
 __all__ = ["ColumnarValidator", "columnar_enabled"]
 
@@ -67,206 +62,10 @@ def _spellings(words: tuple[str, ...]) -> pa.Array:
 _TRUE_SET = _spellings(_TRUE)
 _FALSE_SET = _spellings(_FALSE)
 
-#: Config keys that do not change what validation accepts or produces for the covered fields.
-_HARMLESS_CONFIG = {
-    "title",
-    "frozen",
-    "protected_namespaces",
-    "json_schema_extra",
-    "json_schema_mode_override",
-    "hide_input_in_errors",
-    "validate_assignment",
-    "use_attribute_docstrings",
-    "defer_build",
-    "arbitrary_types_allowed",
-    "plugin_settings",
-}
-
-#: Patterns both RE2 (pyarrow) and Rust's regex crate (pydantic) read the same way.
-_PATTERN_TOKEN = re.compile(
-    r"""
-    \\[!-/:-@\[-`{-~]        # an escaped ASCII punctuation character
-  | \[\^?\]?(?:[ !-Z\]^-~]|\\[!-/:-@\[-`{-~])*?\]   # a class of ASCII characters and ranges
-  | \{[0-9]{1,3}(?:,[0-9]{0,3})?\}                  # a counted repetition
-  | [ !-'*-Z^-z|~]           # a literal or metacharacter (not \ [ { } ( ))
-  | \((?!\?)                 # a plain group (no (?...) extensions)
-  | \)
-    """,
-    re.VERBOSE,
-)
-
 
 def columnar_enabled() -> bool:
     """False when ``ZOOPIPE_HPC_COLUMNAR`` is set to ``0``, ``false``, ``no`` or ``off``."""
     return os.environ.get(ENV_VAR, "1").strip().lower() not in ("0", "false", "no", "off")
-
-
-class NotCompiled(Exception):
-    """Why a model (or a field) is not covered by the fast path."""
-
-
-def _pattern_ok(pattern: str) -> bool:
-    if not pattern.isascii() or "[:" in pattern or "[[" in pattern:
-        return False
-    pos = 0
-    while pos < len(pattern):
-        m = _PATTERN_TOKEN.match(pattern, pos)
-        if m is None or m.end() == pos:
-            return False
-        pos = m.end()
-    try:
-        pc.match_substring_regex(pa.array(["x"]), pattern)
-        re.compile(pattern)
-    except (pa.ArrowInvalid, re.error):
-        return False
-    return True
-
-
-@dataclass
-class _Field:
-    name: str  # the attribute
-    key: str  # input key (the validation alias, or the name)
-    out: str  # output key (as schema_for_model names it)
-    kind: str  # int, float, str, bool, date, datetime, choice
-    optional: bool
-    arrow_type: pa.DataType
-    bounds: list[tuple[str, int | float]] = field(default_factory=list)
-    min_length: int | None = None
-    max_length: int | None = None
-    pattern: str | None = None
-    choices: pa.Array | None = None
-
-
-def _kind_of(annotation: Any) -> tuple[str, bool, pa.Array | None]:
-    """(kind, optional, choices) of a field annotation, or NotCompiled."""
-    optional = False
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(annotation)
-        rest = [a for a in args if a is not type(None)]
-        if len(rest) != 1 or len(args) != 2:
-            raise NotCompiled(f"union {annotation!r} is not covered")
-        optional = True
-        annotation = rest[0]
-        origin = typing.get_origin(annotation)
-    for kind, python in (
-        ("int", int),
-        ("float", float),
-        ("str", str),
-        ("bool", bool),
-        ("date", dt.date),
-        ("datetime", dt.datetime),
-    ):
-        if annotation is python:
-            return kind, optional, None
-    if origin is typing.Literal:
-        values = typing.get_args(annotation)
-        if values and all(type(v) is str for v in values):
-            return "choice", optional, pa.array(sorted(set(values)), pa.string())
-        raise NotCompiled(f"{annotation!r}: only Literal of strings is covered")
-    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
-        if issubclass(annotation, enum.Flag | int):
-            raise NotCompiled(f"enum {annotation.__name__} is not covered (flag or int enum)")
-        members = [member.value for member in annotation]
-        if members and all(type(v) is str for v in members):
-            return "choice", optional, pa.array(sorted(set(members)), pa.string())
-        raise NotCompiled(f"enum {annotation.__name__}: only enums of string values are covered")
-    raise NotCompiled(f"type {annotation!r} is not covered")
-
-
-def _compile_field(model: type[BaseModel], name: str, info: Any) -> _Field:
-    if info.exclude:
-        raise NotCompiled("excluded from the output")
-    if info.discriminator is not None:
-        raise NotCompiled("has a discriminator")
-    key = name
-    alias = info.alias
-    validation_alias = info.validation_alias
-    if validation_alias is not None:
-        if not isinstance(validation_alias, str):
-            raise NotCompiled("validation alias is not a plain string")
-        key = validation_alias
-    elif alias is not None:
-        key = alias
-    if alias is not None and validation_alias not in (None, alias):
-        raise NotCompiled("alias and validation alias differ")
-    kind, optional, choices = _kind_of(info.annotation)
-    plan = _Field(
-        name=name,
-        key=key,
-        out=info.serialization_alias or name,
-        kind=kind,
-        optional=optional,
-        arrow_type=arrow_type_for(info.annotation),
-        choices=choices,
-    )
-    for meta in info.metadata:
-        if isinstance(
-            meta, annotated_types.Ge | annotated_types.Gt | annotated_types.Le | annotated_types.Lt
-        ):
-            op = type(meta).__name__.lower()
-            bound = getattr(meta, op)
-            if kind == "int" and type(bound) is int and abs(bound) < 2**63:
-                plan.bounds.append((op, bound))
-            elif kind == "float" and type(bound) in (int, float) and abs(bound) < 2**53:
-                plan.bounds.append((op, float(bound)))
-            else:
-                raise NotCompiled(f"bound {meta!r} on a {kind} field is not covered")
-        elif isinstance(meta, annotated_types.MinLen | annotated_types.MaxLen) and kind == "str":
-            if isinstance(meta, annotated_types.MinLen):
-                plan.min_length = meta.min_length
-            else:
-                plan.max_length = meta.max_length
-        elif type(meta).__name__ == "_PydanticGeneralMetadata" and kind == "str":
-            attrs = dict(vars(meta))
-            pattern = attrs.pop("pattern", None)
-            if attrs or not isinstance(pattern, str):
-                raise NotCompiled(f"constraint {meta!r} is not covered")
-            if not _pattern_ok(pattern):
-                raise NotCompiled(f"pattern {pattern!r} may not read the same in RE2 and Rust")
-            plan.pattern = pattern
-        else:
-            raise NotCompiled(f"constraint or annotation {meta!r} is not covered")
-    return plan
-
-
-def _compile(model: type[BaseModel]) -> list[_Field]:
-    if issubclass(model, RootModel):
-        raise NotCompiled("root models are not covered")
-    config = dict(model.model_config)
-    for key, value in config.items():
-        if key == "extra" and value in (None, "ignore"):
-            continue
-        if key == "regex_engine" and value == "rust-regex":
-            continue
-        if key not in _HARMLESS_CONFIG:
-            raise NotCompiled(f"model_config sets {key}={value!r}")
-    decorators = model.__pydantic_decorators__
-    for kind in (
-        "validators",
-        "field_validators",
-        "root_validators",
-        "field_serializers",
-        "model_serializers",
-        "model_validators",
-        "computed_fields",
-    ):
-        if getattr(decorators, kind, None):
-            raise NotCompiled(f"the model has {kind.replace('_', ' ')}")
-    for cls in model.__mro__:
-        if cls is BaseModel:
-            break
-        if "model_post_init" in cls.__dict__:
-            raise NotCompiled("the model defines model_post_init")
-    if not model.model_fields:
-        raise NotCompiled("the model has no fields")
-    plans = []
-    for name, info in model.model_fields.items():
-        try:
-            plans.append(_compile_field(model, name, info))
-        except NotCompiled as exc:
-            raise NotCompiled(f"field {name!r}: {exc}") from None
-    return plans
 
 
 def _false(n: int) -> pa.Array:
@@ -280,7 +79,7 @@ def _fill(mask: Any) -> Any:
 class ColumnarValidator:
     """A model compiled to column checks; :meth:`__call__` splits a table into vouched rows."""
 
-    def __init__(self, model: type[BaseModel], fields: list[_Field]) -> None:
+    def __init__(self, model: type[BaseModel], fields: list[FieldPlan]) -> None:
         self.model = model
         self.fields = fields
         self.schema = schema_for_model(model)
@@ -289,7 +88,7 @@ class ColumnarValidator:
     def compile(cls, model: type[BaseModel]) -> ColumnarValidator | None:
         """The fast path for ``model``, or None (logged at debug level) when it is not covered."""
         try:
-            fields = _compile(model)
+            fields = compile_model(model)
         except NotCompiled as exc:
             log.debug("columnar fast path off for %s: %s", model.__qualname__, exc)
             return None
@@ -331,7 +130,7 @@ class ColumnarValidator:
 
     # -- one column ---------------------------------------------------------------------------
 
-    def _field(self, plan: _Field, column: pa.Array) -> tuple[pa.Array, pa.Array] | None:
+    def _field(self, plan: FieldPlan, column: pa.Array) -> tuple[pa.Array, pa.Array] | None:
         """(values of the output type, a mask without nulls of the values vouched for)."""
         typ = column.type
         if pa.types.is_large_string(typ) or pa.types.is_string_view(typ):
