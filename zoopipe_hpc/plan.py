@@ -14,8 +14,10 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ._paths import Role, check_distinct
 from .commit.transaction import Slot, Transaction
 from .errors import ConfigurationError
 
@@ -60,6 +62,20 @@ class RunLayout:
             for slot in group.slots:
                 if not 0 <= slot.pipe_index < len(self.pipes):
                     raise ConfigurationError(f"{group.what}: no pipe {slot.pipe_index}")
+        check_distinct(self.roles())
+
+    def roles(self) -> list[Role]:
+        """Every path the run reads or writes, with its role (inputs once per file)."""
+        roles: list[Role] = []
+        inputs: set[str] = set()
+        for index, pipe in enumerate(self.pipes):
+            for path in _input_paths(pipe):
+                if str(path) not in inputs:
+                    inputs.add(str(path))
+                    roles.append(Role(f"pipes[{index}] input", path, "input"))
+        for group in self.groups:
+            roles.append(Role(group.what, group.adapter.path, "output"))
+        return roles
 
     @classmethod
     def of_pipes(cls, pipes: Sequence[Pipe]) -> RunLayout:
@@ -133,3 +149,13 @@ class RunLayout:
             planned.pipe_index = index
             pipes.append(planned)
         return RunPlan(pipes, transaction)
+
+
+def _input_paths(pipe: Pipe) -> list[Path]:
+    """The files a pipe's input adapter reads (one, or several for a multi-file input)."""
+    adapter = pipe.input_adapter
+    paths = getattr(adapter, "paths", None)
+    if paths is not None:
+        return [Path(p) for p in paths]
+    path = getattr(adapter, "path", None)
+    return [Path(path)] if path is not None else []

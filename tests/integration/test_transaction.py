@@ -96,7 +96,7 @@ def test_two_pipes_commit_together(tmp_path: Path):
 def test_two_outputs_on_one_file_are_refused_before_anything_runs(tmp_path: Path):
     source = write_csv(tmp_path / "in.csv", users(5))
     same = tmp_path / "out.jsonl"
-    with pytest.raises(ConfigurationError, match="same target"):
+    with pytest.raises(ConfigurationError, match="same file"):
         PipeManager(
             [
                 Pipe(CSVInputAdapter(source), JSONOutputAdapter(same), User),
@@ -105,7 +105,7 @@ def test_two_outputs_on_one_file_are_refused_before_anything_runs(tmp_path: Path
                 ),
             ]
         )
-    with pytest.raises(ConfigurationError, match="same target"):
+    with pytest.raises(ConfigurationError, match="same file"):
         Pipe(CSVInputAdapter(source), JSONOutputAdapter(same), User, JSONOutputAdapter(same)).run()
     assert not same.exists()
 

@@ -42,6 +42,7 @@ from pydantic import (
 from pydantic_core import to_jsonable_python
 
 from .._model_import import MODEL_RULE, import_model, is_model_reference
+from .._paths import Role, collisions
 from ..errors import JobConfigError, SchemaError
 from ..pipe import Pipe
 from ._config_errors import EXPECTED, LOADER_KEYS, NAME_RULE, parse_key, problem, translate
@@ -51,6 +52,13 @@ from ._yaml import Origins, load_tree, lookup, resolve_path, show
 __all__ = ["JobConfigError", "DataSpec", "EngineSpec", "JobConfig", "load_job_file"]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+_ROLE_NAMES = {
+    "input.path": "the input",
+    "output.path": "the output",
+    "errors.path": "the error output",
+}
 
 
 class JobConfig(BaseModel):
@@ -103,19 +111,22 @@ class JobConfig(BaseModel):
         if self.errors is not None:
             self.errors._check("output", "errors")
         base = self.base_dir
-        source = self.input.resolve(base)
-        target = self.output.resolve(base)
-        if target == source:
+        roles = [
+            Role("input.path", self.input.resolve(base), "input"),
+            Role("output.path", self.output.resolve(base), "output"),
+        ]
+        if self.errors is not None:
+            roles.append(Role("errors.path", self.errors.resolve(base), "output"))
+        # The same test as every run's (symbolic links, '..' and hard links resolved).
+        for first, second in collisions(roles):
+            writer = second if second.writes else first
+            other = first if writer is second else second
             raise problem(
-                "a path different from input.path",
-                f"the output would overwrite the input {str(source)!r}",
-                key="output.path",
-            )
-        if self.errors is not None and self.errors.resolve(base) in (source, target):
-            raise problem(
-                "a path different from input.path and output.path",
-                f"the error output would overwrite {str(self.errors.resolve(base))!r}",
-                key="errors.path",
+                f"a path that is not the same file as {other.what}",
+                f"{writer.what} {str(writer.path)!r} is the same file as {other.what} "
+                f"{str(other.path)!r} ({os.path.realpath(other.path)}): "
+                f"{_ROLE_NAMES[writer.what]} would overwrite {_ROLE_NAMES[other.what]}",
+                key=writer.what,
             )
         return self
 
