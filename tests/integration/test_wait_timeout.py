@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from _support import Trigger, write_csv
 
-from zoopipe_hpc import CSVInputAdapter, JSONOutputAdapter, Pipe
+from zoopipe_hpc import CSVInputAdapter, JSONOutputAdapter, Pipe, PipeManager
 from zoopipe_hpc.engines.base import BaseEngine
 from zoopipe_hpc.engines.multiprocess import MultiProcessEngine
 from zoopipe_hpc.engines.slurm import SlurmEngine
@@ -107,3 +107,25 @@ def test_slurm_engine(tmp_path: Path) -> None:
     # (sacct, about 0.1 s) is due; a short wait must put it off.
     engine = SlurmEngine(folder=tmp_path / "jobs", time="00:05:00", mem="300M")
     check_waits_return_in_time(engine, tmp_path)
+
+
+def test_pipe_manager_wait_and_run_timeout_return_in_time(tmp_path: Path) -> None:
+    """``PipeManager.wait(timeout)`` is the engine's wait; ``run(timeout=...)`` stops the pipes
+    and rolls back once the timeout passed, with its progress callback on."""
+    manager = PipeManager([_slow_pipe(tmp_path)])
+    manager.start()
+    try:
+        for timeout in TIMEOUTS:
+            start = time.monotonic()
+            assert manager.wait(timeout=timeout) is False
+            overshoot = time.monotonic() - start - timeout
+            assert overshoot <= SLACK + _look(manager.engine), f"wait({timeout}): {overshoot}"
+    finally:
+        manager.shutdown()
+    updates: list[object] = []
+    manager = PipeManager([_slow_pipe(tmp_path)])
+    start = time.monotonic()
+    assert manager.run(timeout=0.3, on_report_update=updates.append) is False
+    # The stop after the timeout is a SIGTERM and a join: a little more than the timeout.
+    assert time.monotonic() - start < 0.3 + 2.0
+    assert updates and not (tmp_path / "out.jsonl").exists()
