@@ -3,28 +3,22 @@
 from __future__ import annotations
 
 import logging
-import math
 import os
 import re
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from ..._deadline import Deadline, wait_until
+from ..._deadline import wait_until
 from ...commit._staging import new_run_id
-from ...commit.staged import WorkerOutcome, read_result, result_path
 from ...errors import ConfigurationError, StateError
-from ...progress import ProgressReader, ProgressState
 from ...report import PipeReport, PipeStatus
-from .._attempts import parse_record_name, slurm_restart
-from .._worker import report_from_snapshot
-from ..base import BaseEngine
 from ._cli import SlurmCLI, SlurmCommandError
 from ._payload import PayloadStore
-from ._state import StateSource, TaskState, choose_state_source
+from ._state import StateSource
 from ._submitter import ArraySubmitter
+from ._watch import Shard, ShardWatch
 from .parameters import SlurmParameters
 from .task import run_shard, shard_payload_name
 
@@ -34,12 +28,6 @@ if TYPE_CHECKING:
 __all__ = ["SlurmEngine", "SubmissionKind", "SubmissionLedger"]
 
 log = logging.getLogger(__name__)
-
-#: Terminal states after which Slurm may still requeue the task by itself.
-_MAY_REQUEUE = frozenset({"NODE_FAIL", "PREEMPTED"})
-#: Longest a run of short waits puts a due Slurm query off (the shortest pause between two
-#: queries the engine makes anyway).
-_QUERY_PUT_OFF_LIMIT = 2.0
 
 #: Why shards are submitted: the first time, retried by the engine after a failure, or again
 #: on request (``resubmit``, e.g. ``zoopipe-hpc retry``).
@@ -62,31 +50,7 @@ class SubmissionLedger(Protocol):
     def release(self, token: str) -> None: ...
 
 
-@dataclass
-class _Shard:
-    index: int
-    #: (array job id, task id) of every submission, the current one last.
-    submissions: list[tuple[str, int]] = field(default_factory=list)
-    attempt_id: str = ""
-    reader: ProgressReader | None = None
-    slurm: TaskState | None = None
-    final: PipeReport | None = None
-    failures: list[str] = field(default_factory=list)
-    #: When Slurm was first seen to report the task over while its record was not final.
-    ended_since: float | None = None
-
-    @property
-    def job_id(self) -> str:
-        job, task = self.submissions[-1]
-        return f"{job}_{task}"
-
-    def restart_of(self, attempt_id: str) -> int | None:
-        """The restart count of ``attempt_id`` if it is a run of the current submission."""
-        job, task = self.submissions[-1]
-        return slurm_restart(attempt_id, job, task)
-
-
-class SlurmEngine(BaseEngine):
+class SlurmEngine(ShardWatch):
     """Runs every pipe as one task of a Slurm job array, submitted through submitit.
 
     Slurm parameters are given in Slurm's words (``partition``, ``time``, ``cpus_per_task``,
@@ -138,7 +102,7 @@ class SlurmEngine(BaseEngine):
         #: ``sbatch`` or ``scancel``.
         self.read_only = False
         self.job_folder: Path | None = None
-        self._shards: list[_Shard] = []
+        self._shards: list[Shard] = []
         self._submitter: ArraySubmitter | None = None
         self._source: StateSource | None = None
         self._max_array: int | None = None
@@ -219,7 +183,7 @@ class SlurmEngine(BaseEngine):
         if self.job_folder is None:
             raise StateError("the job folder is not made yet")
         self._submitter = self._make_submitter(self.job_folder)
-        self._shards = [_Shard(index) for index in range(shards)]
+        self._shards = [Shard(index) for index in range(shards)]
         self._cancelled = False
         self._source = None
         self.read_only = False
@@ -300,7 +264,7 @@ class SlurmEngine(BaseEngine):
         self._submitter = self._make_submitter(self.job_folder)
         self._shards = []
         for index, tasks in enumerate(submissions):
-            shard = _Shard(index)
+            shard = Shard(index)
             for task in tasks:
                 array, _, number = task.partition("_")
                 shard.submissions.append((array, int(number)))
@@ -313,59 +277,7 @@ class SlurmEngine(BaseEngine):
         """Arrays of this run that still have unfinished shards."""
         return sorted({s.submissions[-1][0] for s in self._shards if s.final is None})
 
-    # -- watching ---------------------------------------------------------------------------
-
-    def _scan_records(self) -> None:
-        """Attach each shard to the newest record of its current submission (requeues included)."""
-        if self.job_folder is None:
-            return
-        newest: dict[int, tuple[int, str, str]] = {}
-        with os.scandir(self.job_folder / "progress") as entries:
-            for entry in entries:
-                parsed = parse_record_name(entry.name)
-                if parsed is None:
-                    continue
-                index, attempt = parsed
-                if index >= len(self._shards) or self._shards[index].final is not None:
-                    continue
-                restart = self._shards[index].restart_of(attempt)
-                if restart is None:
-                    continue  # an earlier submission of this shard: never counted again
-                if index not in newest or restart > newest[index][0]:
-                    newest[index] = (restart, attempt, entry.path)
-        for index, (_, attempt, path) in newest.items():
-            shard = self._shards[index]
-            if attempt != shard.attempt_id:
-                shard.attempt_id = attempt
-                shard.reader = ProgressReader(path, expected_attempt_id=attempt)
-
-    def _shard_report(self, shard: _Shard) -> PipeReport:
-        if shard.final is not None:
-            return shard.final  # settled: shared, not copied on every poll (treat as read-only)
-        snapshot = shard.reader.poll() if shard.reader is not None else None
-        report = report_from_snapshot(shard.index, snapshot)
-        report.extra = self._extra(shard)
-        if report.has_error:
-            # The attempt ended badly, but the shard is not over until Slurm confirms it: a
-            # requeued task runs again as a new attempt.
-            report.status = PipeStatus.RUNNING
-            report.message = f"attempt {report.attempt_id} ended ({report.message}); checking"
-        return report
-
-    def _extra(self, shard: _Shard) -> dict[str, str]:
-        extra = {"attempts": str(len(shard.submissions))}
-        if shard.submissions:
-            extra["slurm_job_id"] = shard.job_id
-            if self._submitter is not None:
-                job, task = shard.submissions[-1]
-                extra["log"] = str(self._submitter.log_paths(job, task)[1])
-        if shard.slurm is not None:
-            extra["slurm_state"] = shard.slurm.state
-            if shard.slurm.node:
-                extra["node"] = shard.slurm.node
-        if shard.failures:
-            extra["earlier_failures"] = " | ".join(shard.failures)
-        return extra
+    # -- refreshing: every shard judged (see _watch), the failed ones retried ----------------
 
     def _refresh(self) -> list[PipeReport]:
         if not self._shards:
@@ -376,7 +288,7 @@ class SlurmEngine(BaseEngine):
         doubtful = [s for s in self._shards if s.final is None and self._needs_slurm(s, now)]
         if doubtful and time.monotonic() >= self._next_query:
             self._ask_slurm(doubtful)
-        retry: list[tuple[_Shard, PipeReport, str]] = []
+        retry: list[tuple[Shard, PipeReport, str]] = []
         for shard, report in zip(self._shards, reports, strict=True):
             if shard.final is not None:
                 continue
@@ -404,157 +316,18 @@ class SlurmEngine(BaseEngine):
                 reports[shard.index] = self._shard_report(shard)
         return reports
 
-    def _settle(self, shard: _Shard, outcome: PipeReport, reports: list[PipeReport]) -> None:
-        outcome.extra = self._extra(shard)
-        shard.final = outcome
-        reports[shard.index] = outcome
-
-    def _needs_slurm(self, shard: _Shard, now: float) -> bool:
-        """Only Slurm can tell what became of a task whose record is missing, stale or failed.
-
-        A missing record: still queued, or it never started. A stale one: its process or node
-        died. A failed or cancelled one: over for good, or requeued to run again.
-        """
-        snapshot = shard.reader.last if shard.reader is not None else None
-        if snapshot is None:
-            return True
-        if snapshot.state.is_final:
-            return snapshot.state is not ProgressState.FINISHED
-        return snapshot.is_stale(self.stale_after, now)
-
-    def _may_retry(self, shard: _Shard) -> bool:
+    def _may_retry(self, shard: Shard) -> bool:
         """Whether to try a retry; a ledger has the last word (it counts the job's submissions,
         whichever process made them), else this engine's own count does."""
         if self.read_only or self._cancelled or self.max_retries == 0:
             return False
         return self.ledger is not None or len(shard.submissions) <= self.max_retries
 
-    def _shard_outcome(self, shard: _Shard) -> WorkerOutcome | None:
-        """The result file of the shard's current attempt, if it wrote one."""
-        if shard.reader is None or not shard.attempt_id:
-            return None
-        return read_result(result_path(shard.reader.path), shard.attempt_id)
-
-    def _outcome(self, report: PipeReport) -> WorkerOutcome | None:
-        if not 0 <= report.pipe_index < len(self._shards):
-            return None
-        return self._shard_outcome(self._shards[report.pipe_index])
-
-    def _judge(self, shard: _Shard, report: PipeReport, now: float) -> PipeReport | None:
-        """The final report of a shard if it is over, else None."""
-        state = shard.slurm
-        outcome = self._shard_outcome(shard)
-        if outcome is not None and (report.status is PipeStatus.COMPLETED or state is not None):
-            # The result file decides, whatever the live record says (even a corrupt one).
-            done = report.copy()
-            done.status = PipeStatus.COMPLETED
-            done.total_processed = outcome.total_processed
-            done.success_count = outcome.success_count
-            done.error_count = outcome.error_count
-            done.is_alive = False
-            done.end_time = done.end_time or now
-            if shard.reader is not None and shard.reader.problem is not None:
-                done.extra["progress_record"] = f"{shard.reader.path}: {shard.reader.problem}"
-            return done
-        if state is None or state.active:
-            return None
-        if state.state in _MAY_REQUEUE:
-            # Slurm requeues a batch task after a node failure or a preemption a moment after
-            # reporting it: look again before calling it final.
-            since = shard.ended_since or now
-            shard.ended_since = since
-            if now - since < self.stale_after:
-                self._next_query = min(self._next_query, time.monotonic() + 2.0)
-                return None
-        log_path = self._extra(shard).get("log", "")
-        snapshot = shard.reader.last if shard.reader is not None else None
-        if snapshot is not None and snapshot.state.is_final:
-            # The attempt said why it stopped; Slurm says how the task ended.
-            final = report_from_snapshot(shard.index, snapshot)
-            final.message = f"{final.message} [{state.describe()}; log: {log_path}]"
-            if final.status is PipeStatus.CANCELLED and not (
-                self._cancelled or state.state == "CANCELLED"
-            ):
-                final.status = PipeStatus.FAILED  # stopped by a node failure, not by a person
-            return final
-        if state.completed or state.state == "GONE":
-            # The task ended well by Slurm's account but its final record has not reached us:
-            # give the shared filesystem a grace period before calling it a failure.
-            since = shard.ended_since or now
-            shard.ended_since = since
-            if now - since < self.stale_after:
-                return None
-        failed = report.copy()
-        failed.status = PipeStatus.CANCELLED if self._cancelled else PipeStatus.FAILED
-        failed.message = f"{state.describe()}; log: {log_path}"
-        if state.completed:
-            failed.message = (
-                f"Slurm task {shard.job_id} completed but left no final progress record; "
-                f"log: {log_path}"
-            )
-        failed.is_alive = False
-        failed.end_time = failed.end_time or now
-        return failed
-
-    def _ask_slurm(self, shards: list[_Shard]) -> None:
-        if self._source is None:
-            self._source = choose_state_source(self.cli)
-        arrays = sorted({s.submissions[-1][0] for s in shards})
-        try:
-            states = self._source.query(arrays)
-        except SlurmCommandError as exc:
-            log.warning("could not ask Slurm about arrays %s: %s", arrays, exc)
-            self._next_query = time.monotonic() + self._query_delay
-            self._query_delay = min(self._query_delay * 2, 60.0)
-            return
-        for shard in shards:
-            shard.slurm = states.get(shard.job_id) or (
-                TaskState(shard.job_id, "GONE") if self._source.name == "squeue" else None
-            )
-            if shard.slurm is not None and shard.slurm.active:
-                shard.ended_since = None
-        # Adaptive backoff: ask less often while nothing changes.
-        key = tuple((s.job_id, s.slurm.state if s.slurm else "") for s in shards)
-        if key == self._last_query_key:
-            self._query_delay = min(self._query_delay * 1.5, 30.0)
-        else:
-            self._query_delay = 2.0
-        self._last_query_key = key
-        self._next_query = time.monotonic() + self._query_delay
-
     # -- BaseEngine -------------------------------------------------------------------------
 
     @property
     def pipe_reports(self) -> list[PipeReport]:
         return self._refresh()
-
-    def _running_within(self, deadline: Deadline) -> bool:
-        """A look for ``wait()`` that asks Slurm only when the wait has time for it.
-
-        Reading the records takes a millisecond; a Slurm query (``sacct``) about a tenth of a
-        second. A wait with less than a poll interval left puts a due query off, so that
-        ``wait(0.01)`` returns in time, but never for more than :data:`_QUERY_PUT_OFF_LIMIT`
-        seconds: a caller that only ever waits briefly still learns what Slurm knows.
-        """
-        left = deadline.remaining()
-        now = time.monotonic()
-        if left is None or left >= self.poll_interval or now >= self._next_query_limit:
-            self._query_put_off_since = None
-            return self.is_running
-        if self._query_put_off_since is None:
-            self._query_put_off_since = now
-        due, self._next_query = self._next_query, math.inf
-        try:
-            return self.is_running
-        finally:
-            # Keep what the look decided (a retry or a requeue asks for an earlier query).
-            self._next_query = min(due, self._next_query)
-
-    @property
-    def _next_query_limit(self) -> float:
-        """Until when a short wait may still put a due Slurm query off."""
-        since = self._query_put_off_since
-        return math.inf if since is None else since + _QUERY_PUT_OFF_LIMIT
 
     def shutdown(self, timeout: float = 5.0) -> None:
         """Cancel every array of this run that still has tasks (``scancel``).

@@ -1,0 +1,282 @@
+"""How the Slurm engine follows its shards and decides when each one is over (private).
+
+:class:`ShardWatch` is the part of :class:`~zoopipe_hpc.engines.slurm.SlurmEngine` that looks:
+it attaches each shard to the newest progress record of its current submission, builds the
+shard's report from it, asks Slurm (paced, with backoff, and put off by short waits) about the
+shards whose record is missing, stale or failed, and judges from the result file, the record
+and Slurm's answer whether a shard is over and how. The engine adds what acts: the job folder,
+the submissions (through the ledger), the retries, and the cancel.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..._deadline import Deadline
+from ...commit.staged import WorkerOutcome, read_result, result_path
+from ...progress import ProgressReader, ProgressState
+from ...report import PipeReport, PipeStatus
+from .._attempts import parse_record_name, slurm_restart
+from .._worker import report_from_snapshot
+from ..base import BaseEngine
+from ._cli import SlurmCLI, SlurmCommandError
+from ._state import StateSource, TaskState, choose_state_source
+from ._submitter import ArraySubmitter
+
+__all__ = ["Shard", "ShardWatch"]
+
+# The logger of the public module, so that logging set up for it still sees these records.
+log = logging.getLogger("zoopipe_hpc.engines.slurm.engine")
+
+#: Terminal states after which Slurm may still requeue the task by itself.
+_MAY_REQUEUE = frozenset({"NODE_FAIL", "PREEMPTED"})
+#: Longest a run of short waits puts a due Slurm query off (the shortest pause between two
+#: queries the engine makes anyway).
+_QUERY_PUT_OFF_LIMIT = 2.0
+
+
+@dataclass
+class Shard:
+    """One shard of the run: its submissions, and what is known of the current one."""
+
+    index: int
+    #: (array job id, task id) of every submission, the current one last.
+    submissions: list[tuple[str, int]] = field(default_factory=list)
+    attempt_id: str = ""
+    reader: ProgressReader | None = None
+    slurm: TaskState | None = None
+    final: PipeReport | None = None
+    failures: list[str] = field(default_factory=list)
+    #: When Slurm was first seen to report the task over while its record was not final.
+    ended_since: float | None = None
+
+    @property
+    def job_id(self) -> str:
+        job, task = self.submissions[-1]
+        return f"{job}_{task}"
+
+    def restart_of(self, attempt_id: str) -> int | None:
+        """The restart count of ``attempt_id`` if it is a run of the current submission."""
+        job, task = self.submissions[-1]
+        return slurm_restart(attempt_id, job, task)
+
+
+class ShardWatch(BaseEngine):
+    """The watching half of :class:`~zoopipe_hpc.engines.slurm.SlurmEngine` (see the module).
+
+    The engine's ``__init__``, ``_launch`` and ``attach`` set the attributes declared here.
+    """
+
+    stale_after: float
+    cli: SlurmCLI
+    job_folder: Path | None
+    _shards: list[Shard]
+    _submitter: ArraySubmitter | None
+    _source: StateSource | None
+    _next_query: float
+    _query_delay: float
+    _last_query_key: tuple[tuple[str, str], ...]
+    _cancelled: bool
+    _query_put_off_since: float | None
+
+    # -- records and reports ----------------------------------------------------------------
+
+    def _scan_records(self) -> None:
+        """Attach each shard to the newest record of its current submission (requeues included)."""
+        if self.job_folder is None:
+            return
+        newest: dict[int, tuple[int, str, str]] = {}
+        with os.scandir(self.job_folder / "progress") as entries:
+            for entry in entries:
+                parsed = parse_record_name(entry.name)
+                if parsed is None:
+                    continue
+                index, attempt = parsed
+                if index >= len(self._shards) or self._shards[index].final is not None:
+                    continue
+                restart = self._shards[index].restart_of(attempt)
+                if restart is None:
+                    continue  # an earlier submission of this shard: never counted again
+                if index not in newest or restart > newest[index][0]:
+                    newest[index] = (restart, attempt, entry.path)
+        for index, (_, attempt, path) in newest.items():
+            shard = self._shards[index]
+            if attempt != shard.attempt_id:
+                shard.attempt_id = attempt
+                shard.reader = ProgressReader(path, expected_attempt_id=attempt)
+
+    def _shard_report(self, shard: Shard) -> PipeReport:
+        if shard.final is not None:
+            return shard.final  # settled: shared, not copied on every poll (treat as read-only)
+        snapshot = shard.reader.poll() if shard.reader is not None else None
+        report = report_from_snapshot(shard.index, snapshot)
+        report.extra = self._extra(shard)
+        if report.has_error:
+            # The attempt ended badly, but the shard is not over until Slurm confirms it: a
+            # requeued task runs again as a new attempt.
+            report.status = PipeStatus.RUNNING
+            report.message = f"attempt {report.attempt_id} ended ({report.message}); checking"
+        return report
+
+    def _extra(self, shard: Shard) -> dict[str, str]:
+        extra = {"attempts": str(len(shard.submissions))}
+        if shard.submissions:
+            extra["slurm_job_id"] = shard.job_id
+            if self._submitter is not None:
+                job, task = shard.submissions[-1]
+                extra["log"] = str(self._submitter.log_paths(job, task)[1])
+        if shard.slurm is not None:
+            extra["slurm_state"] = shard.slurm.state
+            if shard.slurm.node:
+                extra["node"] = shard.slurm.node
+        if shard.failures:
+            extra["earlier_failures"] = " | ".join(shard.failures)
+        return extra
+
+    def _settle(self, shard: Shard, outcome: PipeReport, reports: list[PipeReport]) -> None:
+        outcome.extra = self._extra(shard)
+        shard.final = outcome
+        reports[shard.index] = outcome
+
+    # -- judgement ----------------------------------------------------------------------------
+
+    def _needs_slurm(self, shard: Shard, now: float) -> bool:
+        """Only Slurm can tell what became of a task whose record is missing, stale or failed.
+
+        A missing record: still queued, or it never started. A stale one: its process or node
+        died. A failed or cancelled one: over for good, or requeued to run again.
+        """
+        snapshot = shard.reader.last if shard.reader is not None else None
+        if snapshot is None:
+            return True
+        if snapshot.state.is_final:
+            return snapshot.state is not ProgressState.FINISHED
+        return snapshot.is_stale(self.stale_after, now)
+
+    def _shard_outcome(self, shard: Shard) -> WorkerOutcome | None:
+        """The result file of the shard's current attempt, if it wrote one."""
+        if shard.reader is None or not shard.attempt_id:
+            return None
+        return read_result(result_path(shard.reader.path), shard.attempt_id)
+
+    def _outcome(self, report: PipeReport) -> WorkerOutcome | None:
+        if not 0 <= report.pipe_index < len(self._shards):
+            return None
+        return self._shard_outcome(self._shards[report.pipe_index])
+
+    def _judge(self, shard: Shard, report: PipeReport, now: float) -> PipeReport | None:
+        """The final report of a shard if it is over, else None."""
+        state = shard.slurm
+        outcome = self._shard_outcome(shard)
+        if outcome is not None and (report.status is PipeStatus.COMPLETED or state is not None):
+            # The result file decides, whatever the live record says (even a corrupt one).
+            done = report.copy()
+            done.status = PipeStatus.COMPLETED
+            done.total_processed = outcome.total_processed
+            done.success_count = outcome.success_count
+            done.error_count = outcome.error_count
+            done.is_alive = False
+            done.end_time = done.end_time or now
+            if shard.reader is not None and shard.reader.problem is not None:
+                done.extra["progress_record"] = f"{shard.reader.path}: {shard.reader.problem}"
+            return done
+        if state is None or state.active:
+            return None
+        if state.state in _MAY_REQUEUE:
+            # Slurm requeues a batch task after a node failure or a preemption a moment after
+            # reporting it: look again before calling it final.
+            since = shard.ended_since or now
+            shard.ended_since = since
+            if now - since < self.stale_after:
+                self._next_query = min(self._next_query, time.monotonic() + 2.0)
+                return None
+        log_path = self._extra(shard).get("log", "")
+        snapshot = shard.reader.last if shard.reader is not None else None
+        if snapshot is not None and snapshot.state.is_final:
+            # The attempt said why it stopped; Slurm says how the task ended.
+            final = report_from_snapshot(shard.index, snapshot)
+            final.message = f"{final.message} [{state.describe()}; log: {log_path}]"
+            if final.status is PipeStatus.CANCELLED and not (
+                self._cancelled or state.state == "CANCELLED"
+            ):
+                final.status = PipeStatus.FAILED  # stopped by a node failure, not by a person
+            return final
+        if state.completed or state.state == "GONE":
+            # The task ended well by Slurm's account but its final record has not reached us:
+            # give the shared filesystem a grace period before calling it a failure.
+            since = shard.ended_since or now
+            shard.ended_since = since
+            if now - since < self.stale_after:
+                return None
+        failed = report.copy()
+        failed.status = PipeStatus.CANCELLED if self._cancelled else PipeStatus.FAILED
+        failed.message = f"{state.describe()}; log: {log_path}"
+        if state.completed:
+            failed.message = (
+                f"Slurm task {shard.job_id} completed but left no final progress record; "
+                f"log: {log_path}"
+            )
+        failed.is_alive = False
+        failed.end_time = failed.end_time or now
+        return failed
+
+    # -- asking Slurm -------------------------------------------------------------------------
+
+    def _ask_slurm(self, shards: list[Shard]) -> None:
+        if self._source is None:
+            self._source = choose_state_source(self.cli)
+        arrays = sorted({s.submissions[-1][0] for s in shards})
+        try:
+            states = self._source.query(arrays)
+        except SlurmCommandError as exc:
+            log.warning("could not ask Slurm about arrays %s: %s", arrays, exc)
+            self._next_query = time.monotonic() + self._query_delay
+            self._query_delay = min(self._query_delay * 2, 60.0)
+            return
+        for shard in shards:
+            shard.slurm = states.get(shard.job_id) or (
+                TaskState(shard.job_id, "GONE") if self._source.name == "squeue" else None
+            )
+            if shard.slurm is not None and shard.slurm.active:
+                shard.ended_since = None
+        # Adaptive backoff: ask less often while nothing changes.
+        key = tuple((s.job_id, s.slurm.state if s.slurm else "") for s in shards)
+        if key == self._last_query_key:
+            self._query_delay = min(self._query_delay * 1.5, 30.0)
+        else:
+            self._query_delay = 2.0
+        self._last_query_key = key
+        self._next_query = time.monotonic() + self._query_delay
+
+    def _running_within(self, deadline: Deadline) -> bool:
+        """A look for ``wait()`` that asks Slurm only when the wait has time for it.
+
+        Reading the records takes a millisecond; a Slurm query (``sacct``) about a tenth of a
+        second. A wait with less than a poll interval left puts a due query off, so that
+        ``wait(0.01)`` returns in time, but never for more than :data:`_QUERY_PUT_OFF_LIMIT`
+        seconds: a caller that only ever waits briefly still learns what Slurm knows.
+        """
+        left = deadline.remaining()
+        now = time.monotonic()
+        if left is None or left >= self.poll_interval or now >= self._next_query_limit:
+            self._query_put_off_since = None
+            return self.is_running
+        if self._query_put_off_since is None:
+            self._query_put_off_since = now
+        due, self._next_query = self._next_query, math.inf
+        try:
+            return self.is_running
+        finally:
+            # Keep what the look decided (a retry or a requeue asks for an earlier query).
+            self._next_query = min(due, self._next_query)
+
+    @property
+    def _next_query_limit(self) -> float:
+        """Until when a short wait may still put a due Slurm query off."""
+        since = self._query_put_off_since
+        return math.inf if since is None else since + _QUERY_PUT_OFF_LIMIT
