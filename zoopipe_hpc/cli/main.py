@@ -11,7 +11,13 @@ Exit codes (the same for every command):
 4     the job is in a state where this command cannot act (e.g. ``retry`` of a committed job)
 5     Slurm refused or failed a command (the message names the command)
 130   interrupted (Ctrl-C): watching stopped, the job itself keeps running
+141   the output was closed early (``status --json | head``): the command stopped quietly,
+      with the code a shell reports for a tool killed by SIGPIPE
 ====  =====================================================================================
+
+Text from manifests, progress records and error messages is printed through
+:func:`zoopipe_hpc._text.printable`: a control character in it is shown escaped (``\\x1b``),
+it never reaches the terminal. ``--json`` output escapes it by the JSON rules.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -26,6 +33,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TextIO
 
+from .._text import printable, printable_lines
 from ..engines.slurm import SlurmCommandError
 from ..errors import ConfigurationError, ZoopipeHPCError
 from ..jobs.config import JobConfig, JobConfigError, load_job_file
@@ -46,6 +54,7 @@ __all__ = ["main", "build_parser", "EXIT_CODES"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_JOB, EXIT_STATE, EXIT_SLURM = 0, 1, 2, 3, 4, 5
 EXIT_INTERRUPTED = 130
+EXIT_PIPE_CLOSED = 141  # 128 + SIGPIPE: what a shell reports for `yes | head`'s `yes`
 EXIT_CODES = {
     EXIT_OK: "success",
     EXIT_FAILED: "the job failed or was rolled back",
@@ -54,6 +63,7 @@ EXIT_CODES = {
     EXIT_STATE: "the job's state does not allow this command",
     EXIT_SLURM: "a Slurm command failed",
     EXIT_INTERRUPTED: "interrupted; the job keeps running",
+    EXIT_PIPE_CLOSED: "the output was closed early (e.g. piped into head)",
 }
 
 _EPILOG = "exit codes: " + "; ".join(f"{k} {v}" for k, v in EXIT_CODES.items())
@@ -119,10 +129,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     stdout = out or sys.stdout
+    try:
+        try:
+            return _main(argv, stdout)
+        finally:
+            # A reader that went away (`| head`) is found here, not at interpreter exit.
+            stdout.flush()
+    except BrokenPipeError:
+        _drop_closed_output(stdout)
+        return EXIT_PIPE_CLOSED
+
+
+def _main(argv: Sequence[str] | None, stdout: TextIO) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.verbose or args.command.startswith("_"):
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    _log_to_stderr(verbose=args.verbose or args.command.startswith("_"))
     command: Callable[[argparse.Namespace, TextIO], int] = _COMMANDS[args.command]
     try:
         return command(args, stdout)
@@ -132,20 +153,62 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         )
         return EXIT_INTERRUPTED
     except (JobConfigError, ConfigurationError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        _error(exc)
         return EXIT_USAGE
     except ManifestError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        _error(exc)
         return EXIT_NO_JOB
     except JobError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        _error(exc)
         return EXIT_STATE
     except SlurmCommandError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        _error(exc)
         return EXIT_SLURM
     except ZoopipeHPCError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        _error(exc)
         return EXIT_FAILED
+
+
+def _error(exc: BaseException) -> None:
+    """Print ``exc``, whose text may quote a manifest, a record or a Slurm command's output."""
+    print(f"error: {printable_lines(str(exc))}", file=sys.stderr)
+
+
+class _PrintableFormatter(logging.Formatter):
+    """Log lines (they quote records and manifests) with their control characters escaped."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return printable_lines(super().format(record))
+
+
+def _log_to_stderr(verbose: bool) -> None:
+    """Log INFO and up (``verbose``) with times and names, else warnings and errors as bare
+    lines (what Python's last-resort handler would print), escaped either way."""
+    handler = logging.StreamHandler()
+    if verbose:
+        handler.setFormatter(_PrintableFormatter("%(asctime)s %(name)s: %(message)s"))
+    else:
+        handler.setFormatter(_PrintableFormatter("%(message)s"))
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, handlers=[handler])
+
+
+def _drop_closed_output(stdout: TextIO) -> None:
+    """After a write to a closed pipe: point the streams whose pipe is closed at ``/dev/null``,
+    so that what is still buffered in them does not fail again (with a traceback) at exit."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        for stream in {id(s): s for s in (stdout, sys.stdout, sys.stderr)}.values():
+            try:
+                stream.flush()
+            except BrokenPipeError:
+                try:
+                    os.dup2(devnull, stream.fileno())
+                except (OSError, ValueError):  # no descriptor (io.UnsupportedOperation)
+                    pass
+            except (OSError, ValueError):
+                pass
+    finally:
+        os.close(devnull)
 
 
 # -- commands ---------------------------------------------------------------------------------
@@ -156,12 +219,14 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
     if args.dry_run:
         return _dry_run(config, args, out)
     handle = submit(config, engine=args.engine, detach=args.detach)
-    print(f"job directory: {handle.path}", file=out)
+    path = printable(str(handle.path))
+    print(f"job directory: {path}", file=out)
     if args.detach:
         jobs = handle.manifest().finish_jobs
+        commit, recover = (printable(str(jobs.get(step))) for step in ("commit", "recover"))
         print(
-            f"submitted; Slurm will commit (job {jobs.get('commit')}) or roll back "
-            f"(job {jobs.get('recover')}). Follow it with: zoopipe-hpc watch {handle.path}",
+            f"submitted; Slurm will commit (job {commit}) or roll back "
+            f"(job {recover}). Follow it with: zoopipe-hpc watch {path}",
             file=out,
         )
         return EXIT_OK
@@ -172,14 +237,15 @@ def _dry_run(config: JobConfig, args: argparse.Namespace, out: TextIO) -> int:
     scripts = dry_run(config, engine=args.engine, detach=args.detach)
     if not scripts:
         print(
-            f"{config.name}: the local engine submits nothing to Slurm; {config.workers} "
-            f"shards would run in processes on this machine (dry run: nothing was started)",
+            f"{printable(config.name)}: the local engine submits nothing to Slurm; "
+            f"{config.workers} shards would run in processes on this machine (dry run: "
+            f"nothing was started)",
             file=out,
         )
         return EXIT_OK
     for what, script in scripts:
-        print(f"# ---- {what}: sbatch --parsable <this script> ----", file=out)
-        print(script.rstrip("\n"), file=out)
+        print(f"# ---- {printable(what)}: sbatch --parsable <this script> ----", file=out)
+        print(printable_lines(script.rstrip("\n"), indent=""), file=out)
         print(file=out)
     print(
         f"# dry run: {len(scripts)} script(s) shown; nothing was submitted and no job "
@@ -206,20 +272,24 @@ def _status(args: argparse.Namespace, out: TextIO) -> int:
         json.dump(document, out, indent=2)
         out.write("\n")
         return EXIT_OK
-    print(f"{manifest.job_id}: {manifest.state.value} ({manifest.engine})", file=out)
+    print(
+        f"{printable(manifest.job_id)}: {manifest.state.value} ({printable(manifest.engine)})",
+        file=out,
+    )
     if manifest.message:
-        print(f"  {manifest.message}", file=out)
+        print(f"  {printable_lines(manifest.message, indent='    ')}", file=out)
     header = ("shard", "state", "rows", "rows/s", "errors", "attempts", "node", "log")
+    # The state, node and log come from the shards' records: escaped, one line each.
     table = [header] + [
         (
             str(r.index),
-            r.state,
+            printable(r.state),
             f"{r.rows:,}",
             f"{r.rows_per_second:,.0f}",
             f"{r.errors:,}",
             str(r.attempts),
-            r.node or "-",
-            r.log or "-",
+            printable(r.node) if r.node else "-",
+            printable(r.log) if r.log else "-",
         )
         for r in rows
     ]
@@ -255,7 +325,10 @@ def _retry(args: argparse.Namespace, out: TextIO) -> int:
 def _cancel(args: argparse.Namespace, out: TextIO) -> int:
     handle = open_job(args.job_dir)
     handle.cancel()
-    print(f"{handle.path.name}: cancelled; staged parts discarded, targets untouched", file=out)
+    print(
+        f"{printable(handle.path.name)}: cancelled; staged parts discarded, targets untouched",
+        file=out,
+    )
     return EXIT_OK
 
 
@@ -266,11 +339,13 @@ def _list(args: argparse.Namespace, out: TextIO) -> int:
         out.write("\n")
         return EXIT_OK
     if not jobs:
-        print(f"no jobs in {args.jobs_dir}", file=out)
+        print(f"no jobs in {printable(str(args.jobs_dir))}", file=out)
     for job in jobs:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(job.created)) if job.created else "-"
+        # A shared jobs folder holds other users' directories: names and states are escaped.
         print(
-            f"{job.path.name}  {job.state}  {job.engine}  {job.done}/{job.shards} shards  {when}",
+            f"{printable(job.path.name)}  {printable(job.state)}  {printable(job.engine)}  "
+            f"{job.done}/{job.shards} shards  {when}",
             file=out,
         )
     return EXIT_OK
@@ -296,12 +371,13 @@ def _watch_to_end(handle: JobHandle, quiet: bool, out: TextIO) -> int:
     if display is not None:
         display.close(handle.report())
     manifest = handle.manifest()
+    job_id = printable(manifest.job_id)
     if committed:
-        print(f"{manifest.job_id}: committed", file=out)
+        print(f"{job_id}: committed", file=out)
         return EXIT_OK
-    print(f"{manifest.job_id}: {manifest.state.value}: {manifest.message}", file=out)
+    print(f"{job_id}: {manifest.state.value}: {printable_lines(manifest.message)}", file=out)
     if manifest.state is JobState.FAILED:
-        print(f"  fix the cause, then: zoopipe-hpc retry {handle.path}", file=out)
+        print(f"  fix the cause, then: zoopipe-hpc retry {printable(str(handle.path))}", file=out)
     return EXIT_FAILED
 
 

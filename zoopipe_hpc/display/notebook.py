@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import Any
 
+from .._text import printable, printable_lines
 from ..report import PipeReport, PipeStatus
 from ._common import (
     ProgressDisplay,
@@ -139,9 +140,10 @@ class NotebookProgress:
         self._load()
         percent = round(est.fraction * 100, 1)
         if message:
-            label += (
-                f'<br><span style="color:{_BAR_COLOURS["danger"]}">{html.escape(message)}</span>'
-            )
+            # HTML-escaped for the markup, and its control characters shown escaped, as in a
+            # terminal: the message is written by the pipes, possibly on other nodes.
+            shown = html.escape(printable_lines(message, indent=""))
+            label += f'<br><span style="color:{_BAR_COLOURS["danger"]}">{shown}</span>'
         if self._widgets is not None:
             self._render_widgets(self._widgets, percent, style, label)
         elif self._display is not None:
@@ -153,7 +155,7 @@ class NotebookProgress:
                 value=percent,
                 min=0.0,
                 max=100.0,
-                description=self.title,
+                description=printable(self.title),  # shown as text: description_allow_html is off
                 bar_style=style,
                 style={"description_width": "initial"},
             )
@@ -168,7 +170,7 @@ class NotebookProgress:
 
     def _render_html(self, display: ModuleType, percent: float, style: str, label: str) -> None:
         colour = _BAR_COLOURS[style]
-        title = f"<b>{html.escape(self.title)}</b> " if self.title else ""
+        title = f"<b>{html.escape(printable(self.title))}</b> " if self.title else ""
         markup = (
             f'<div class="zoopipe-progress" data-state="{style}">{title}'
             f'<progress value="{percent}" max="100" '

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TextIO
 
+from .._text import printable, printable_lines
 from ..report import PipeReport, PipeStatus
 from ._common import (
     _CLEAR_EOL,
@@ -44,6 +45,10 @@ class TerminalProgress:
     seconds (5 s by default), without ``"\\r"`` or colours, and a last one on :meth:`close`.
     ``width`` is the line width on a TTY (default: the terminal's width). Colours are off when
     ``NO_COLOR`` is set.
+
+    The title and the failure message (written by the pipes, possibly on other nodes) are shown
+    with their control characters escaped (:mod:`zoopipe_hpc._text`): the only escape
+    sequences written are the display's own colours and its clear-to-end-of-line.
     """
 
     BAR_WIDTH = 20
@@ -105,7 +110,7 @@ class TerminalProgress:
         else:
             self._write(self._plain_line(est, final=True) + "\n")
         if report.message and not _succeeded(est):
-            self._write(f"  {report.message}\n")
+            self._write(f"  {printable_lines(report.message, indent='    ')}\n")
 
     # -- rendering --------------------------------------------------------------------------
 
@@ -130,12 +135,12 @@ class TerminalProgress:
         return fields
 
     def _plain_line(self, est: _Estimate, final: bool = False) -> str:
-        head = f"{self.title}: " if self.title else ""
+        head = f"{printable(self.title)}: " if self.title else ""
         return head + "  ".join(field.text for field in self._fields(est, final))
 
     def _tty_line(self, est: _Estimate, final: bool = False) -> str:
         fields = self._fields(est, final)
-        head = f"{self.title}  " if self.title else ""
+        head = f"{printable(self.title)}  " if self.title else ""
         # Leave the last column free: writing into it makes some terminals wrap.
         limit = self.width - 1
 
