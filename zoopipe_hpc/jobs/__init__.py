@@ -2,7 +2,10 @@
 the operations the ``zoopipe-hpc`` command line offers (run, status, watch, cancel, resume,
 retry, list)."""
 
+from ..errors import JobError
 from .config import DataSpec, EngineSpec, JobConfig, JobConfigError, load_job_file
+from .handle import JobHandle, open_job
+from .listing import JobSummary, ShardStatus, list_jobs
 from .manifest import (
     JobDirectory,
     JobState,
@@ -11,15 +14,7 @@ from .manifest import (
     ManifestError,
     ShardRecord,
 )
-from .runner import (
-    JobError,
-    JobHandle,
-    JobSummary,
-    ShardStatus,
-    list_jobs,
-    open_job,
-    submit,
-)
+from .submission import submit
 
 __all__ = [
     "DataSpec",

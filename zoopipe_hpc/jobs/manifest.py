@@ -15,6 +15,14 @@ source of truth. Every change goes through :meth:`JobDirectory.update`, which
 Readers take no lock: thanks to the atomic replace they see either the previous or the new
 manifest, never a mix. A manifest whose checksum does not match is refused with
 :class:`ManifestError`. The file format is described in ``docs/job-directory.md``.
+
+This module is the manifest's data model (:class:`Manifest`, :class:`ShardRecord`,
+:class:`JobState`), its strict parser, and :class:`JobDirectory`'s rules for creating, reading
+and changing it; the file itself (envelope and checksum, lock, atomic write) is
+:mod:`zoopipe_hpc.jobs._manifest_file`'s. Why a little over 400 lines: the model and the
+directory share the parser's internal ``_Invalid``, which :meth:`Manifest.from_json` and every
+:class:`JobDirectory` operation turn into an error naming the file; what splits off cleanly
+(the file) has been split off.
 """
 
 from __future__ import annotations
@@ -23,25 +31,18 @@ import contextlib
 import copy
 import dataclasses
 import enum
-import errno
-import hashlib
-import hmac
 import json
 import os
 import socket
-import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from filelock import StrictSoftFileLock, Timeout
-
 from ..commit._atomic import fsync_path
-from ..commit._locks import break_dead_claims as _break_dead_claims
 from ..errors import ConfigurationError, ManifestConflict, ManifestError
+from ._manifest_file import CHECKSUM_PREFIX, FORMAT, decode, encode, locked, read_bytes, write
 
 __all__ = [
     "ManifestError",
@@ -50,12 +51,9 @@ __all__ = [
     "ShardRecord",
     "Manifest",
     "JobDirectory",
+    "FORMAT",
+    "CHECKSUM_PREFIX",
 ]
-
-FORMAT = "zoopipe-hpc-manifest/1"
-CHECKSUM_PREFIX = "sha256:"
-_READ_ATTEMPTS = 5  # an NFS reader may get ESTALE while a writer replaces the file; retry then
-_held = threading.local()  # lock paths the current thread holds: the job lock is not re-entrant
 
 
 class JobState(enum.StrEnum):
@@ -289,26 +287,10 @@ def _manifest_from_json(data: Any) -> Manifest:
     )
 
 
-def _canonical(document: Any) -> bytes:
-    return json.dumps(
-        document, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode("utf-8")
-
-
-def _checksum(document: Mapping[str, Any]) -> str:
-    """``sha256:<hex>`` over the canonical JSON of the stored document without its checksum."""
-    body = {key: value for key, value in document.items() if key != "checksum"}
-    return CHECKSUM_PREFIX + hashlib.sha256(_canonical(body)).hexdigest()
-
-
 def _serialise(manifest: Manifest) -> tuple[bytes, Manifest]:
     """The file content for ``manifest`` and the manifest a reader will get back from it."""
     try:
-        body = manifest.to_json()
-        document: dict[str, Any] = {"format": FORMAT, "manifest": body}
-        document["checksum"] = _checksum(document)
-        text = json.dumps(document, sort_keys=True, indent=1, ensure_ascii=False, allow_nan=False)
-        data = (text + "\n").encode("utf-8")
+        data = encode(manifest.to_json())
     except (TypeError, ValueError) as exc:
         raise _Invalid(f"it is not plain JSON data ({exc})") from None
     return data, _manifest_from_json(json.loads(data)["manifest"])
@@ -355,68 +337,11 @@ class JobDirectory:
     def read(self) -> Manifest:
         """The current manifest, verified; :class:`ManifestError` naming the path and the reason."""
         where = str(self.manifest_path)
-        raw = self._read_bytes()
+        body = decode(read_bytes(self.path, self.manifest_path), where)
         try:
-            document = json.loads(raw.decode("utf-8"))
-        except UnicodeDecodeError:
-            raise ManifestError("unreadable: not UTF-8 text (corrupted?)", path=where) from None
-        except json.JSONDecodeError as exc:
-            raise ManifestError(
-                f"unreadable: not valid JSON, the file is truncated or corrupted "
-                f"({exc.msg} at line {exc.lineno} column {exc.colno})",
-                path=where,
-            ) from None
-        if not isinstance(document, dict) or "format" not in document:
-            raise ManifestError("unreadable: not a zoopipe-hpc manifest", path=where)
-        if document["format"] != FORMAT:
-            raise ManifestError(
-                f"unsupported manifest format {document['format']!r} (this version of "
-                f"zoopipe-hpc reads {FORMAT!r})",
-                path=where,
-            )
-        stored = document.get("checksum")
-        if not isinstance(stored, str) or not stored.startswith(CHECKSUM_PREFIX):
-            raise ManifestError(
-                "the checksum is missing or malformed: the manifest was modified outside "
-                "zoopipe-hpc",
-                path=where,
-            )
-        try:
-            actual = _checksum(document)
-        except (TypeError, ValueError):
-            raise ManifestError(
-                "unreadable: not plain JSON text (corrupted?)", path=where
-            ) from None
-        if not hmac.compare_digest(stored, actual):
-            raise ManifestError(
-                "checksum mismatch: the manifest was modified outside zoopipe-hpc (or corrupted); "
-                "refusing to use it",
-                path=where,
-            )
-        try:
-            return _manifest_from_json(document.get("manifest"))
+            return _manifest_from_json(body)
         except _Invalid as exc:
             raise ManifestError(f"invalid manifest: {exc}", path=where) from None
-
-    def _read_bytes(self) -> bytes:
-        where = str(self.manifest_path)
-        for attempt in range(_READ_ATTEMPTS):
-            try:
-                return self.manifest_path.read_bytes()
-            except FileNotFoundError:
-                if not self.path.is_dir():
-                    reason = "no such job directory"
-                else:
-                    reason = "no manifest: this is not a job directory, or the job was removed"
-                raise ManifestError(reason, path=where) from None
-            except OSError as exc:
-                if exc.errno == errno.ESTALE and attempt + 1 < _READ_ATTEMPTS:
-                    time.sleep(0.05 * (attempt + 1))
-                    continue
-                raise ManifestError(
-                    f"unreadable: {exc.strerror or type(exc).__name__}", path=where
-                ) from exc
-        raise ManifestError("unreadable: stale file handle", path=where)  # pragma: no cover
 
     # -- writing ----------------------------------------------------------------------------------
 
@@ -504,44 +429,7 @@ class JobDirectory:
 
     def _write(self, data: bytes) -> None:
         """Atomically replace the manifest with ``data`` (the caller holds the lock)."""
-        temp = self.path / f".{self.MANIFEST}.{uuid.uuid4().hex[:12]}.tmp"
-        try:
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temp, self.manifest_path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                temp.unlink()
-            raise
-        fsync_path(self.path)
+        write(self.path, self.manifest_path, data)
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        held: set[str] = _held.__dict__.setdefault("paths", set())
-        key = str(self.lock_path)
-        if key in held:
-            raise ConfigurationError(
-                f"{self.manifest_path}: the job is already locked by this thread; a change "
-                f"passed to JobDirectory.update() must not create or update the same job"
-            )
-        lock = StrictSoftFileLock(key, timeout=self.lock_timeout, mode=0o600)
-        _break_dead_claims(lock)
-        try:
-            lock.acquire()
-        except Timeout as exc:
-            owners = dict.fromkeys(f"pid {c.pid} on {c.hostname}" for c in lock.claims)
-            raise ManifestError(
-                f"could not lock the job within {self.lock_timeout:g} s: held by "
-                f"{', '.join(owners) or 'unknown'} (if that process is gone for good, remove "
-                f"its claim files under {self.lock_path}.filelock/claims)",
-                path=str(self.manifest_path),
-            ) from exc
-        held.add(key)
-        try:
-            yield
-        finally:
-            held.discard(key)
-            lock.release()
+    def _locked(self) -> contextlib.AbstractContextManager[None]:
+        return locked(self.lock_path, self.lock_timeout, self.manifest_path)

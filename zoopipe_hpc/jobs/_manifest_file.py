@@ -1,0 +1,182 @@
+"""The manifest as a file: its checksummed envelope, its lock, its atomic replacement.
+
+What :class:`~zoopipe_hpc.jobs.manifest.JobDirectory` does to ``manifest.json`` on disk, and
+nothing about what the manifest says:
+
+- :func:`encode` / :func:`decode`: the envelope ``{"format", "manifest", "checksum"}``, the
+  checksum being ``sha256:<hex>`` over the canonical JSON of the envelope without it;
+- :func:`read_bytes`: the file's bytes, retrying an NFS reader's ``ESTALE`` while a writer
+  replaces the file;
+- :func:`write`: temporary file in the same folder, fsync, ``os.replace``, fsync of the folder;
+- :func:`locked`: the exclusive :class:`filelock.StrictSoftFileLock` on ``.manifest.lock``
+  (hard-link claims, so it excludes across NFS clients; claims of dead processes on this host
+  are reclaimed), not re-entrant within a thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import hmac
+import json
+import os
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from filelock import StrictSoftFileLock, Timeout
+
+from ..commit._atomic import fsync_path
+from ..commit._locks import break_dead_claims as _break_dead_claims
+from ..errors import ConfigurationError, ManifestError
+
+__all__ = [
+    "CHECKSUM_PREFIX",
+    "FORMAT",
+    "checksum",
+    "decode",
+    "encode",
+    "locked",
+    "read_bytes",
+    "write",
+]
+
+FORMAT = "zoopipe-hpc-manifest/1"
+CHECKSUM_PREFIX = "sha256:"
+_READ_ATTEMPTS = 5  # an NFS reader may get ESTALE while a writer replaces the file; retry then
+_held = threading.local()  # lock paths the current thread holds: the job lock is not re-entrant
+
+
+def _canonical(document: Any) -> bytes:
+    return json.dumps(
+        document, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")
+
+
+def checksum(document: Mapping[str, Any]) -> str:
+    """``sha256:<hex>`` over the canonical JSON of the stored document without its checksum."""
+    body = {key: value for key, value in document.items() if key != "checksum"}
+    return CHECKSUM_PREFIX + hashlib.sha256(_canonical(body)).hexdigest()
+
+
+def encode(body: dict[str, Any]) -> bytes:
+    """The file content for a manifest's JSON ``body``: ``TypeError`` or ``ValueError`` if it
+    is not plain JSON data."""
+    document: dict[str, Any] = {"format": FORMAT, "manifest": body}
+    document["checksum"] = checksum(document)
+    text = json.dumps(document, sort_keys=True, indent=1, ensure_ascii=False, allow_nan=False)
+    return (text + "\n").encode("utf-8")
+
+
+def decode(raw: bytes, where: str) -> Any:
+    """The manifest body of a file's content, once its envelope and checksum are verified;
+    :class:`ManifestError` naming ``where`` and the reason otherwise."""
+    try:
+        document = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ManifestError("unreadable: not UTF-8 text (corrupted?)", path=where) from None
+    except json.JSONDecodeError as exc:
+        raise ManifestError(
+            f"unreadable: not valid JSON, the file is truncated or corrupted "
+            f"({exc.msg} at line {exc.lineno} column {exc.colno})",
+            path=where,
+        ) from None
+    if not isinstance(document, dict) or "format" not in document:
+        raise ManifestError("unreadable: not a zoopipe-hpc manifest", path=where)
+    if document["format"] != FORMAT:
+        raise ManifestError(
+            f"unsupported manifest format {document['format']!r} (this version of "
+            f"zoopipe-hpc reads {FORMAT!r})",
+            path=where,
+        )
+    stored = document.get("checksum")
+    if not isinstance(stored, str) or not stored.startswith(CHECKSUM_PREFIX):
+        raise ManifestError(
+            "the checksum is missing or malformed: the manifest was modified outside zoopipe-hpc",
+            path=where,
+        )
+    try:
+        actual = checksum(document)
+    except (TypeError, ValueError):
+        raise ManifestError("unreadable: not plain JSON text (corrupted?)", path=where) from None
+    if not hmac.compare_digest(stored, actual):
+        raise ManifestError(
+            "checksum mismatch: the manifest was modified outside zoopipe-hpc (or corrupted); "
+            "refusing to use it",
+            path=where,
+        )
+    return document.get("manifest")
+
+
+def read_bytes(folder: Path, manifest: Path) -> bytes:
+    """The content of ``manifest`` (in the job directory ``folder``); :class:`ManifestError`
+    if there is none or it cannot be read."""
+    where = str(manifest)
+    for attempt in range(_READ_ATTEMPTS):
+        try:
+            return manifest.read_bytes()
+        except FileNotFoundError:
+            if not folder.is_dir():
+                reason = "no such job directory"
+            else:
+                reason = "no manifest: this is not a job directory, or the job was removed"
+            raise ManifestError(reason, path=where) from None
+        except OSError as exc:
+            if exc.errno == errno.ESTALE and attempt + 1 < _READ_ATTEMPTS:
+                time.sleep(0.05 * (attempt + 1))
+                continue
+            raise ManifestError(
+                f"unreadable: {exc.strerror or type(exc).__name__}", path=where
+            ) from exc
+    raise ManifestError("unreadable: stale file handle", path=where)  # pragma: no cover
+
+
+def write(folder: Path, manifest: Path, data: bytes) -> None:
+    """Atomically replace ``manifest`` (in ``folder``) with ``data``; the caller holds the lock."""
+    temp = folder / f".{manifest.name}.{uuid.uuid4().hex[:12]}.tmp"
+    try:
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, manifest)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temp.unlink()
+        raise
+    fsync_path(folder)
+
+
+@contextlib.contextmanager
+def locked(lock_path: Path, timeout: float, manifest: Path) -> Iterator[None]:
+    """Hold the job lock ``lock_path``, waiting at most ``timeout`` seconds for it."""
+    held: set[str] = _held.__dict__.setdefault("paths", set())
+    key = str(lock_path)
+    if key in held:
+        raise ConfigurationError(
+            f"{manifest}: the job is already locked by this thread; a change "
+            f"passed to JobDirectory.update() must not create or update the same job"
+        )
+    lock = StrictSoftFileLock(key, timeout=timeout, mode=0o600)
+    _break_dead_claims(lock)
+    try:
+        lock.acquire()
+    except Timeout as exc:
+        owners = dict.fromkeys(f"pid {c.pid} on {c.hostname}" for c in lock.claims)
+        raise ManifestError(
+            f"could not lock the job within {timeout:g} s: held by "
+            f"{', '.join(owners) or 'unknown'} (if that process is gone for good, remove "
+            f"its claim files under {lock_path}.filelock/claims)",
+            path=str(manifest),
+        ) from exc
+    held.add(key)
+    try:
+        yield
+    finally:
+        held.discard(key)
+        lock.release()
