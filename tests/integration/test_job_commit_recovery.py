@@ -204,14 +204,6 @@ def wait_until(what: str, ready, limit: float = 90) -> None:  # type: ignore[no-
 
 @pytest.mark.slurm
 @pytest.mark.usefixtures("slurm_cluster")
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="product bug: JobHandle.resume() returns [] for a detached job (manifest.finish_jobs "
-    "set) and wait() then only _follow()s the manifest, which nobody concludes once the commit "
-    "job died (its recover job was removed by Slurm): `resume` (and `watch`) of a job left "
-    "`committing` with a decided record waits forever; `zoopipe-hpc _commit DIR` finishes it",
-)
 def test_a_detached_commit_job_killed_after_the_decision_is_finished_by_resume(
     tmp_path: Path, reference: tuple[Path, dict[str, bytes]]
 ) -> None:

@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..commit._atomic import atomic_write
+
 __all__ = ["LocalRunner"]
 
 LOCK_FILE = "local-runner.lock"
@@ -78,9 +80,7 @@ class LocalRunner:
             raise
         self._fd = fd
         note = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.time()}
-        temporary = self.job_dir / f".{OWNER_FILE}.{os.getpid()}"
-        temporary.write_text(json.dumps(note))
-        os.replace(temporary, self.job_dir / OWNER_FILE)
+        atomic_write(self.job_dir / OWNER_FILE, json.dumps(note).encode(), mode=0o600)
         return True
 
     def release(self) -> None:

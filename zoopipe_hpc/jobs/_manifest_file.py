@@ -20,17 +20,15 @@ import errno
 import hashlib
 import hmac
 import json
-import os
 import threading
 import time
-import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from filelock import StrictSoftFileLock, Timeout
 
-from ..commit._atomic import fsync_path
+from ..commit._atomic import atomic_write
 from ..commit._locks import break_dead_claims as _break_dead_claims
 from ..errors import ConfigurationError, ManifestError
 
@@ -137,19 +135,9 @@ def read_bytes(folder: Path, manifest: Path) -> bytes:
 
 def write(folder: Path, manifest: Path, data: bytes) -> None:
     """Atomically replace ``manifest`` (in ``folder``) with ``data``; the caller holds the lock."""
-    temp = folder / f".{manifest.name}.{uuid.uuid4().hex[:12]}.tmp"
-    try:
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, manifest)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            temp.unlink()
-        raise
-    fsync_path(folder)
+    if manifest.parent != folder:
+        raise ConfigurationError(f"{manifest} is not in its job folder {folder}")
+    atomic_write(manifest, data, mode=0o600)
 
 
 @contextlib.contextmanager

@@ -21,7 +21,7 @@ from ..engines.multiprocess import MultiProcessEngine
 from ..engines.slurm import SlurmCLI, SlurmEngine
 from ..engines.slurm._payload import PayloadStore
 from ..engines.slurm.task import shard_payload_name
-from ..errors import JobError
+from ..errors import JobError, SlurmCommandError
 from ..pipe import Pipe
 from ..report import PipeReport
 from ._concluding import JobConcluder
@@ -120,6 +120,27 @@ class JobHandle(JobConcluder):
         self._runner.release()
         return committed
 
+    def _stranded(self, manifest: Manifest) -> bool:
+        """A detached job nobody will conclude: every shard is over, the job is not, and
+        Slurm runs none of its finish jobs (the commit job died, or was cancelled with the
+        recover job). One state query, made only when every shard is over."""
+        if manifest.state.is_final or manifest.state is JobState.FAILED:
+            return False
+        if manifest.state is not JobState.COMMITTING:
+            if not all(r.is_finished for r in self.shard_reports()):
+                return False
+        ids = sorted(manifest.finish_jobs.values())
+        try:
+            out = SlurmCLI().run(
+                ["squeue", "--noheader", "--jobs", ",".join(ids), "--format=%i|%T"]
+            )
+        except SlurmCommandError as exc:
+            if "invalid job id" in str(exc).lower():
+                return True  # gone from the queue long ago
+            log.warning("cannot ask Slurm about finish jobs %s: %s", ids, exc)
+            return False  # unknown: never conclude beside a commit job that may be running
+        return not any(line.strip() for line in out.splitlines())
+
     def _claim_local_run(self) -> None:
         """Become the process that runs this local job, or say who is."""
         if self._runner.try_claim():
@@ -160,6 +181,7 @@ class JobHandle(JobConcluder):
             committed = manifest.state is JobState.COMMITTED
             return manifest.state.is_final or manifest.state is JobState.FAILED
 
+        detached = bool(self.manifest().finish_jobs) and not local_runner and not slurm_owner
         if local_runner:  # nobody would conclude a job this process runs while it waits here
             owner = self._runner.owner()
             if owner is not None and self._runner.is_this_process(owner):
@@ -180,6 +202,14 @@ class JobHandle(JobConcluder):
                     f"{self.path}: every shard is over, but the process that ran this job "
                     f"({describe_owner(owner)}) is gone; `zoopipe-hpc resume {self.path}` "
                     f"concludes it"
+                )
+            if detached and self._stranded(manifest):
+                if over(self.manifest()):  # it may have concluded just now
+                    return True
+                raise JobError(
+                    f"{self.path}: Slurm's commit and recover jobs "
+                    f"({', '.join(manifest.finish_jobs.values())}) are over but the job is "
+                    f"{manifest.state.value}; `zoopipe-hpc resume {self.path}` concludes it"
                 )
             if local_runner and self._runner.owner() is None:
                 if over(self.manifest()):  # it may have concluded just now
@@ -224,6 +254,11 @@ class JobHandle(JobConcluder):
             return []
         if manifest.engine == "slurm":
             if manifest.finish_jobs:  # detached: Slurm's recover job owns the retries
+                if self._stranded(manifest):
+                    # The commit (or recover) job died before concluding: finish here, from
+                    # the commit record or the shards' result files; nothing is resubmitted.
+                    log.warning("%s: the finish jobs are gone; concluding here", self.path.name)
+                    self._conclude(self._results())
                 return []
             if manifest.state is not JobState.FAILED:
                 self._refuse_if_driven_elsewhere(manifest)
