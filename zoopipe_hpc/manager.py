@@ -9,6 +9,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
 from ._deadline import Deadline
+from .adapters.base import BaseInputAdapter, check_workers
 from .coordinators.base import BaseCoordinator, CompositeCoordinator
 from .coordinators.file_merge import FileMergeCoordinator
 from .coordinators.iceberg import IcebergCoordinator
@@ -29,7 +30,7 @@ from .validation.executors import BatchExecutor
 if TYPE_CHECKING:
     from .display import ProgressDisplay
 
-__all__ = ["PipeManager"]
+__all__ = ["PipeManager", "SHARD_LIMIT"]
 
 log = logging.getLogger(__name__)
 
@@ -122,13 +123,19 @@ class PipeManager:
         executor: BatchExecutor | None = None,
         coordinator: BaseCoordinator | None = None,
     ) -> RunLayout:
-        """The layout of ``parallelize_pipe``: the shards and how their outputs are committed."""
+        """The layout of ``parallelize_pipe``: the shards and how their outputs are committed.
+
+        The input is split into ``workers`` shards; above 64, into no more than it can fill
+        (its ``max_shards``, but 64 at least; a warning says so). More than
+        :data:`SHARD_LIMIT` is refused.
+        """
         helper = coordinator or BaseCoordinator()
-        shards = helper.prepare_shards(pipe.input_adapter, workers)
-        if len(shards) != workers:
+        count = _shard_count(pipe.input_adapter, workers)
+        shards = helper.prepare_shards(pipe.input_adapter, count)
+        if len(shards) != count:
             raise ConfigurationError(
                 f"{type(helper).__name__}.prepare_shards returned {len(shards)} shards "
-                f"for {workers} workers"
+                f"when asked for {count}"
             )
         pipes = []
         for index, shard in enumerate(shards):
@@ -195,6 +202,7 @@ class PipeManager:
         nothing elsewhere; ``True`` also shows a live bar on a terminal's stderr; ``False``
         shows nothing.
         """
+        deadline = Deadline(timeout)  # starting counts: it can take long with many pipes
         if not self._started or self._outcome is not None:
             self.start()
         if not wait:
@@ -209,7 +217,7 @@ class PipeManager:
                     on_report_update(report)
 
         try:
-            finished = self._wait_with_updates(timeout, callback)
+            finished = self._wait_with_updates(deadline.remaining(), callback)
         except KeyboardInterrupt:
             # Ctrl-C on a login node or in a notebook: stop the workers (scancel on Slurm)
             # and roll back before giving control back.
@@ -359,6 +367,45 @@ class PipeManager:
     def __repr__(self) -> str:
         state = "running" if self.is_running else ("idle" if not self._started else "done")
         return f"PipeManager({len(self._pipes)} pipes, {type(self.engine).__name__}, {state})"
+
+
+#: The most shards a pipe is split into. Each shard is a process or a Slurm array task with its
+#: own progress record and part file, and planning alone costs about 50 microseconds and 6 kB
+#: a shard: past this many, the bookkeeping (a folder of 100,000 files on a shared filesystem)
+#: outweighs any gain, and the number is far more likely a typo than a plan.
+SHARD_LIMIT = 100_000
+#: Up to this many shards are made as asked, empty or not: they cost little, and the part files
+#: of ``merge=False`` and a job's Slurm tasks are then as many as the user said.
+_SHARDS_AS_ASKED = 64
+
+
+def _shard_count(adapter: BaseInputAdapter, workers: int) -> int:
+    """How many shards ``parallelize_pipe(pipe, workers)`` makes of ``adapter``."""
+    check_workers(workers)
+    if workers > SHARD_LIMIT:
+        raise ConfigurationError(
+            f"workers={workers:,} for {adapter.describe()}: a pipe is split into at most "
+            f"{SHARD_LIMIT:,} shards (each is a process or a Slurm task); ask for fewer"
+        )
+    if workers <= _SHARDS_AS_ASKED:
+        return workers
+    fill = adapter.max_shards(workers)
+    if isinstance(fill, bool) or not isinstance(fill, int) or not 1 <= fill <= workers:
+        raise ConfigurationError(
+            f"{type(adapter).__name__}.max_shards({workers}) returned {fill!r}: "
+            f"expected an integer from 1 to {workers}"
+        )
+    count = max(fill, _SHARDS_AS_ASKED)
+    if count < workers:
+        log.warning(
+            "%s can fill at most %s shards: making %s shards, not the %s asked for (the "
+            "others would have nothing to read)",
+            adapter.describe(),
+            f"{fill:,}",
+            f"{count:,}",
+            f"{workers:,}",
+        )
+    return count
 
 
 def _progress_display(progress: bool | None) -> ProgressDisplay | None:

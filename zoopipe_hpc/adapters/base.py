@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import os
+import stat
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -97,6 +98,26 @@ class BaseInputAdapter(abc.ABC):
     @abc.abstractmethod
     def split(self, workers: int) -> list[BaseInputAdapter]:
         """Shards that together hold every record exactly once, in order."""
+
+    def max_shards(self, wanted: int) -> int:
+        """How many of ``wanted`` shards this input can fill: ``wanted``, or fewer (at least 1)
+        when it cannot hold a record for each.
+
+        A manager asks for this before it splits the input, and splits it into that many
+        shards: a small file asked for a million workers makes a few shards, not a million
+        empty ones. Counting may stop once ``wanted`` is reached, and must stay cheap (no pass
+        over the data). The default bounds a regular file by its size in bytes, since every
+        record of a text or binary format takes at least one byte; an input that is not a
+        regular file is not bounded. Override it where a tighter bound is known (row groups),
+        or where a record can take less than a byte (a compressed format).
+        """
+        try:
+            info = os.stat(self.path)
+        except (OSError, ValueError):
+            return wanted
+        if not stat.S_ISREG(info.st_mode):
+            return wanted
+        return max(1, min(wanted, info.st_size))
 
     def check(self) -> None:
         """Raise :class:`~zoopipe_hpc.errors.InputError` if the source cannot be read."""

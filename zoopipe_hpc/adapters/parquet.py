@@ -53,6 +53,16 @@ class ParquetInputAdapter(BaseInputAdapter):
     def check(self) -> None:
         self._open().close()
 
+    def max_shards(self, wanted: int) -> int:
+        """One shard per row group at most (a row group is never cut); read from the footer."""
+        groups: int
+        if self.row_groups is not None:
+            groups = len(self.row_groups)
+        else:
+            with self._open() as f:
+                groups = f.metadata.num_row_groups
+        return max(1, min(wanted, groups))
+
     def split(self, workers: int) -> list[BaseInputAdapter]:
         check_workers(workers)
         with self._open() as f:

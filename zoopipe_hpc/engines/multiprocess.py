@@ -51,7 +51,15 @@ class MultiProcessEngine(TrackedEngine):
             removed when the engine is shut down or garbage collected).
         max_workers: at most this many pipes run at once (default: all of them).
         poll_interval: seconds between checks while waiting.
+
+    Starting a process takes about 15 ms, so :meth:`start` launches processes for at most
+    :attr:`launch_slice` seconds and returns; every later look at the pipes (``wait``,
+    ``pipe_reports``, ``is_running``) launches the next ones for as long. A run of thousands
+    of pipes thus keeps its ``wait(timeout)``, and ``shutdown`` cancels the pipes not launched.
     """
+
+    #: Seconds that :meth:`start`, and each later look at the pipes, may spend launching.
+    launch_slice: float = 0.25
 
     def __init__(
         self,
@@ -73,6 +81,7 @@ class MultiProcessEngine(TrackedEngine):
         self._pipes: list[Pipe] = []
         self._processes: list[multiprocessing.process.BaseProcess | None] = []
         self._tracker: PipeTracker | None = None
+        self._next_launch = 0  # the pipes before it are launched (or were cancelled before)
 
     def start(self, pipes: Sequence[Pipe]) -> None:
         if self.is_running:
@@ -80,20 +89,31 @@ class MultiProcessEngine(TrackedEngine):
         self._pipes = list(pipes)
         self._processes = [None] * len(self._pipes)
         self._tracker = PipeTracker(len(self._pipes), self._progress_dir)
+        self._next_launch = 0
         self._launch_more()
 
     def _launch_more(self) -> None:
+        """Launch the next pipes, in order, while fewer than ``max_workers`` run, for at most
+        :attr:`launch_slice` seconds (one pipe at least)."""
         tracker = self._tracker
-        if tracker is None:
+        if tracker is None or self._next_launch >= len(self._pipes):
             return
         context = multiprocessing.get_context(self.start_method)
-        running = sum(1 for p in self._processes if p is not None and p.is_alive())
-        limit = self.max_workers or len(self._pipes)
-        for index, process in enumerate(self._processes):
-            if running >= limit:
+        limit = self.max_workers
+        running = 0
+        if limit is not None:
+            running = sum(1 for p in self._processes if p is not None and p.is_alive())
+        budget = Deadline(self.launch_slice)
+        launched = 0
+        while self._next_launch < len(self._pipes):
+            if limit is not None and running >= limit:
                 break
-            if process is not None or index in tracker.cancelled:
+            index = self._next_launch
+            if index in tracker.cancelled:
+                self._next_launch += 1
                 continue
+            if launched and budget.expired:
+                break
             new = context.Process(  # type: ignore[attr-defined]
                 target=_process_main,
                 args=(
@@ -107,6 +127,8 @@ class MultiProcessEngine(TrackedEngine):
             )
             new.start()
             self._processes[index] = new
+            self._next_launch += 1
+            launched += 1
             running += 1
 
     def _state(self, index: int) -> TaskState:
@@ -124,8 +146,7 @@ class MultiProcessEngine(TrackedEngine):
         if tracker is None:
             return []
         reports = [tracker.report(i, self._state(i)) for i in range(len(self._pipes))]
-        if self._pipes and self.max_workers is not None:
-            self._launch_more()
+        self._launch_more()
         return reports
 
     def shutdown(self, timeout: float = 5.0) -> None:
