@@ -42,7 +42,7 @@ def test_dry_run_prints_the_array_and_both_follow_ups_and_creates_nothing(tmp_pa
     assert list(scripts) == ["array of 3 shards", "commit job", "recover job"]
     array, commit, recover = scripts.values()
     assert "#SBATCH --array=0-2%3" in array and "#SBATCH --time=5" in array
-    assert "#SBATCH --mem=300M" in array and "submitit.core._submit" in array
+    assert "#SBATCH --mem=300M" in array and "-m zoopipe_hpc.engines.slurm" in array
     folder = tmp_path / "zoopipe-jobs" / "t-<run id>"
     for script in scripts.values():
         for line in (

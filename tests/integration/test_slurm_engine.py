@@ -84,7 +84,8 @@ def test_job_script_dry_run_and_parameter_validation(tmp_path: Path):
         "#SBATCH --mail-type=END",
         "#SBATCH --exclusive",
         "module load python",
-        "submitit.core._submit",
+        "-P -u -m zoopipe_hpc.engines.slurm",
+        "--shards 0-9",
     ):
         assert line in script, line
     with pytest.raises(ConfigurationError, match="valid keys.*partition"):

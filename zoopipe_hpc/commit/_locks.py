@@ -5,12 +5,18 @@ NFS clients and hosts (a kernel ``flock`` does not, on every network filesystem)
 target ``out/users.csv`` is ``out/.zoopipe-staging/users.csv.lock``. A claim whose owner provably
 died (same host, process gone) is removed before waiting; any other claim is waited for, and a
 timeout is a :class:`~zoopipe_hpc.errors.CommitError` naming the holders.
+
+The staging folder that holds the locks is created by the run with mode 0700 and checked, with
+the lock file, filelock's folders and every claim, before the lock is taken and again once it is
+held (:mod:`zoopipe_hpc._private`): a lock in a folder someone else can write to excludes
+nobody, so such a folder is refused with a :class:`CommitError` saying why and what to do.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import socket
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -18,9 +24,17 @@ from pathlib import Path
 import psutil
 from filelock import StrictSoftFileLock, Timeout
 
+from .._private import Use, check_private, check_private_stat, ensure_private_dir
 from ..errors import CommitError
 
-__all__ = ["LOCK_TIMEOUT", "commit_lock", "break_dead_claims", "locked", "locked_all"]
+__all__ = [
+    "LOCK_TIMEOUT",
+    "commit_lock",
+    "break_dead_claims",
+    "check_lock_files",
+    "locked",
+    "locked_all",
+]
 
 log = logging.getLogger(__name__)
 
@@ -28,15 +42,46 @@ STAGING_DIR_NAME = ".zoopipe-staging"
 LOCK_TIMEOUT = 600.0
 
 
-def commit_lock(target: Path, timeout: float = LOCK_TIMEOUT) -> StrictSoftFileLock:
-    """The lock that serialises every commit to ``target``, across processes and NFS clients."""
+def _lock_use(target: Path) -> Use:
+    return Use(
+        action=f"lock {target} for commit",
+        risk=(
+            f"anyone who can write there could take or break the commit lock of {target} and "
+            "swap the files a commit renames over it"
+        ),
+    )
+
+
+def check_lock_files(target: Path) -> None:
+    """Raise :class:`CommitError` unless the staging folder, the lock file of ``target`` and
+    filelock's folders and claims under it (those that exist) are private."""
+    use = _lock_use(target)
     root = target.parent / STAGING_DIR_NAME
-    try:
-        root.mkdir(mode=0o700, parents=True, exist_ok=True)
-    except OSError as exc:
-        raise CommitError(
-            f"cannot create the staging folder {root} to lock {target}: {exc}", path=str(target)
-        ) from exc
+    check_private(root, "staging folder", use)
+    lock_file = root / f"{target.name}.lock"
+    if os.path.lexists(lock_file):
+        check_private(lock_file, "lock file", use, kind="file")
+    folder = root / f"{target.name}.lock.filelock"
+    claims = folder / "claims"
+    for path in (folder, claims):
+        if not os.path.lexists(path):
+            return
+        check_private(path, "lock folder", use)
+    with os.scandir(claims) as entries:
+        for entry in entries:
+            try:
+                info = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue  # withdrawn by its holder meanwhile
+            check_private_stat(info, claims / entry.name, "lock claim", use, kind="file")
+
+
+def commit_lock(target: Path, timeout: float = LOCK_TIMEOUT) -> StrictSoftFileLock:
+    """The lock that serialises every commit to ``target``, across processes and NFS clients;
+    its staging folder is created (0700) if needed, and checked with the lock's files."""
+    root = target.parent / STAGING_DIR_NAME
+    ensure_private_dir(root, "staging folder", _lock_use(target))
+    check_lock_files(target)
     return StrictSoftFileLock(str(root / f"{target.name}.lock"), timeout=timeout, mode=0o600)
 
 
@@ -81,6 +126,7 @@ def locked(target: Path, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
             path=str(target),
         ) from exc
     try:
+        check_lock_files(target)  # still ours now that it is held
         yield
     finally:
         lock.release()

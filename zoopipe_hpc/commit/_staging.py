@@ -11,6 +11,13 @@ job's directory), never by a worker, and holds:
   of the run), written when the folder is created;
 - the shards' files ``part-NNNNN.<attempt><suffix>`` and temporary files;
 - in the primary folder only, ``commit.json`` once the run decided to commit.
+
+Both levels (``.zoopipe-staging`` and each ``<name>.run-<id>``) are created by the run with mode
+0700 and checked before use (:mod:`zoopipe_hpc._private`): a symbolic link, a folder of another
+user, or one writable by group or others is refused with a :class:`CommitError`, so that in a
+shared folder (``/tmp``, a project share) nobody else can swap what the commit renames over a
+target. :func:`publish_staged` renames a staged file only after checking, through descriptors
+opened with ``O_NOFOLLOW``, the staging folder, the run's folder and the file itself.
 """
 
 from __future__ import annotations
@@ -28,6 +35,13 @@ from typing import Any
 
 import psutil
 
+from .._private import (
+    Use,
+    check_private_stat,
+    ensure_private_dir,
+    open_private_dir,
+    private_problem,
+)
 from ..errors import CommitError
 from ._atomic import atomic_write
 from ._locks import STAGING_DIR_NAME
@@ -41,7 +55,9 @@ __all__ = [
     "new_run_id",
     "staging_root",
     "owner_is_dead",
+    "publish_staged",
     "run_folders",
+    "staging_use",
 ]
 
 log = logging.getLogger(__name__)
@@ -57,6 +73,14 @@ def new_run_id() -> str:
 
 def staging_root(target: Path) -> Path:
     return target.parent / STAGING_DIR_NAME
+
+
+def staging_use(target: Path | str, action: str = "") -> Use:
+    """How a refused staging folder of ``target`` is explained (see :mod:`.._private`)."""
+    return Use(
+        action=action or f"stage {target}",
+        risk=f"anyone who can write there could swap the files this run commits over {target}",
+    )
 
 
 class StagingArea:
@@ -83,11 +107,12 @@ class StagingArea:
             raise CommitError(
                 f"output folder {self.target.parent} does not exist", path=str(self.target)
             )
+        use = staging_use(self.target)
+        ensure_private_dir(self.path.parent, "staging folder", use)
+        ensure_private_dir(self.path, "run staging folder", use)
         try:
-            self.path.parent.mkdir(mode=0o700, exist_ok=True)
-            self.path.mkdir(mode=0o700, exist_ok=True)
             owner = self.path / OWNER_FILE
-            if not owner.exists():
+            if not os.path.lexists(owner):
                 record: dict[str, object] = {
                     "host": socket.gethostname(),
                     "pid": os.getpid(),
@@ -107,6 +132,21 @@ class StagingArea:
             ) from exc
         return self.path
 
+    def check(self) -> None:
+        """Raise :class:`CommitError` unless the staging folder, and the run's folder if it
+        exists, are private (ours, not links, not writable by others); creates nothing."""
+        use = staging_use(self.target)
+        for path, what in ((self.path.parent, "staging folder"), (self.path, "run staging folder")):
+            try:
+                info = os.lstat(path)
+            except FileNotFoundError:
+                return
+            except OSError as exc:
+                raise CommitError(
+                    f"cannot inspect the {what} {path}: {exc}", path=str(path)
+                ) from exc
+            check_private_stat(info, path, what, use)
+
     def part_path(self, index: int, suffix: str, attempt_id: str = "") -> Path:
         """Where shard ``index`` writes; each attempt of a shard has its own file."""
         attempt = f".{attempt_id}" if attempt_id else ""
@@ -121,17 +161,117 @@ class StagingArea:
 
     @staticmethod
     def discard_folder(path: Path) -> None:
+        """Remove a run's folder, and the staging folder if now empty; never in a staging
+        folder that is not the user's own (a planted one is left to its owner)."""
+        try:
+            problem = private_problem(os.lstat(path.parent))
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            problem = str(exc)
+        if problem is not None:
+            log.warning("not removing %s: the staging folder %s %s", path, path.parent, problem)
+            return
         shutil.rmtree(path, ignore_errors=True)
         with contextlib.suppress(OSError):
             path.parent.rmdir()
 
 
 def run_folders(target: Path) -> list[Path]:
-    """The staging folders of every run of ``target`` found next to it."""
+    """The staging folders of every run of ``target`` found next to it.
+
+    Raises :class:`CommitError` if the staging folder is not private (see :mod:`.._private`);
+    an entry in it that is not a private folder is left alone, with a warning.
+    """
     root = staging_root(target)
-    if not root.is_dir():
+    try:
+        os.lstat(root)
+    except FileNotFoundError:
         return []
-    return sorted(p for p in root.glob(f"{target.name}.run-*") if p.is_dir())
+    except OSError as exc:
+        raise CommitError(
+            f"cannot inspect the staging folder {root}: {exc}", path=str(root)
+        ) from exc
+    fd = open_private_dir(root, "staging folder", staging_use(target))
+    found = []
+    try:
+        with os.scandir(fd) as entries:
+            for entry in entries:
+                if not (entry.name.startswith(f"{target.name}.run-")):
+                    continue
+                problem = private_problem(entry.stat(follow_symlinks=False))
+                if problem is not None:
+                    log.warning("leaving %s alone: it %s", root / entry.name, problem)
+                    continue
+                found.append(root / entry.name)
+    finally:
+        os.close(fd)
+    return sorted(found)
+
+
+def publish_staged(ready: Path, target: Path, size: int | None = None) -> bool:
+    """Rename the staged file ``ready`` over ``target``; False if it is not there (renamed
+    already, before a crash).
+
+    Only a file of ``target``'s own staging folders is renamed, and only after checking,
+    through descriptors opened with ``O_NOFOLLOW``, that ``.zoopipe-staging`` and the run's
+    folder are private and that ``ready`` is a regular file of this user with ``size`` bytes
+    (when given). The rename is made relative to those descriptors, so no swap of a path
+    component after the checks can make it rename another file. Raises :class:`CommitError`.
+    """
+    root = staging_root(target)
+    run = ready.parent
+    if run.parent != root or not run.name.startswith(f"{target.name}.run-"):
+        raise CommitError(
+            f"refusing to replace {target} with {ready}: it is not in a staging folder of "
+            f"{target} ({root}/{target.name}.run-<run id>/); nothing was renamed",
+            path=str(target),
+            operation="rename",
+        )
+    use = staging_use(target, f"commit {target}")
+    parent_fd = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        try:
+            os.stat(root.name, dir_fd=parent_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+        root_fd = open_private_dir(root.name, "staging folder", use, dir_fd=parent_fd, shown=root)
+        try:
+            try:
+                os.stat(run.name, dir_fd=root_fd, follow_symlinks=False)
+            except FileNotFoundError:
+                return False
+            run_fd = open_private_dir(
+                run.name, "run staging folder", use, dir_fd=root_fd, shown=run
+            )
+            try:
+                return _replace_checked(ready, target, size, use, run_fd, parent_fd)
+            finally:
+                os.close(run_fd)
+        finally:
+            os.close(root_fd)
+    finally:
+        os.close(parent_fd)
+
+
+def _replace_checked(
+    ready: Path, target: Path, size: int | None, use: Use, run_fd: int, parent_fd: int
+) -> bool:
+    try:
+        info = os.stat(ready.name, dir_fd=run_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    check_private_stat(info, ready, "staged file", use, kind="file", modes=False)
+    if size is not None and info.st_size != size:
+        raise CommitError(
+            f"refusing to replace {target} with {ready}: it has {info.st_size} bytes, "
+            f"{size} were staged (changed after it was prepared); nothing was renamed",
+            path=str(target),
+            operation="rename",
+        )
+    os.replace(ready.name, target.name, src_dir_fd=run_fd, dst_dir_fd=parent_fd)
+    os.fsync(parent_fd)
+    return True
 
 
 def owner_is_dead(folder: Path) -> bool:

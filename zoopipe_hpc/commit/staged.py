@@ -16,8 +16,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._private import Use, check_private, check_private_stat
 from ..errors import CommitError
 from ._atomic import atomic_write, file_digest
+from ._locks import STAGING_DIR_NAME
 
 __all__ = ["StagedFile", "WorkerOutcome", "result_path", "write_result", "read_result"]
 
@@ -40,9 +42,19 @@ class StagedFile:
         return cls(role, str(path), rows, size, checksum)
 
     def check(self, target: str, shard: int) -> None:
-        """Raise :class:`CommitError` unless the file is there with the size the worker saw."""
+        """Raise :class:`CommitError` unless the file is there, as the worker left it: a
+        regular file (``lstat``: not a link) of this user, with the size of the result file, in
+        a run staging folder (and ``.zoopipe-staging``) that is private (:mod:`.._private`)."""
+        path = Path(self.path)
+        use = Use(
+            action=f"commit shard {shard}'s staged file for {target}",
+            risk=f"anyone who can write there could swap the files this run commits over {target}",
+        )
+        check_private(path.parent, "run staging folder", use)
+        if path.parent.parent.name == STAGING_DIR_NAME:
+            check_private(path.parent.parent, "staging folder", use)
         try:
-            size = os.stat(self.path).st_size
+            info = os.lstat(path)
         except OSError as exc:
             raise CommitError(
                 f"shard {shard} staged {self.path} for {target} but it cannot be read: {exc}; "
@@ -50,6 +62,8 @@ class StagedFile:
                 path=target,
                 shard=shard,
             ) from exc
+        check_private_stat(info, path, "staged file", use, kind="file", modes=False)
+        size = info.st_size
         if size != self.size:
             raise CommitError(
                 f"shard {shard} staged {self.path} for {target} with {self.size} bytes, it has "

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import CommitError, ConfigurationError
 from ._atomic import fsync_path
-from ._staging import StagingArea
+from ._staging import StagingArea, publish_staged
 from .staged import StagedFile
 
 if TYPE_CHECKING:
@@ -88,12 +88,13 @@ class FileStrategy(CommitStrategy):
     def prepare(self, files: Sequence[StagedFile]) -> dict[str, Any]:
         target = self.staging.target
         if len(files) == 1 and self.adapter.sole_part_is_final:
-            ready = Path(files[0].path)
+            ready, size = Path(files[0].path), files[0].size
         else:
             ready = self.staging.temp_path(target.name)
             try:
                 self.adapter.merge([Path(f.path) for f in files], ready)
                 fsync_path(ready)
+                size = os.lstat(ready).st_size
             except OSError as exc:
                 ready.unlink(missing_ok=True)
                 raise CommitError(
@@ -102,7 +103,7 @@ class FileStrategy(CommitStrategy):
                     path=str(target),
                     operation="merge",
                 ) from exc
-        return {"kind": self.name, "target": str(target), "ready": str(ready)}
+        return {"kind": self.name, "target": str(target), "ready": str(ready), "size": size}
 
     def publish(self, entry: dict[str, Any]) -> None:
         self.publish_entry(entry)
@@ -110,13 +111,11 @@ class FileStrategy(CommitStrategy):
     @staticmethod
     def publish_entry(entry: dict[str, Any]) -> None:
         """Publish a file entry of a commit record; needs nothing but the entry (recovery of
-        another run's record uses it)."""
+        another run's record uses it). Only a checked file of the target's own private staging
+        folder is renamed (``publish_staged``); one renamed already, before a crash, is done."""
         ready, target = Path(entry["ready"]), Path(entry["target"])
-        if not ready.exists():
-            return  # renamed already, before a crash: nothing left to do for this target
         try:
-            os.replace(ready, target)
-            fsync_path(target.parent)
+            publish_staged(ready, target, entry.get("size"))
         except OSError as exc:
             raise CommitError(
                 f"replacing {target} with {ready} failed: {exc}",

@@ -1,9 +1,15 @@
 """Signed payloads: what travels from the login node to the compute nodes.
 
 A payload is a cloudpickle of one shard's Pipe. It is signed with HMAC-SHA256 under a key kept in
-the job folder (mode 0600), and a task loads it only if the job folder, the key and the payload
-belong to the user running the task and are not writable by group or others. Unpickling runs
-code, so a payload anyone else could have replaced is refused, with the reason.
+the job folder (mode 0600), over the payload format, the job's id (the job folder's name), the
+payload's name (``shard-NNNNN``: its shard) and the pickle, so that a payload renamed to another
+shard's name, or copied into another job folder, is refused like a modified one.
+
+A task loads its payload only after checking (:mod:`zoopipe_hpc._private`, ``lstat`` and
+``O_NOFOLLOW``: no link is followed) that the job folder, the payload folder, the key and the
+payload belong to the user running the task and are not writable by group or others (the key not
+readable by them either), and that the signature matches. Unpickling runs code, so a payload that
+anyone else could have replaced is refused, with the reason.
 """
 
 from __future__ import annotations
@@ -13,43 +19,34 @@ import hmac
 import importlib
 import os
 import secrets
-import stat
 from pathlib import Path
 from typing import Any
 
 import cloudpickle
 
+from ..._private import Use, check_private, ensure_private_dir, read_private_file
 from ...commit._atomic import atomic_write
 from ...errors import PayloadRefused
 from .._pickling import dumps_with_user_code
 
-__all__ = ["PayloadRefused", "PayloadStore"]
+__all__ = ["PAYLOAD_FORMAT", "PayloadRefused", "PayloadStore"]
 
+#: The first word of a payload file; a payload of another format is refused unread.
+PAYLOAD_FORMAT = b"zoopipe-hpc-payload/2"
 _KEY_FILE = ".payload-key"
+_KEY_BYTES = 32
 _SUFFIX = ".pkl"
 
-
-def _check_private(path: Path, *, what: str) -> None:
-    try:
-        info = path.stat()
-    except FileNotFoundError as exc:
-        raise PayloadRefused(
-            f"refusing to run: {what} {path} does not exist", path=str(path)
-        ) from exc
-    if info.st_uid != os.getuid():
-        raise PayloadRefused(
-            f"refusing to load a payload: {what} {path} belongs to uid {info.st_uid}, "
-            f"not to the user running this task (uid {os.getuid()})",
-            path=str(path),
-        )
-    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        raise PayloadRefused(
-            f"refusing to load a payload: {what} {path} is writable by "
-            f"{'group' if info.st_mode & stat.S_IWGRP else 'others'} "
-            f"(mode {stat.S_IMODE(info.st_mode):04o}); anyone who can write there could run "
-            f"code as you. Fix with: chmod go-w {path}",
-            path=str(path),
-        )
+_LOAD = Use(
+    action="load a payload",
+    risk="anyone who can write there could run code as you",
+    error=PayloadRefused,
+)
+_WRITE = Use(
+    action="write payloads",
+    risk="anyone who can write there could replace them and run code as you",
+    error=PayloadRefused,
+)
 
 
 class PayloadStore:
@@ -59,47 +56,83 @@ class PayloadStore:
         self.job_folder = job_folder
         self.folder = job_folder / "payloads"
 
-    def create(self) -> None:
-        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.chmod(self.folder, 0o700)
-        key = self.job_folder / _KEY_FILE
-        if not key.exists():
-            fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as f:
-                f.write(secrets.token_bytes(32))
+    @property
+    def job_id(self) -> str:
+        """What the signatures bind a payload to: the job folder's name (its run id)."""
+        return Path(os.path.abspath(self.job_folder)).name
 
-    def _key(self) -> bytes:
-        key = self.job_folder / _KEY_FILE
-        _check_private(key, what="payload key")
-        if stat.S_IMODE(key.stat().st_mode) & 0o077:
-            raise PayloadRefused(
-                f"refusing to load a payload: the key {key} is readable by others "
-                f"(mode {stat.S_IMODE(key.stat().st_mode):04o}); fix with: chmod 600 {key}",
-                path=str(key),
+    @property
+    def key_path(self) -> Path:
+        return self.job_folder / _KEY_FILE
+
+    def create(self) -> None:
+        """Create the payload folder (0700) and the job's key (0600) in the job folder, which
+        must be the user's own and private."""
+        check_private(self.job_folder, "job folder", _WRITE)
+        ensure_private_dir(self.folder, "payload folder", _WRITE, tighten=True)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        try:
+            fd = os.open(self.key_path, flags, 0o600)
+        except FileExistsError:
+            return  # checked whenever it is read
+        with os.fdopen(fd, "wb") as f:
+            f.write(secrets.token_bytes(_KEY_BYTES))
+            f.flush()
+            os.fsync(f.fileno())
+
+    def _key(self, use: Use) -> bytes:
+        key = read_private_file(self.key_path, "payload key", use, secret=True)
+        if len(key) < _KEY_BYTES:
+            raise use.error(
+                f"refusing to {use.action}: the payload key {self.key_path} holds {len(key)} "
+                f"bytes, not {_KEY_BYTES} (truncated or replaced); submit the job again",
+                path=str(self.key_path),
             )
-        return key.read_bytes()
+        return key
+
+    def _signature(self, key: bytes, name: str, data: bytes) -> bytes:
+        mac = hmac.new(key, digestmod=hashlib.sha256)
+        for part in (PAYLOAD_FORMAT, self.job_id.encode(), name.encode()):
+            mac.update(len(part).to_bytes(8, "big"))
+            mac.update(part)
+        mac.update(data)
+        return mac.hexdigest().encode()
 
     def path(self, name: str) -> Path:
         return self.folder / f"{name}{_SUFFIX}"
 
     def dump(self, name: str, obj: Any) -> Path:
+        """Write ``obj`` as the payload ``name`` (mode 0600), signed for this job and name."""
+        check_private(self.job_folder, "job folder", _WRITE)
+        check_private(self.folder, "payload folder", _WRITE)
         data = dumps_with_user_code(obj)
-        signature = hmac.new(self._key(), data, hashlib.sha256).hexdigest().encode()
-        return atomic_write(self.path(name), signature + b"\n" + data, mode=0o600)
+        signature = self._signature(self._key(_WRITE), name, data)
+        header = PAYLOAD_FORMAT + b" " + signature + b"\n"
+        return atomic_write(self.path(name), header + data, mode=0o600)
 
     def load(self, name: str) -> Any:
-        """Check ownership, permissions and signature, then unpickle."""
-        _check_private(self.job_folder, what="job folder")
-        _check_private(self.folder, what="payload folder")
+        """Check ownership, permissions and signature, then unpickle; nothing of the payload is
+        unpickled before every check passed."""
+        check_private(self.job_folder, "job folder", _LOAD)
+        check_private(self.folder, "payload folder", _LOAD)
+        key = self._key(_LOAD)
         target = self.path(name)
-        _check_private(target, what="payload")
-        raw = target.read_bytes()
-        signature, _, data = raw.partition(b"\n")
-        expected = hmac.new(self._key(), data, hashlib.sha256).hexdigest().encode()
+        raw = read_private_file(target, "payload", _LOAD)
+        header, _, data = raw.partition(b"\n")
+        form, _, signature = header.partition(b" ")
+        if form != PAYLOAD_FORMAT:
+            raise PayloadRefused(
+                f"refusing to load {target}: it is not a signed {PAYLOAD_FORMAT.decode()} "
+                f"payload (not a payload, or written by an older zoopipe-hpc); submit the job "
+                f"again",
+                path=str(target),
+            )
+        expected = self._signature(key, name, data)
         if not hmac.compare_digest(signature, expected):
             raise PayloadRefused(
                 f"refusing to load {target}: its signature does not match (modified after "
-                f"submission, or signed with another job's key)",
+                f"submission, signed with another job's key, or another shard's or job's "
+                f"payload put in its place)",
                 path=str(target),
             )
         importlib.invalidate_caches()

@@ -1,4 +1,10 @@
-"""Submitting one sbatch array through submitit, with sbatch called through our SlurmCLI."""
+"""Submitting one sbatch array, with sbatch called through our SlurmCLI.
+
+The job script is rendered by submitit's template (from the validated parameters), and the logs
+follow submitit's naming; nothing else of submitit is used. In particular no per-task pickle is
+written and submitit's runner is not started: each task runs the project's own entry point
+(:mod:`.task`), which checks the job folder and the signed payload before it unpickles anything.
+"""
 
 from __future__ import annotations
 
@@ -6,52 +12,65 @@ import logging
 import shlex
 import sys
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-from submitit.core.utils import DelayedSubmission, JobPaths
+from submitit.core.utils import JobPaths
 
-from ...errors import ConfigurationError, SlurmCommandError
+from ..._private import Use, ensure_private_dir
+from ...commit._atomic import atomic_write
+from ...errors import ConfigurationError, PayloadRefused, SlurmCommandError
 from ._cli import SlurmCLI
 from .parameters import SlurmParameters, render_job_script
+from .task import TASK_MODULE, format_shards
 
 __all__ = ["ArraySubmitter", "sbatch_script"]
 
 log = logging.getLogger(__name__)
 
+_SUBMIT = Use(
+    action="submit an array",
+    risk="anyone who can write there could change the job script before sbatch reads it",
+    error=PayloadRefused,
+)
+
 
 class ArraySubmitter:
-    """Writes submitit's per-task pickles and job script, then runs ``sbatch --parsable``.
+    """Writes the job script of one array of the job in ``job_folder``, then runs
+    ``sbatch --parsable``.
 
-    The tasks run ``python -m submitit.core._submit <log folder>``, submitit's own runner, which
-    loads the task's pickle (a call of ``fn`` with that task's arguments) and runs it.
+    Task ``k`` of an array of ``shards`` runs
+    ``<python> -P -u -m zoopipe_hpc.engines.slurm <job folder> --shards <shards>``, which runs
+    shard ``shards[k]``. The script is ``logs/<array job id>_submission.sh``.
     """
 
     def __init__(
         self,
-        log_folder: Path,
+        job_folder: Path,
         parameters: SlurmParameters,
         cli: SlurmCLI,
         python: str | None = None,
         environment: dict[str, str] | None = None,
     ) -> None:
-        self.log_folder = log_folder
+        self.job_folder = job_folder
+        self.log_folder = job_folder / "logs"
         self.parameters = parameters
         self.cli = cli
         self.python = python or shlex.quote(sys.executable)
         self.environment = dict(environment or {})
 
-    @property
-    def command(self) -> str:
-        return f"{self.python} -u -m submitit.core._submit {shlex.quote(str(self.log_folder))}"
+    def command(self, shards: Sequence[int]) -> str:
+        """What every task of an array of ``shards`` runs."""
+        folder = shlex.quote(str(self.job_folder))
+        return f"{self.python} -P -u -m {TASK_MODULE} {folder} --shards {format_shards(shards)}"
 
-    def script(self, tasks: int) -> str:
+    def script(self, shards: Sequence[int]) -> str:
+        """The sbatch script of an array whose task ``k`` runs shard ``shards[k]``."""
         return render_job_script(
             self.parameters,
-            command=self.command,
+            command=self.command(shards),
             log_folder=self.log_folder,
-            tasks=tasks,
+            tasks=len(shards),
             environment=self.environment,
         )
 
@@ -59,21 +78,13 @@ class ArraySubmitter:
         paths = JobPaths(self.log_folder, job_id=f"{array_job_id}_{task}", task_id=0)
         return paths.stdout, paths.stderr
 
-    def submit(self, fn: Callable[..., Any], calls: Sequence[tuple[Any, ...]]) -> str:
-        """Submit one array whose task ``k`` runs ``fn(*calls[k])``; returns the array job id."""
-        if not calls:
+    def submit(self, shards: Sequence[int]) -> str:
+        """Submit one array whose task ``k`` runs shard ``shards[k]``; returns its job id."""
+        if not shards:
             raise ConfigurationError("an array needs at least one task")
-        staging = JobPaths.get_first_id_independent_folder(self.log_folder)
-        staging.mkdir(parents=True, exist_ok=True)
-        pickles = []
-        for args in calls:
-            delayed = DelayedSubmission(fn, *args)
-            delayed.set_timeout(self.parameters.minutes, 0)
-            path = staging / f"{uuid.uuid4().hex}.pkl"
-            delayed.dump(path)
-            pickles.append(path)
-        script_path = staging / f"array-{uuid.uuid4().hex[:12]}.sh"
-        script_path.write_text(self.script(len(calls)))
+        ensure_private_dir(self.log_folder, "logs folder", _SUBMIT)
+        script_path = self.log_folder / f"array-{uuid.uuid4().hex[:12]}.sh"
+        atomic_write(script_path, self.script(shards).encode(), mode=0o600)
         sbatch = ["sbatch", "--parsable", str(script_path)]
         out = self.cli.run(sbatch)
         job_id = out.strip().split(";")[0]
@@ -84,11 +95,8 @@ class ArraySubmitter:
                 returncode=0,
                 stderr="",
             )
-        for task, pickle_path in enumerate(pickles):
-            paths = JobPaths(self.log_folder, job_id=f"{job_id}_{task}", task_id=0)
-            paths.move_temporary_file(pickle_path, "submitted_pickle")
         script_path.rename(self.log_folder / f"{job_id}_submission.sh")
-        log.info("submitted array %s (%d tasks) from %s", job_id, len(calls), self.log_folder)
+        log.info("submitted array %s (%d tasks) from %s", job_id, len(shards), self.log_folder)
         return job_id
 
 

@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from ..._deadline import wait_until
+from ..._private import Use, ensure_private_dir
 from ...commit._staging import new_run_id
-from ...errors import ConfigurationError, StateError
+from ...errors import ConfigurationError, PayloadRefused, StateError
 from ...report import PipeReport, PipeStatus
 from ._cli import SlurmCLI, SlurmCommandError
 from ._payload import PayloadStore
@@ -20,7 +21,7 @@ from ._state import StateSource
 from ._submitter import ArraySubmitter
 from ._watch import Shard, ShardWatch
 from .parameters import SlurmParameters
-from .task import run_shard, shard_payload_name
+from .task import shard_payload_name
 
 if TYPE_CHECKING:
     from ...pipe import Pipe
@@ -32,6 +33,12 @@ log = logging.getLogger(__name__)
 #: Why shards are submitted: the first time, retried by the engine after a failure, or again
 #: on request (``resubmit``, e.g. ``zoopipe-hpc retry``).
 SubmissionKind = Literal["first", "retry", "resubmit"]
+
+_JOB_FOLDER_USE = Use(
+    action="submit from this job folder",
+    risk="anyone who can write there could replace its payloads and run code as you",
+    error=PayloadRefused,
+)
 
 
 class SubmissionLedger(Protocol):
@@ -51,7 +58,7 @@ class SubmissionLedger(Protocol):
 
 
 class SlurmEngine(ShardWatch):
-    """Runs every pipe as one task of a Slurm job array, submitted through submitit.
+    """Runs every pipe as one task of a Slurm job array (sbatch; see ``task`` for what runs).
 
     Slurm parameters are given in Slurm's words (``partition``, ``time``, ``cpus_per_task``,
     ``mem``, ``account``, ``qos``, ``constraint``, ``gres``, ``array_parallelism``, ``extra``
@@ -117,7 +124,7 @@ class SlurmEngine(ShardWatch):
 
     def _make_submitter(self, job_folder: Path) -> ArraySubmitter:
         return ArraySubmitter(
-            job_folder / "logs",
+            job_folder,
             self.parameters,
             self.cli,
             python=self.python,
@@ -125,9 +132,10 @@ class SlurmEngine(ShardWatch):
         )
 
     def job_script(self, tasks: int = 1) -> str:
-        """The sbatch script an array of ``tasks`` tasks would be submitted with (a dry run)."""
+        """The sbatch script an array of ``tasks`` tasks would be submitted with (a dry run):
+        the first submission of shards ``0..tasks-1``, with the command every task runs."""
         folder = self.job_folder or self.requested_job_folder or (self.folder / "<run id>")
-        return self._make_submitter(folder).script(tasks)
+        return self._make_submitter(folder).script(range(tasks))
 
     def max_array_size(self) -> int:
         """The cluster's MaxArraySize (tasks of one array are indexed 0..MaxArraySize-1)."""
@@ -172,10 +180,12 @@ class SlurmEngine(ShardWatch):
         if job_folder is None:
             self.folder.mkdir(parents=True, exist_ok=True)
             job_folder = self.folder / new_run_id()
-        job_folder.mkdir(mode=0o700, parents=True, exist_ok=self.requested_job_folder is not None)
-        os.chmod(job_folder, 0o700)
-        (job_folder / "progress").mkdir(mode=0o700, exist_ok=True)
-        (job_folder / "logs").mkdir(mode=0o700, exist_ok=True)
+        else:
+            job_folder.parent.mkdir(parents=True, exist_ok=True)
+        # The tasks refuse a job folder anyone else could write to: refuse it here first.
+        ensure_private_dir(job_folder, "job folder", _JOB_FOLDER_USE, tighten=True)
+        for name in ("progress", "logs"):
+            ensure_private_dir(job_folder / name, f"{name} folder", _JOB_FOLDER_USE)
         self.job_folder = job_folder
         return job_folder
 
@@ -210,9 +220,8 @@ class SlurmEngine(ShardWatch):
                 token, chunk = self.ledger.reserve(list(chunk), kind)
                 if not chunk:
                     continue
-            calls = [(str(self.job_folder), index) for index in chunk]
             try:
-                job_id = self._submitter.submit(run_shard, calls)
+                job_id = self._submitter.submit(chunk)
             except SlurmCommandError as exc:
                 # sbatch exited non-zero: nothing was submitted. A timeout (-1) or an answer
                 # without a job id (0) may have submitted: the reservation then stays on
