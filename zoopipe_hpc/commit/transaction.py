@@ -157,6 +157,8 @@ class Transaction:
         """Finish or discard what dead runs left next to the targets, then create this run's
         staging folders. Idempotent for one run id (a durable job calls it again on resume)."""
         description = self._description()
+        for target in self.targets:
+            target.staging.check()  # nothing in a staging folder another user could write
         if self.primary.record_path.exists():
             # A process of this same run id decided, then died: finish that first, so that
             # this run can never leave its targets half old, half new.
