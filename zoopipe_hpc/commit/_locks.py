@@ -18,20 +18,21 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import psutil
 from filelock import StrictSoftFileLock, Timeout
 
 from .._private import Use, check_private, check_private_stat, ensure_private_dir
-from ..errors import CommitError
+from ..errors import CommitError, ZoopipeHPCError
 
 __all__ = [
     "LOCK_TIMEOUT",
     "commit_lock",
     "break_dead_claims",
     "check_lock_files",
+    "hold",
     "locked",
     "locked_all",
 ]
@@ -106,30 +107,46 @@ def break_dead_claims(lock: StrictSoftFileLock) -> None:
 
 
 @contextlib.contextmanager
-def locked(target: Path, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
-    """Hold the commit lock of ``target``; every failure is a :class:`CommitError`."""
-    lock = commit_lock(target, timeout)
+def hold(
+    lock_file: Path,
+    timeout: float,
+    *,
+    what: str,
+    error: Callable[[str], ZoopipeHPCError],
+) -> Iterator[StrictSoftFileLock]:
+    """Hold the strict soft lock ``lock_file`` (the one way the package takes a lock on a
+    shared filesystem): dead claims of this host are removed first; a timeout or an OS error
+    becomes ``error(message)``, the message naming ``what``, the holders and the claim files."""
+    lock = StrictSoftFileLock(str(lock_file), timeout=timeout, mode=0o600)
     try:
         break_dead_claims(lock)
         lock.acquire()
     except Timeout as exc:
-        owners = ", ".join(f"pid {c.pid} on {c.hostname}" for c in lock.claims) or "unknown"
-        raise CommitError(
-            f"could not lock {target} for commit within {timeout:.0f} s: held by {owners} "
-            f"(lock file {lock.lock_file}; if that process is gone for good, remove the claim "
-            f"files under {lock.lock_file}.filelock/claims)",
-            path=str(target),
+        owners = ", ".join(dict.fromkeys(f"pid {c.pid} on {c.hostname}" for c in lock.claims))
+        raise error(
+            f"could not lock {what} within {timeout:g} s: held by {owners or 'unknown'} "
+            f"(lock file {lock_file}; if that process is gone for good, remove its claim "
+            f"files under {lock_file}.filelock/claims)"
         ) from exc
     except OSError as exc:
-        raise CommitError(
-            f"could not lock {target} for commit: {exc} (lock file {lock.lock_file})",
-            path=str(target),
-        ) from exc
+        raise error(f"could not lock {what}: {exc} (lock file {lock_file})") from exc
     try:
-        check_lock_files(target)  # still ours now that it is held
-        yield
+        yield lock
     finally:
         lock.release()
+
+
+@contextlib.contextmanager
+def locked(target: Path, timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
+    """Hold the commit lock of ``target``; every failure is a :class:`CommitError`."""
+    lock = commit_lock(target, timeout)
+
+    def error(message: str) -> ZoopipeHPCError:
+        return CommitError(message, path=str(target))
+
+    with hold(Path(lock.lock_file), timeout, what=f"{target} for commit", error=error):
+        check_lock_files(target)  # still ours now that it is held
+        yield
 
 
 @contextlib.contextmanager

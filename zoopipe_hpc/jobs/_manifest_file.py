@@ -26,11 +26,9 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from filelock import StrictSoftFileLock, Timeout
-
 from ..commit._atomic import atomic_write
-from ..commit._locks import break_dead_claims as _break_dead_claims
-from ..errors import ConfigurationError, ManifestError
+from ..commit._locks import hold
+from ..errors import ConfigurationError, ManifestError, ZoopipeHPCError
 
 __all__ = [
     "CHECKSUM_PREFIX",
@@ -150,21 +148,13 @@ def locked(lock_path: Path, timeout: float, manifest: Path) -> Iterator[None]:
             f"{manifest}: the job is already locked by this thread; a change "
             f"passed to JobDirectory.update() must not create or update the same job"
         )
-    lock = StrictSoftFileLock(key, timeout=timeout, mode=0o600)
-    _break_dead_claims(lock)
-    try:
-        lock.acquire()
-    except Timeout as exc:
-        owners = dict.fromkeys(f"pid {c.pid} on {c.hostname}" for c in lock.claims)
-        raise ManifestError(
-            f"could not lock the job within {timeout:g} s: held by "
-            f"{', '.join(owners) or 'unknown'} (if that process is gone for good, remove "
-            f"its claim files under {lock_path}.filelock/claims)",
-            path=str(manifest),
-        ) from exc
-    held.add(key)
-    try:
-        yield
-    finally:
-        held.discard(key)
-        lock.release()
+
+    def error(message: str) -> ZoopipeHPCError:
+        return ManifestError(message, path=str(manifest))
+
+    with hold(lock_path, timeout, what="the job", error=error):
+        held.add(key)
+        try:
+            yield
+        finally:
+            held.discard(key)
