@@ -2,7 +2,9 @@
 
 :class:`RangeStream` feeds pyarrow the header and one shard's byte range; :class:`LineLocator`
 finds the physical line of a record pyarrow reported (an invalid or malformed one) without
-parsing the range a second time. Both serve :class:`~zoopipe_hpc.adapters.csv.CSVInputAdapter`.
+parsing the range a second time, and the byte where a record starts, where the reader has to
+start again (see :mod:`._csv_read`). Both serve
+:class:`~zoopipe_hpc.adapters.csv.CSVInputAdapter`.
 """
 
 from __future__ import annotations
@@ -10,14 +12,22 @@ from __future__ import annotations
 import bisect
 import io
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
-from ..errors import ConfigurationError
-from ._split import ByteRange
+from ..errors import ConfigurationError, InputError
+from ._split import ByteRange, _find_record_end, _skip_quoted_then_find
 
-__all__ = ["LOCATOR_CHUNK", "LineLocator", "RangeStream", "line_ends"]
+__all__ = [
+    "LOCATOR_CHUNK",
+    "RECORD_LIMIT",
+    "LineLocator",
+    "OpenQuote",
+    "RangeStream",
+    "line_ends",
+]
 
 
 def line_ends(data: bytes) -> int:
@@ -59,6 +69,9 @@ class RangeStream(io.RawIOBase):
 #: Bytes read at a time by the line locator.
 LOCATOR_CHUNK = 1 << 20
 
+#: The longest record read: a longer one is refused with an InputError naming its line.
+RECORD_LIMIT = 64 << 20
+
 
 @dataclass(frozen=True)
 class _Chunk:
@@ -75,8 +88,40 @@ class _Chunk:
     final: bool  # the chunk runs to the end of the range
 
 
+@dataclass(frozen=True)
+class _Detail:
+    """Where each record of chunk ``index`` starts: its line (None in a simple chunk, where
+    that is arithmetic) and its offset in ``block`` (the chunk's bytes); ``offsets`` has one
+    entry more than the chunk has records, the end of the chunk."""
+
+    index: int
+    lines: list[int] | None
+    offsets: list[int]
+    block: bytes
+
+
+class _Parsed(NamedTuple):
+    starts: list[int]  # start line of each record
+    offsets: list[int]  # start of each record in the block
+    used: int  # bytes of whole records
+    line: int  # the line after them
+    opened: tuple[int, int] | None  # (line, position) of a quote the block ends inside
+
+
+@dataclass(frozen=True)
+class OpenQuote:
+    """A quoted field that is still open where the range ends: record ``row`` holds it, its
+    quote is at ``line`` (byte ``offset`` of the file) and the range's last line is
+    ``last_line``."""
+
+    row: int
+    line: int
+    offset: int
+    last_line: int
+
+
 class LineLocator:
-    """Physical line numbers of the records of a byte range, found lazily, as needed.
+    """Physical line numbers and byte offsets of the records of a byte range, found lazily.
 
     Records are counted as pyarrow (and the ``csv`` module) counts them: a line end (LF, CR LF
     or a lone CR) outside quotes ends a record, a quote opens a quoted field only at the start
@@ -86,7 +131,11 @@ class LineLocator:
     searches and one regular expression run in C, and then a record's line is arithmetic. Only
     other chunks are parsed record by record. Nothing is read until a line is asked for (an
     invalid or malformed record), and nothing is read twice, except a chunk parsed record by
-    record when a line in it is asked for after a later chunk was parsed.
+    record when a line in it is asked for after a later chunk was parsed, and a chunk whose
+    byte offsets are asked for (:meth:`start_of`, :meth:`raw`).
+
+    A record longer than :data:`RECORD_LIMIT` is not held in memory: reaching it raises an
+    :class:`~zoopipe_hpc.errors.InputError` naming its line and length.
     """
 
     def __init__(self, path: Path, byte_range: ByteRange, delimiter: str, quote_char: str) -> None:
@@ -101,7 +150,8 @@ class LineLocator:
         self._offset = byte_range.start  # where the next chunk starts
         self._rest = b""  # bytes read past the last chunk
         self._read_to = byte_range.start  # where the next read starts
-        self._starts: tuple[int, list[int]] | None = None  # a parsed chunk's record lines
+        self._detail: _Detail | None = None  # one chunk's record starts, kept for the next ask
+        self._open: OpenQuote | None = None
 
     # -- the two regular expressions ------------------------------------------------------------
 
@@ -145,25 +195,45 @@ class LineLocator:
         first = last.first + last.count if last else 0
         line = last.end_line if last else self._range.line
         while True:
-            more = self._read(LOCATOR_CHUNK)
+            # A record longer than a chunk: read twice as much each time (not quadratically),
+            # up to the limit of a record.
+            size = max(LOCATOR_CHUNK, min(len(data), RECORD_LIMIT + 1 - len(data)))
+            more = self._read(size)
             data += more
             final = self._read_to >= self._range.end or not more
             if not data:
                 return None
             cut = len(data) if final else data.rfind(b"\n") + 1
             if cut == 0:
+                if len(data) > RECORD_LIMIT:
+                    raise self._refuse(data, line)
                 continue  # no line end yet: a longer line
             block = data[:cut]
+            index = len(self._chunks)
             if (final and not block.endswith(b"\n")) or not self._simple(block):
-                starts, used, end_line = self._parse(block, line, final)
+                parsed = self._parse(block, line, final)
+                used = parsed.used
                 if not used:
+                    if len(data) > RECORD_LIMIT:
+                        raise self._refuse(data, line)
                     continue  # a quoted field runs on past what was read
-                chunk = _Chunk(self._offset, used, first, len(starts), line, end_line, False, final)
-                self._starts = (len(self._chunks), starts)
+                count = len(parsed.starts)
+                offsets = [*parsed.offsets, used]
+                chunk = _Chunk(self._offset, used, first, count, line, parsed.line, False, final)
+                first_size = offsets[1] - offsets[0] if count else 0
+                self._detail = _Detail(index, parsed.starts, offsets, block[:used])
+                if parsed.opened is not None:
+                    quote_line, position = parsed.opened
+                    self._open = OpenQuote(
+                        first + count - 1, quote_line, self._offset + position, parsed.line - 1
+                    )
             else:
                 used = cut
                 count = block.count(b"\n")
                 chunk = _Chunk(self._offset, used, first, count, line, line + count, True, final)
+                first_size = block.find(b"\n") + 1
+            if first_size > RECORD_LIMIT:
+                raise self._refuse(data, line)  # the end of the range ends a long record
             self._chunks.append(chunk)
             self._firsts.append(first)
             self._offset += used
@@ -182,11 +252,12 @@ class LineLocator:
             return False
         return self._quote not in block or self._compiled()[1].search(block) is None
 
-    def _parse(self, block: bytes, line: int, final: bool) -> tuple[list[int], int, int]:
-        """(start line of each record, bytes of whole records, the line after them) of
-        ``block``, record by record."""
+    def _parse(self, block: bytes, line: int, final: bool) -> _Parsed:
+        """Where each record of ``block`` starts, record by record (see :class:`_Parsed`)."""
         record = self._compiled()[0]
         starts: list[int] = []
+        offsets: list[int] = []
+        opened: tuple[int, int] | None = None
         pos = 0
         size = len(block)
         while pos < size:
@@ -195,9 +266,11 @@ class LineLocator:
             if end < size and block[end : end + 1] == self._quote:
                 if not final:
                     break  # the quoted field opened here closes in bytes not read yet
+                opened = (line + line_ends(block[pos:end]), end)
                 end = size  # open up to the end of the range: the rest is one record
             if end > pos:
                 starts.append(line)
+                offsets.append(pos)
             line += line_ends(block[pos:end])
             if end < size:
                 end += 2 if block.startswith(b"\r\n", end) else 1
@@ -205,30 +278,124 @@ class LineLocator:
             elif end > pos and not block.endswith((b"\n", b"\r")):
                 line += 1  # a last line without a line end is a line still
             pos = end
-        return starts, pos, line
+        return _Parsed(starts, offsets, pos, line, opened)
 
-    # -- lines ------------------------------------------------------------------------------------
+    # -- a record too long to hold ----------------------------------------------------------------
+
+    def _refuse(self, data: bytes, line: int) -> InputError:
+        """The error for the record ``data`` starts with, longer than :data:`RECORD_LIMIT`
+        (``line``: where ``data`` starts). Its end is found reading on, in bounded memory."""
+        blank = len(data) - len(data.lstrip(b"\r\n"))  # empty lines before the record
+        line += line_ends(data[:blank])
+        start = self._offset + blank
+        fields = self._compiled()[0].match(data, blank)
+        end = fields.end() if fields is not None else blank
+        limit = _mib(RECORD_LIMIT, 0)
+        with open(self._path, "rb") as f:
+            if data[end : end + 1] == self._quote:
+                quote = self._offset + end  # a quoted field still open where ``data`` ends
+                if not _closes(f, quote, self._range.end, self._quote):
+                    return InputError(
+                        f"a quoted field opened at line {line + line_ends(data[blank:end])} "
+                        f"(byte {quote}) is never closed: it runs to the end of the input "
+                        f"({_mib(self._range.end - start)}), more than the {limit} a record may "
+                        "hold; is a closing quote missing?",
+                        path=str(self._path),
+                        line=line,
+                    )
+                stop = _skip_quoted_then_find(f, quote + 1, self._range.end, self._quote)
+            elif end < len(data):
+                stop = self._offset + end + (2 if data.startswith(b"\r\n", end) else 1)
+            else:
+                stop = _find_record_end(f, self._offset + len(data), self._range.end, self._quote)
+        return InputError(
+            f"a record of {_mib(stop - start)} starts here (bytes {start}-{stop}); records "
+            f"longer than {limit} are refused",
+            path=str(self._path),
+            line=line,
+        )
+
+    # -- lines and offsets ------------------------------------------------------------------------
+
+    def _chunk_of(self, row: int) -> int | None:
+        """Index of the chunk holding record ``row`` (read up to it); None past the last."""
+        while not self._chunks or row >= self._chunks[-1].first + self._chunks[-1].count:
+            if self._chunks and self._chunks[-1].final:
+                return None
+            if self._next_chunk() is None:
+                return None
+        return bisect.bisect_right(self._firsts, row) - 1
+
+    def _details(self, index: int) -> _Detail:
+        if self._detail is None or self._detail.index != index:
+            chunk = self._chunks[index]
+            with open(self._path, "rb") as f:
+                f.seek(chunk.offset)
+                block = f.read(chunk.size)
+            if chunk.simple:
+                offsets = [0, *(m.end() for m in re.finditer(b"\n", block))]
+                self._detail = _Detail(index, None, offsets, block)
+            else:
+                parsed = self._parse(block, chunk.line, chunk.final)
+                self._detail = _Detail(index, parsed.starts, [*parsed.offsets, parsed.used], block)
+        return self._detail
 
     def line_of(self, row: int) -> int:
         """Line where record number ``row`` (0-based within the range) starts; past the last
         record, the line after the range."""
-        while not self._chunks or row >= self._chunks[-1].first + self._chunks[-1].count:
-            if self._chunks and self._chunks[-1].final:
-                return self._chunks[-1].end_line
-            if self._next_chunk() is None:
-                return self._chunks[-1].end_line if self._chunks else self._range.line
-        index = bisect.bisect_right(self._firsts, row) - 1
+        index = self._chunk_of(row)
+        if index is None:
+            return self._chunks[-1].end_line if self._chunks else self._range.line
         chunk = self._chunks[index]
         if chunk.simple:
             return chunk.line + row - chunk.first
-        if self._starts is None or self._starts[0] != index:
-            with open(self._path, "rb") as f:
-                f.seek(chunk.offset)
-                block = f.read(chunk.size)
-            self._starts = (index, self._parse(block, chunk.line, chunk.final)[0])
-        return self._starts[1][row - chunk.first]
+        lines = self._details(index).lines
+        if lines is None:  # pragma: no cover - a parsed chunk has its lines
+            raise ConfigurationError("internal: a parsed chunk without lines")
+        return lines[row - chunk.first]
+
+    def start_of(self, row: int) -> int:
+        """Offset in the file where record ``row`` starts; past the last, the range's end."""
+        index = self._chunk_of(row)
+        if index is None:
+            return self._range.end
+        chunk = self._chunks[index]
+        return chunk.offset + self._details(index).offsets[row - chunk.first]
+
+    def raw(self, row: int) -> bytes:
+        """The bytes of record ``row``, its line end included (and the empty lines after it
+        that the locator read with it)."""
+        index = self._chunk_of(row)
+        if index is None:
+            return b""
+        detail = self._details(index)
+        k = row - self._chunks[index].first
+        return detail.block[detail.offsets[k] : detail.offsets[k + 1]]
+
+    def open_quote(self) -> OpenQuote | None:
+        """The quoted field still open where the range ends, if any (reads to the end)."""
+        self._chunk_of(sys.maxsize)
+        return self._open
 
     def close(self) -> None:
         if self._file is not None:
             self._file.close()
             self._file = None
+
+
+def _closes(f: BinaryIO, quote: int, stop: int, char: bytes) -> bool:
+    """True when the quoted field opened at byte ``quote`` closes before ``stop``."""
+    f.seek(quote + 1)
+    position = quote + 1
+    while position < stop:
+        chunk = f.read(min(LOCATOR_CHUNK, stop - position))
+        if not chunk:
+            return False
+        if char in chunk:
+            return True
+        position += len(chunk)
+    return False
+
+
+def _mib(size: int, digits: int = 1) -> str:
+    return f"{size / 2**20:.{digits}f} MiB"

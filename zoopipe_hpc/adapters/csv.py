@@ -2,25 +2,22 @@
 
 from __future__ import annotations
 
-import csv as _pycsv
-import io
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from ..errors import ConfigurationError, InputError
 from ..validation._arrow import rows_to_table
-from ._csv_lines import LineLocator, RangeStream, line_ends
+from ._csv_header import column_names, read_header
+from ._csv_lines import line_ends
+from ._csv_read import CSVRangeReader
 from ._split import ByteRange, file_size, header_end, split_ranges
 from .base import BaseInputAdapter, BaseOutputAdapter, InputBatch, Record, _FileSink, check_workers
 
 __all__ = ["CSVInputAdapter", "CSVOutputAdapter"]
-
-_BOM = b"\xef\xbb\xbf"
 
 
 class CSVInputAdapter(BaseInputAdapter):
@@ -28,6 +25,11 @@ class CSVInputAdapter(BaseInputAdapter):
 
     ``split(n)`` cuts the file into byte ranges at record boundaries (quoted fields may hold
     delimiters, quotes and newlines), so every record lands in exactly one shard.
+
+    The file must be UTF-8 with a header naming each column once (else an ``InputError`` naming
+    the file and line 1). A row holding bytes that are not UTF-8, a malformed row and a quoted
+    field that never closes are error records; a record longer than ``block_size`` is read
+    with a larger block, up to 64 MiB (see ``docs/guide.md``, "Bad input").
     """
 
     def __init__(
@@ -61,38 +63,21 @@ class CSVInputAdapter(BaseInputAdapter):
             raise InputError(f"cannot read CSV input: {exc.strerror}", path=self.source) from exc
 
     def _layout(self) -> tuple[bytes, int, int]:
-        """(header bytes, offset of the first record, file size)."""
+        """(header bytes, offset of the first record, file size); refuses a header that is
+        too long, not UTF-8 or names a column twice."""
         self.check()
-        size = file_size(self.path)
-        with open(self.path, "rb") as f:
-            end = header_end(f, size, self.quote_char.encode(), self.delimiter.encode())
-            f.seek(0)
-            header = f.read(end)
-        return header, end, size
+        header, size = read_header(
+            self.path, self.source, self.quote_char.encode(), self.delimiter.encode()
+        )
+        return header, len(header), size
 
     def _columns(self, header: bytes) -> list[str]:
-        text = header.removeprefix(_BOM).decode("utf-8", errors="replace")
-        reader = _pycsv.reader(
-            io.StringIO(text, newline=""), delimiter=self.delimiter, quotechar=self.quote_char
-        )
-        try:
-            rows = list(reader)
-        except _pycsv.Error as exc:
-            raise InputError(
-                f"cannot parse the CSV header: {exc}", path=self.source, line=1
-            ) from exc
-        if len(rows) > 1:
-            raise InputError(
-                "the header line does not end where a CSV record ends: the file seems to use "
-                "lone CR line ends (classic Mac); convert it to LF or CR LF line ends",
-                path=self.source,
-                line=1,
-            )
-        return rows[0] if rows else []
+        return column_names(header, self.source, self.delimiter, self.quote_char)
 
     def split(self, workers: int) -> list[BaseInputAdapter]:
         check_workers(workers)
         header, data_start, size = self._layout()
+        self._columns(header)
         start, end, line = (data_start, size, 1 + line_ends(header))
         if self.byte_range is not None:
             start, end, line = self.byte_range.start, self.byte_range.end, self.byte_range.line
@@ -125,101 +110,16 @@ class CSVInputAdapter(BaseInputAdapter):
         byte_range = self.byte_range or ByteRange(data_start, size, 1 + line_ends(header))
         if byte_range.empty:
             return
-        locator = LineLocator(self.path, byte_range, self.delimiter, self.quote_char)
-        malformed_rows: list[tuple[int, int, int, str]] = []
-
-        def on_invalid(row: Any) -> str:
-            malformed_rows.append((row.number, row.expected_columns, row.actual_columns, row.text))
-            return "skip"
-
-        stream = RangeStream(self.path, header, byte_range.start, byte_range.end)
-        try:
-            reader = pacsv.open_csv(
-                stream,
-                read_options=pacsv.ReadOptions(block_size=self.block_size, use_threads=False),
-                parse_options=pacsv.ParseOptions(
-                    delimiter=self.delimiter,
-                    quote_char=self.quote_char,
-                    newlines_in_values=True,
-                    invalid_row_handler=on_invalid,
-                ),
-                convert_options=pacsv.ConvertOptions(
-                    column_types={name: pa.string() for name in columns},
-                    strings_can_be_null=False,
-                    quoted_strings_can_be_null=False,
-                ),
-            )
-        except (pa.ArrowInvalid, OSError) as exc:
-            stream.close()
-            raise InputError(f"cannot parse CSV: {exc}", path=self.source) from exc
-        next_row = 0  # stream data rows (records and malformed rows) before the next batch
-        try:
-            while True:
-                try:
-                    table = reader.read_next_batch()
-                except StopIteration:
-                    break
-                except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
-                    raise InputError(f"cannot parse CSV: {exc}", path=self.source) from exc
-                rows = table.num_rows
-                # pyarrow reports malformed rows as it parses, possibly a block ahead: give
-                # each batch those whose row number falls among its rows.
-                malformed_rows.sort()
-                mine: list[tuple[int, int, int, str]] = []
-                row, count = next_row, 0
-                while count < rows:
-                    if malformed_rows and malformed_rows[0][0] - 2 == row:
-                        mine.append(malformed_rows.pop(0))
-                    else:
-                        count += 1
-                    row += 1
-                yield self._batch(pa.Table.from_batches([table]), mine, next_row, locator)
-                next_row = row
-            if malformed_rows:
-                yield self._batch(None, sorted(malformed_rows), next_row, locator)
-        finally:
-            stream.close()
-            locator.close()
-
-    def _batch(
-        self,
-        table: pa.Table | None,
-        bad: list[tuple[int, int, int, str]],
-        rows_before: int,
-        locator: LineLocator,
-    ) -> InputBatch:
-        # pyarrow numbers stream rows from 1 and the header is row 1: data row k (0-based) is k+2.
-        bad_rows = [number - 2 for number, *_ in bad]
-        malformed = [
-            {
-                "source": self.source,
-                "line": locator.line_of(number - 2),
-                "record": {"__raw__": text},
-                "errors": [
-                    {
-                        "type": "csv_field_count",
-                        "loc": [],
-                        "msg": f"expected {expected} fields, got {actual}",
-                    }
-                ],
-            }
-            for number, expected, actual, text in bad
-        ]
-
-        def locate(index: int) -> int:
-            row = rows_before + index
-            for skipped in bad_rows:
-                if skipped <= row:
-                    row += 1
-            return locator.line_of(row)
-
-        return InputBatch(
-            records=None if table is not None else [],
-            source=self.source,
-            malformed=malformed,
-            locate=locate,
-            table=table,
+        reader = CSVRangeReader(
+            self.path,
+            header,
+            columns,
+            byte_range,
+            delimiter=self.delimiter,
+            quote_char=self.quote_char,
+            block_size=self.block_size,
         )
+        yield from reader.batches()
 
 
 class _CSVSink(_FileSink):

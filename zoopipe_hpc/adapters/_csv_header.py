@@ -1,0 +1,124 @@
+"""The header line of a CSV file: found in bounded memory, checked, parsed (private).
+
+A CSV input must be UTF-8: a file that starts with a UTF-16 or UTF-32 byte order mark, or
+whose header holds NUL bytes or bytes that are not UTF-8, is refused before any record is
+read, with an :class:`~zoopipe_hpc.errors.InputError` naming the file and what was found.
+At most :data:`HEADER_LIMIT` bytes are read to find where the header ends, and a header
+naming a column twice is refused (pyarrow would let the last of them win).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+from ..errors import InputError
+from ._split import file_size, header_end
+
+__all__ = ["HEADER_LIMIT", "column_names", "read_header"]
+
+#: The longest header line read; a longer one is refused.
+HEADER_LIMIT = 4 << 20
+
+_UTF8_BOM = b"\xef\xbb\xbf"
+
+#: Byte order marks of encodings this reader cannot read, longest first (UTF-32 LE starts
+#: with the UTF-16 LE mark).
+_FOREIGN_BOMS = (
+    (b"\xff\xfe\x00\x00", "UTF-32 (little-endian)"),
+    (b"\x00\x00\xfe\xff", "UTF-32 (big-endian)"),
+    (b"\xff\xfe", "UTF-16 (little-endian)"),
+    (b"\xfe\xff", "UTF-16 (big-endian)"),
+)
+
+_NEEDS_UTF8 = (
+    "this reader needs UTF-8 (encoding= support comes with issue 14); convert the file first, "
+    "e.g. with iconv -f {encoding} -t UTF-8"
+)
+
+
+def read_header(path: Path, source: str, quote: bytes, delimiter: bytes) -> tuple[bytes, int]:
+    """(the header line's bytes, the file's size), refusing what cannot be a UTF-8 header."""
+    size = file_size(path)
+    with open(path, "rb") as f:
+        start = f.read(4)
+        for mark, encoding in _FOREIGN_BOMS:
+            if start.startswith(mark):
+                raise InputError(
+                    f"the file is {encoding} with a byte order mark (BOM); "
+                    + _NEEDS_UTF8.format(encoding=encoding.split()[0]),
+                    path=source,
+                    line=1,
+                )
+        limit = min(size, HEADER_LIMIT)
+        end = header_end(f, limit, quote, delimiter)
+        f.seek(0)
+        header = f.read(end)
+    if end < size and not header.endswith(b"\n"):
+        if b"\r" in header:
+            raise _lone_cr(source)
+        raise InputError(
+            f"the header line is longer than {HEADER_LIMIT >> 20} MiB (no line end in its first "
+            f"{HEADER_LIMIT:,} bytes): is this a CSV file?",
+            path=source,
+            line=1,
+        )
+    nul = header.find(b"\x00")
+    if nul >= 0:
+        raise InputError(
+            f"the header holds NUL bytes (the first at byte {nul}): the file looks like UTF-16 "
+            "or UTF-32 without a byte order mark; " + _NEEDS_UTF8.format(encoding="UTF-16LE"),
+            path=source,
+            line=1,
+        )
+    try:
+        header.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"the header is not UTF-8 (byte 0x{header[exc.start]:02x} at byte {exc.start} of "
+            "the file); " + _NEEDS_UTF8.format(encoding="<its encoding>"),
+            path=source,
+            line=1,
+        ) from None
+    return header, size
+
+
+def column_names(header: bytes, source: str, delimiter: str, quote_char: str) -> list[str]:
+    """The column names of a header read by :func:`read_header`, each one once."""
+    text = header.removeprefix(_UTF8_BOM).decode("utf-8")
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quotechar=quote_char)
+    try:
+        rows = list(reader)
+    except csv.Error as exc:
+        raise InputError(f"cannot parse the CSV header: {exc}", path=source, line=1) from exc
+    if len(rows) > 1:
+        raise _lone_cr(source)
+    names = rows[0] if rows else []
+    seen: dict[str, list[int]] = {}
+    for number, name in enumerate(names, 1):
+        seen.setdefault(name, []).append(number)
+    twice = {name: numbers for name, numbers in seen.items() if len(numbers) > 1}
+    if twice:
+        listed = "; ".join(f"{name!r} (columns {_and(numbers)})" for name, numbers in twice.items())
+        raise InputError(
+            f"the header names a column more than once: {listed}; every column needs a name "
+            "of its own (rename the duplicates)",
+            path=source,
+            line=1,
+            columns=sorted(twice),
+        )
+    return names
+
+
+def _and(numbers: list[int]) -> str:
+    return ", ".join(map(str, numbers[:-1])) + f" and {numbers[-1]}"
+
+
+def _lone_cr(source: str) -> InputError:
+    return InputError(
+        "the header line does not end where a CSV record ends: the file seems to use lone CR "
+        "line ends (classic Mac); convert it to LF or CR LF line ends",
+        path=source,
+        line=1,
+    )
