@@ -32,6 +32,7 @@ __all__ = [
     "PipeIndexError",
     "InputError",
     "SchemaError",
+    "ValidatorError",
     "OutputError",
     "CommitError",
     "ShardFailedError",
@@ -151,6 +152,67 @@ class SchemaError(ZoopipeHPCError):
     Attributes, when the model was named by text: ``reference`` (``module:Name``) and
     ``expected`` (what would have been valid).
     """
+
+
+class ValidatorError(ZoopipeHPCError):
+    """A validator of the schema model raised something other than ``ValueError`` or
+    ``AssertionError`` (a ``KeyError``, ``ZeroDivisionError``, ``RecursionError``...).
+
+    pydantic turns only those two (and its own errors) into a validation error; anything else
+    is a bug in the model's code, not bad data, so the pipe stops instead of writing an error
+    record for every row the bug touches. Attributes: ``path`` and ``line`` of the row that
+    raised (None until the pipe knows them), ``field`` (dotted for a nested model's field; None
+    for a model validator or when it cannot be told), ``validator`` (``Model.function``, or
+    None), ``model``, ``error_type`` and ``error_message`` (the original exception's type name
+    and text) and ``index`` (the row's position in the rows given to the validator).
+    """
+
+    path: str | None
+    line: int | None
+    field: str | None
+    validator: str | None
+    model: str
+    error_type: str
+    error_message: str
+    index: int | None
+
+    def __init__(
+        self,
+        *,
+        model: str,
+        error_type: str,
+        error_message: str,
+        field: str | None = None,
+        validator: str | None = None,
+        path: str | None = None,
+        line: int | None = None,
+        index: int | None = None,
+    ) -> None:
+        where = path if line is None or path is None else f"{path}:{line}"
+        what = f"the validator {validator}" if validator else f"a validator of {model}"
+        if field:
+            what += f" of field {field!r}"
+        cause = f"{error_type}: {error_message}" if error_message else error_type
+        message = (
+            f"{what} raised {cause}. A validator rejects a record by raising ValueError or "
+            "AssertionError; any other exception is a bug in the model, so the run stops"
+        )
+        super().__init__(
+            f"{where}: {message}" if where else message,
+            path=path,
+            line=line,
+            field=field,
+            validator=validator,
+            model=model,
+            error_type=error_type,
+            error_message=error_message,
+            index=index,
+        )
+
+    def at(self, path: str, line: int | None) -> ValidatorError:
+        """The same error, naming the file and line of the row that raised."""
+        details = {**self.details, "path": path, "line": line}
+        return ValidatorError(**details)
 
 
 class OutputError(ZoopipeHPCError):

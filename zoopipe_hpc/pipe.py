@@ -23,7 +23,7 @@ from pydantic import BaseModel
 from ._model_import import resolve_model
 from .adapters.base import BaseInputAdapter, BaseOutputAdapter, InputBatch, OutputWriter
 from .commit.staged import StagedFile, WorkerOutcome
-from .errors import ConfigurationError, SchemaError, StateError
+from .errors import ConfigurationError, SchemaError, StateError, ValidatorError
 from .report import PipeReport, PipeStatus
 from .validation._arrow import ERROR_SCHEMA, schema_for_model
 from .validation._columnar import ColumnarValidator, columnar_enabled
@@ -341,7 +341,11 @@ class Pipe:
         while start < len(records) or malformed:
             chunk = records[start : start + self._chunk]
             began = time.perf_counter()
-            result = self.executor.validate(validator, chunk)
+            try:
+                result = self.executor.validate(validator, chunk)
+            except ValidatorError as exc:  # name the row that raised
+                line = batch.locate(start + (exc.index or 0))
+                raise exc.at(batch.source, line) from exc.__cause__
             elapsed = time.perf_counter() - began
             end = start + len(chunk)
             output.write(result.valid)
@@ -397,7 +401,10 @@ class Pipe:
         if len(fallback):
             rows = table.take(fallback).to_pylist()
             where = fallback.to_pylist()
-            result = self.executor.validate(validator, rows)
+            try:
+                result = self.executor.validate(validator, rows)
+            except ValidatorError as exc:  # name the row that raised
+                raise exc.at(batch.source, batch.locate(where[exc.index or 0])) from exc.__cause__
             invalid = {index for index, _ in result.invalid}
             # Without an error output, records past the few that are logged are dropped:
             # their lines (a read of the input) are not looked up.

@@ -151,6 +151,19 @@ SAMPLES: dict[str, tuple[tuple[Any, ...], dict[str, Any]]] = {
         {"path": "job/manifest.json", "expected_version": 3, "actual_version": 4},
     ),
     "RecordError": (("torn record",), {"retry": True}),
+    "ValidatorError": (
+        (),
+        {
+            "model": "User",
+            "error_type": "KeyError",
+            "error_message": "'k'",
+            "field": "name",
+            "validator": "User._name",
+            "path": "in.csv",
+            "line": 7,
+            "index": 5,
+        },
+    ),
 }
 
 

@@ -9,6 +9,11 @@ A value that ends near the end of what has been decoded so far may continue (``1
 parses as a whole number), and a parse error near the end of the buffer may be a cut element, so
 in both cases the reader decodes more and parses again; only at the end of the file is an error
 final.
+
+An element nested more than :data:`MAX_DEPTH` arrays and objects deep is not parsed into a value
+(the standard parser raises ``RecursionError`` near 1,000 levels, and pydantic-core writes no
+more than 255): the reader hands it on as :class:`TooDeep`, its text, and goes on with the next
+element, so it becomes one error record. :func:`too_deep` is the same test for a JSON Lines line.
 """
 
 from __future__ import annotations
@@ -19,11 +24,21 @@ import re
 from collections.abc import Container, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, AnyStr, BinaryIO
 
 from ..errors import InputError
 
-__all__ = ["ArrayPosition", "Element", "count_elements", "element_positions", "read_elements"]
+__all__ = [
+    "MAX_DEPTH",
+    "TOO_DEEP",
+    "ArrayPosition",
+    "Element",
+    "TooDeep",
+    "count_elements",
+    "element_positions",
+    "read_elements",
+    "too_deep",
+]
 
 #: Bytes read from the file at a time.
 CHUNK_BYTES = 1 << 20
@@ -34,6 +49,78 @@ _LOOKAHEAD = 16
 _BLANKS = re.compile(r"[ \t\n\r]*")
 _SEPARATOR = re.compile(r"[ \t\n\r]*([,\]])")
 _NOT_AN_ARRAY = "a .json input must hold an array of objects"
+
+#: The deepest nesting of arrays and objects a record may have (the record's own object is the
+#: first level). pydantic-core writes JSON up to 255 levels; the margin leaves room for an error
+#: record, which holds the record (and pydantic's errors their input) a few levels further down.
+MAX_DEPTH = 200
+#: The message of the error record of a record nested deeper than that.
+TOO_DEEP = f"JSON nested too deeply: more than {MAX_DEPTH} levels of arrays and objects"
+# Text this short cannot nest deeper than MAX_DEPTH: every level takes two characters.
+_SHALLOW = 2 * MAX_DEPTH
+# What is not an array or object bracket (strings whole, with the brackets in them).
+_NOISE = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[^"\[\]{}]+')
+_NOISE_BYTES = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[^"\[\]{}]+')
+_PAIRS = re.compile(r"\[\]|\{\}")
+_PAIRS_BYTES = re.compile(rb"\[\]|\{\}")
+# The brackets and whole strings of a value, to find where a value too deep to parse ends;
+# a lone quote is a string that does not end in the text.
+_STRUCTURE = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|"|[\[\]{}]')
+
+
+def too_deep(text: str | bytes, start: int = 0, end: int | None = None) -> bool:
+    """True if the JSON ``text[start:end]`` nests arrays and objects more than :data:`MAX_DEPTH`
+    levels deep.
+
+    Text of up to ``2 * MAX_DEPTH`` characters, or with at most ``MAX_DEPTH`` opening brackets,
+    is answered from its length and two counts in C. Otherwise the strings and everything else
+    but brackets are dropped and innermost pairs removed level by level, in C. Brackets that do
+    not pair up are left for the parser to report: False.
+    """
+    stop = len(text) if end is None else end
+    if stop - start <= _SHALLOW:
+        return False
+    if isinstance(text, bytes):
+        if text.count(b"[", start, stop) + text.count(b"{", start, stop) <= MAX_DEPTH:
+            return False
+        return _deeper(_NOISE_BYTES.sub(b"", text[start:stop]), _PAIRS_BYTES)
+    if text.count("[", start, stop) + text.count("{", start, stop) <= MAX_DEPTH:
+        return False
+    return _deeper(_NOISE.sub("", text[start:stop]), _PAIRS)
+
+
+def _deeper(brackets: AnyStr, pairs: re.Pattern[AnyStr]) -> bool:
+    """True if ``brackets`` (nothing but ``[]{}``) nests more than MAX_DEPTH levels."""
+    for _ in range(MAX_DEPTH):
+        inner_removed = pairs.sub(brackets[:0], brackets)
+        if not inner_removed or len(inner_removed) == len(brackets):
+            return False  # all levels removed, or brackets that do not pair up
+        brackets = inner_removed
+    return True
+
+
+def _value_end(text: str, start: int) -> int | None:
+    """Where the array or object opening at ``text[start]`` ends; None if not within ``text``."""
+    depth = 0
+    for token in _STRUCTURE.finditer(text, start):
+        char = text[token.start()]
+        if char == '"':
+            if token.end() - token.start() == 1:
+                return None  # a string that goes on past the text
+            continue
+        depth += 1 if char in "[{" else -1
+        if depth == 0:
+            return token.end()
+    return None
+
+
+class TooDeep:
+    """An element nested more than :data:`MAX_DEPTH` levels deep: its JSON ``text``, unparsed."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
 
 
 @dataclass(frozen=True)
@@ -152,10 +239,12 @@ class _Scanner:
         if not want_offset and start < len(buf):
             try:  # the common case: the element lies well inside the buffer
                 value, end = self._decode(buf, start)
-            except json.JSONDecodeError:
-                pass  # the careful path below says whether it is cut or broken
+            except (json.JSONDecodeError, RecursionError):
+                pass  # the careful path below says whether it is cut, broken or too deep
             else:
                 if end <= len(buf) - _LOOKAHEAD:
+                    if end - start > _SHALLOW and too_deep(buf, start, end):
+                        value = TooDeep(buf[start:end])
                     self._pos = end
                     return self.line_at(start), value, None
         self.peek()
@@ -175,11 +264,31 @@ class _Scanner:
                 if maybe_cut and self._grow():
                     continue
                 raise self.error(f"not valid JSON: {exc.msg}", exc.pos) from None
+            except RecursionError:
+                return self._too_deep()
             if end > len(self._buf) - _LOOKAHEAD and self._grow():
                 continue  # a number may go on in the next chunk: `1` of `1.5`, `2` of `2e9`
             self.line_at(self._pos)
+            if end - self._pos > _SHALLOW and too_deep(self._buf, self._pos, end):
+                value = TooDeep(self._buf[self._pos : end])
             self._pos = end
             return value
+
+    def _too_deep(self) -> TooDeep:
+        """The element at the cursor, too deep for the parser, as text: it is skipped whole."""
+        while True:
+            end = _value_end(self._buf, self._pos)
+            if end is not None:
+                break
+            if not self._grow():
+                raise self.error(
+                    f"not valid JSON: an element nested more than {MAX_DEPTH} levels deep "
+                    "does not end"
+                )
+        self.line_at(self._pos)
+        text = self._buf[self._pos : end]
+        self._pos = end
+        return TooDeep(text)
 
     def _grow(self) -> bool:
         if len(self._buf) - self._pos > MAX_ELEMENT_CHARS:

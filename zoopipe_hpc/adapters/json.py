@@ -12,7 +12,16 @@ import pyarrow as pa
 
 from ..errors import ArgumentTypeError, ConfigurationError, InputError
 from ..validation._arrow import to_json_bytes
-from ._json_array import ArrayPosition, count_elements, element_positions, read_elements
+from ._json_array import (
+    MAX_DEPTH,
+    TOO_DEEP,
+    ArrayPosition,
+    TooDeep,
+    count_elements,
+    element_positions,
+    read_elements,
+    too_deep,
+)
 from ._split import ByteRange, file_size, split_ranges
 from .base import BaseInputAdapter, BaseOutputAdapter, InputBatch, Record, _FileSink, check_workers
 
@@ -20,6 +29,9 @@ __all__ = ["JSONInputAdapter", "JSONOutputAdapter"]
 
 JSONFormat = Literal["jsonl", "json"]
 _LINE_SUFFIXES = (".jsonl", ".ndjson")
+# A line this short cannot nest deeper than MAX_DEPTH (each level takes two characters): the
+# depth test is not even called for it.
+_SHALLOW = 2 * MAX_DEPTH
 
 
 def _format_for(path: Path, format: str | None) -> JSONFormat:
@@ -33,7 +45,10 @@ def _format_for(path: Path, format: str | None) -> JSONFormat:
 class JSONInputAdapter(BaseInputAdapter):
     """Reads JSON Lines (one object a line; blank lines are skipped) or a JSON array.
 
-    Values are read with the standard JSON parser, so types are exactly what the JSON says.
+    Values are read with the standard JSON parser, so types are exactly what the JSON says. A
+    line or element nested more than ``MAX_DEPTH`` (200) arrays and objects deep is an error
+    record (``json_invalid``, "JSON nested too deeply") holding its text, like a line that is
+    not JSON; the rest of the file is read on.
     JSON Lines files split into byte ranges at line ends. A ``.json`` array is streamed element
     by element (it must be UTF-8) and splits into equal runs of elements, each shard starting
     at the byte of its first element (``record_range`` plus ``byte_range``).
@@ -132,6 +147,8 @@ class JSONInputAdapter(BaseInputAdapter):
             if isinstance(element.value, dict):
                 records.append(element.value)
                 lines.append(element.line)
+            elif isinstance(element.value, TooDeep):
+                malformed.append(self._too_deep(element.value.text, element.line, [element.index]))
             else:
                 malformed.append(self._not_an_object(element.value, element.line, element.index))
             if len(records) + len(malformed) >= self.batch_size:
@@ -171,11 +188,17 @@ class JSONInputAdapter(BaseInputAdapter):
                     break
                 remaining -= len(raw)
                 text = raw.strip()
-                if text:
+                if text and len(text) > _SHALLOW and too_deep(text):
+                    # Told from the text, before the parser raises RecursionError (or, under a
+                    # raised recursion limit, overflows the stack).
+                    malformed.append(self._deep_line(raw, line_no))
+                elif text:
                     try:
                         item = _json.loads(text)
                     except ValueError as exc:
                         malformed.append(self._bad_line(raw, line_no, exc))
+                    except RecursionError:
+                        malformed.append(self._deep_line(raw, line_no))
                     else:
                         if isinstance(item, dict):
                             records.append(item)
@@ -188,6 +211,19 @@ class JSONInputAdapter(BaseInputAdapter):
                     records, lines, malformed = [], [], []
         if records or malformed:
             yield self._emit(records, lines, malformed)
+
+    def _deep_line(self, raw: bytes, line: int) -> Record:
+        text = raw.decode("utf-8", "backslashreplace").rstrip("\r\n")
+        return self._too_deep(text, line, [])
+
+    def _too_deep(self, text: str, line: int, loc: list[int]) -> Record:
+        """The error record of a value nested too deeply: its text, not the value."""
+        return {
+            "source": self.source,
+            "line": line,
+            "record": {"__raw__": text},
+            "errors": [{"type": "json_invalid", "loc": loc, "msg": TOO_DEEP}],
+        }
 
     def _bad_line(self, raw: bytes, line: int, exc: ValueError) -> Record:
         message = exc.msg if isinstance(exc, _json.JSONDecodeError) else str(exc)

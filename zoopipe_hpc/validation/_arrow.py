@@ -16,6 +16,8 @@ import pyarrow.compute as pc
 import pydantic_core
 from pydantic import BaseModel
 
+from ..errors import OutputError
+
 __all__: list[str] = []
 
 ERROR_SCHEMA = pa.schema(
@@ -42,32 +44,35 @@ _SCALARS: dict[Any, pa.DataType] = {
 }
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, dt.datetime | dt.date | dt.time):
-        return value.isoformat()
-    if isinstance(value, dt.timedelta):
-        return value.total_seconds()
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(value, BaseModel):
-        return value.model_dump(mode="json")
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "backslashreplace")
-    if isinstance(value, set | frozenset | tuple):
-        return list(value)
-    return str(value)
-
-
 def to_json_bytes(value: Any) -> bytes:
-    """UTF-8 JSON of a row (NaN and infinities as Python's json writes them)."""
-    return pydantic_core.to_json(
-        value, fallback=_json_default, inf_nan_mode="constants", timedelta_mode="float"
-    )
+    """UTF-8 JSON of a row (NaN and infinities as Python's json writes them).
+
+    There is no fallback: a value pydantic-core cannot serialize (an ``object()``, bytes that
+    are not UTF-8, nesting deeper than it writes) raises :class:`OutputError` rather than being
+    written as its ``str()``. Rows from a model are checked before they are counted valid
+    (see :func:`json_problem`), so this only fires for what no check saw.
+    """
+    try:
+        return pydantic_core.to_json(value, inf_nan_mode="constants", timedelta_mode="float")
+    except pydantic_core.PydanticSerializationError as exc:
+        raise OutputError(f"cannot write a value as JSON: {exc}") from exc
 
 
 def to_json(value: Any) -> str:
     """JSON text of a row, as :func:`to_json_bytes` writes it."""
     return to_json_bytes(value).decode("utf-8")
+
+
+def json_problem(value: Any) -> str | None:
+    """Why :func:`to_json_bytes` cannot write ``value`` (pydantic-core's message), or None.
+
+    One call in C for a whole list of rows: the check costs about what writing them does.
+    """
+    try:
+        pydantic_core.to_json(value, inf_nan_mode="constants", timedelta_mode="float")
+    except pydantic_core.PydanticSerializationError as exc:
+        return str(exc)
+    return None
 
 
 def _strip_optional(annotation: Any) -> Any:
@@ -158,6 +163,47 @@ def rows_to_table(rows: Sequence[dict[str, Any]], schema: pa.Schema | None) -> p
             values = [convert(v) for v in values]
         columns.append(pa.array(values, type=field.type))
     return pa.Table.from_arrays(columns, schema=schema)
+
+
+#: What converting a value to a column of the wrong type raises.
+_CONVERSION_ERRORS = (pa.ArrowException, OutputError, TypeError, ValueError, OverflowError)
+
+
+def _column(values: list[Any], arrow_type: pa.DataType) -> pa.Array:
+    """``values`` as a column of ``arrow_type``, converted as :func:`rows_to_table` does."""
+    try:
+        return pa.array(values, type=arrow_type)
+    except _CONVERSION_ERRORS:
+        pass
+    convert = _converter(arrow_type)
+    if convert is not None:
+        values = [convert(v) for v in values]
+    return pa.array(values, type=arrow_type)
+
+
+def column_fits(values: list[Any], arrow_type: pa.DataType) -> bool:
+    """True if ``values`` (JSON-serializable) can be stored in a column of ``arrow_type``."""
+    try:
+        _column(values, arrow_type)
+    except _CONVERSION_ERRORS:
+        return False
+    return True
+
+
+def column_problem(value: Any, arrow_type: pa.DataType) -> str | None:
+    """Why ``value`` (JSON-serializable) cannot be stored in a column of ``arrow_type`` as
+    :func:`rows_to_table` converts it (containers and others as JSON text in a text column),
+    or None.
+
+    A Python ``int`` in an int64 column is left to the ``int64_range`` check of the row path.
+    """
+    if isinstance(value, int) and pa.types.is_int64(arrow_type):
+        return None
+    try:
+        _column([value], arrow_type)
+    except _CONVERSION_ERRORS as exc:
+        return f"cannot be written as {arrow_type} (the output column type): {exc}"
+    return None
 
 
 def error_rows(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:

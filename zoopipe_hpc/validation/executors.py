@@ -23,7 +23,12 @@ class BatchExecutor(abc.ABC):
 
     @abc.abstractmethod
     def validate(self, validator: RowValidator, rows: Sequence[dict[str, Any]]) -> ValidationResult:
-        """Validate ``rows``; valid rows and invalid indexes come back in input order."""
+        """Validate ``rows``; valid rows and invalid indexes come back in input order.
+
+        A :class:`~zoopipe_hpc.errors.ValidatorError` (a validator raised something else than a
+        validation error) propagates with ``index`` the position in ``rows`` of the row that
+        raised, for the pipe to name its line.
+        """
 
     def close(self) -> None:
         """Release threads, if any."""
