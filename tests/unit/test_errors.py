@@ -34,7 +34,7 @@ PACKAGE = Path(zoopipe_hpc.__file__).parent
 #: out by the walk itself.)
 CONTROL_FLOW = {
     "zoopipe_hpc.jobs.manifest._Invalid",  # caught by the manifest parser, becomes ManifestError
-    "zoopipe_hpc.jobs.runner._Refused",  # caught by the submission ledger: nothing is submitted
+    "zoopipe_hpc.jobs._ledger._Refused",  # caught by the submission ledger: nothing is submitted
     "zoopipe_hpc.pipe._Cancelled",  # caught by Pipe.run: the run ends CANCELLED
     "zoopipe_hpc.testing.strategies._Interrupted",  # raised at a commit step by the suite only
     # raised by _columnar_plan, caught by ColumnarValidator.compile() in _columnar: no fast path
