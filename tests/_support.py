@@ -12,11 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, field_validator
 
-
-class User(BaseModel):
-    id: int
-    name: str
-    score: float
+from zoopipe_hpc.testing.data import User as User  # the suites' model, shared
 
 
 class Trigger(BaseModel):

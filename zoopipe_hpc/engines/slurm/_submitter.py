@@ -85,16 +85,7 @@ class ArraySubmitter:
         ensure_private_dir(self.log_folder, "logs folder", _SUBMIT)
         script_path = self.log_folder / f"array-{uuid.uuid4().hex[:12]}.sh"
         atomic_write(script_path, self.script(shards).encode(), mode=0o600)
-        sbatch = ["sbatch", "--parsable", str(script_path)]
-        out = self.cli.run(sbatch)
-        job_id = out.strip().split(";")[0]
-        if not job_id.isdigit():
-            raise SlurmCommandError(
-                f"could not read a job id from sbatch's answer {out!r}",
-                command=sbatch,
-                returncode=0,
-                stderr="",
-            )
+        job_id = sbatch_script(self.cli, script_path)
         script_path.rename(self.log_folder / f"{job_id}_submission.sh")
         log.info("submitted array %s (%d tasks) from %s", job_id, len(shards), self.log_folder)
         return job_id
