@@ -352,7 +352,10 @@ class Fragile(BaseModel):
         if value == "zero":
             return str(1 // 0)
         if value == "deep":
-            return cls._name(value)
+            # A real runaway recursion through pydantic-core's C validator leaves the
+            # interpreter's recursion budget short for the rest of the process (later tests then
+            # fail to pickle); the error it raises is what matters here.
+            raise RecursionError("maximum recursion depth exceeded while calling a Python object")
         return value
 
 
