@@ -128,3 +128,25 @@ def test_a_raising_hook_fails_a_slurm_run(tmp_path: Path) -> None:
     from test_slurm_engine import slurm_engine
 
     _raising_hook_fails_the_run(tmp_path, slurm_engine(tmp_path), timeout=300.0)
+
+
+def test_hooks_on_dask(tmp_path: Path) -> None:
+    distributed = pytest.importorskip("distributed")
+    from zoopipe_hpc.engines.dask import DaskEngine
+
+    cluster = distributed.LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=None,
+        scheduler_kwargs={"dashboard_address": ":0"},
+    )
+    try:
+        with distributed.Client(cluster, set_as_default=False) as client:
+            engine = DaskEngine(client)
+            try:
+                _sharded_equals_one_pipe(tmp_path, engine, timeout=120.0)
+            finally:
+                engine.shutdown()
+    finally:
+        cluster.close()
