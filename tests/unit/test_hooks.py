@@ -422,3 +422,50 @@ def test_a_pipe_without_hooks_keeps_its_paths(
     pipe = Pipe(ParquetInputAdapter(source), JSONOutputAdapter(tmp_path / "out.jsonl"), Tagged)
     assert pipe.run().success_count == 5
     assert pipe.pre_validation_hooks == [] and pipe.post_validation_hooks == []
+
+
+def test_arrow_hooks_on_an_input_without_tables_run_on_the_row_path(tmp_path: Path) -> None:
+    from zoopipe_hpc import JSONInputAdapter
+
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(f'{{"id": {i}, "name": "user {i}"}}\n' for i in range(6)))
+    pipe = Pipe(
+        JSONInputAdapter(source),
+        JSONOutputAdapter(tmp_path / "out.jsonl"),
+        Tagged,
+        executor=SingleThreadExecutor(batch_size=4),
+        pre_validation_hooks=[ArrowAddTag()],
+        post_validation_hooks=[ArrowUpperName()],
+    )
+    assert pipe.run().success_count == 6
+    assert read_jsonl(tmp_path / "out.jsonl") == [
+        {"id": i, "name": f"USER {i}", "tag": f"t{i}"} for i in range(6)
+    ]
+
+
+def test_teardown_runs_when_the_pipe_is_shut_down(tmp_path: Path) -> None:
+    import threading
+
+    log = tmp_path / "journal.jsonl"
+    release = threading.Event()
+
+    class Wait(BaseHook):
+        def execute(self, entries: list[EntryTypedDict], store: HookStore) -> list[EntryTypedDict]:
+            release.wait(10)
+            return entries
+
+    source = tmp_path / "in.parquet"
+    pq.write_table(pa.Table.from_pylist(_rows(12)), source)
+    pipe = Pipe(
+        ParquetInputAdapter(source, batch_size=4),
+        JSONOutputAdapter(tmp_path / "out.jsonl"),
+        Tagged,
+        pre_validation_hooks=[AddTag(), Wait(), Journal(log)],
+    )
+    pipe.start()
+    pipe.shutdown(timeout=0)  # asks to stop while the first batch is held in the hook
+    release.set()
+    pipe.wait(10)
+    assert pipe.report.status is PipeStatus.CANCELLED
+    assert [e["event"] for e in journal(log)][-1] == "teardown"
+    assert [e["event"] for e in journal(log)].count("teardown") == 1
