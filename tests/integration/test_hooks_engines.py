@@ -150,3 +150,17 @@ def test_hooks_on_dask(tmp_path: Path) -> None:
                 engine.shutdown()
     finally:
         cluster.close()
+
+
+def test_hooks_on_ray(tmp_path: Path) -> None:
+    ray = pytest.importorskip("ray")
+    from zoopipe_hpc.engines.ray import RayEngine
+
+    if ray.is_initialized():
+        pytest.skip("this test starts and stops its own Ray instance")
+    engine = RayEngine(init_kwargs={"num_cpus": WORKERS, "include_dashboard": False})
+    try:
+        _sharded_equals_one_pipe(tmp_path, engine, timeout=180.0)
+    finally:
+        engine.shutdown()
+    assert not ray.is_initialized()
