@@ -469,3 +469,43 @@ def test_teardown_runs_when_the_pipe_is_shut_down(tmp_path: Path) -> None:
     assert pipe.report.status is PipeStatus.CANCELLED
     assert [e["event"] for e in journal(log)][-1] == "teardown"
     assert [e["event"] for e in journal(log)].count("teardown") == 1
+
+
+def test_zoopipes_timestamp_hook_example_runs_with_the_import_changed(tmp_path: Path) -> None:
+    # ZooPipe's docs/hooks.md "Example 1", only ``from zoopipe`` changed to ``from zoopipe_hpc``.
+    import time
+    from datetime import datetime
+
+    from pydantic import BaseModel
+
+    # (BaseHook, EntryTypedDict, HookStore: imported from zoopipe_hpc at the top of this module)
+
+    class TimestampHook(BaseHook):
+        def setup(self, store: HookStore) -> None:
+            store["start_time"] = time.time()
+            print(f"Pipeline started at: {datetime.now()}")
+
+        def execute(self, entries: list[EntryTypedDict], store: HookStore) -> list[EntryTypedDict]:
+            current_time = datetime.now().isoformat()
+            for entry in entries:
+                entry["raw_data"]["processed_at"] = current_time
+            return entries
+
+        def teardown(self, store: HookStore) -> None:
+            duration = time.time() - store["start_time"]
+            print(f"Pipeline finished in {duration:.2f} seconds")
+
+    class Stamped(BaseModel):
+        id: int
+        name: str
+        processed_at: datetime
+
+    source = write_csv(tmp_path / "in.csv", _rows(3))
+    pipe = Pipe(
+        input_adapter=CSVInputAdapter(source),
+        output_adapter=JSONOutputAdapter(tmp_path / "out.jsonl"),
+        schema_model=Stamped,
+        pre_validation_hooks=[TimestampHook()],
+    )
+    assert pipe.run().success_count == 3
+    assert all("processed_at" in row for row in read_jsonl(tmp_path / "out.jsonl"))
