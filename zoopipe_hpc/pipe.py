@@ -525,9 +525,12 @@ class Pipe:
         size; each slice is a hook batch (a fresh store) and is counted once written."""
         records = batch.records
         malformed = sorted(batch.malformed, key=_line_key)
+        if not records:  # nothing for the hooks: only input that is not a record
+            if malformed:
+                self._account(0, malformed, errors, progress)
+            return
         size = self.executor.batch_size
-        starts = range(0, len(records), size) if records else range(1)
-        for start in starts:
+        for start in range(0, len(records), size):
             chunk = records[start : start + size]
             store: HookStore = {}
             first = self._position

@@ -509,3 +509,19 @@ def test_zoopipes_timestamp_hook_example_runs_with_the_import_changed(tmp_path: 
     )
     assert pipe.run().success_count == 3
     assert all("processed_at" in row for row in read_jsonl(tmp_path / "out.jsonl"))
+
+
+def test_malformed_input_goes_to_the_error_output_past_the_hooks(tmp_path: Path) -> None:
+    source = tmp_path / "in.csv"
+    source.write_text("id,name\n0,a\n1,b,extra\n2,c\n", encoding="utf-8")
+    pipe = Pipe(
+        CSVInputAdapter(source),
+        JSONOutputAdapter(tmp_path / "out.jsonl"),
+        Tagged,
+        error_output_adapter=JSONOutputAdapter(tmp_path / "err.jsonl"),
+        pre_validation_hooks=[AddTag()],
+    )
+    report = pipe.run()
+    assert [r["id"] for r in read_jsonl(tmp_path / "out.jsonl")] == [0, 2]
+    assert [e["line"] for e in read_jsonl(tmp_path / "err.jsonl")] == [3]
+    assert (report.success_count, report.error_count, report.total_processed) == (2, 1, 3)
