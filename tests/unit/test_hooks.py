@@ -525,3 +525,23 @@ def test_malformed_input_goes_to_the_error_output_past_the_hooks(tmp_path: Path)
     assert [r["id"] for r in read_jsonl(tmp_path / "out.jsonl")] == [0, 2]
     assert [e["line"] for e in read_jsonl(tmp_path / "err.jsonl")] == [3]
     assert (report.success_count, report.error_count, report.total_processed) == (2, 1, 3)
+
+
+def test_hooks_with_a_multithread_executor(tmp_path: Path) -> None:
+    from zoopipe_hpc import MultiThreadExecutor
+
+    one, many = tmp_path / "one", tmp_path / "many"
+    one.mkdir()
+    many.mkdir()
+    hooks: dict[str, Any] = {
+        "pre_validation_hooks": [AddTag(reject=("3",))],
+        "post_validation_hooks": [UpperName()],
+    }
+    _pipe(one, n=50, bad=(7,), **hooks).run()
+    executor = MultiThreadExecutor(max_workers=2, batch_size=8)
+    report = _pipe(many, n=50, bad=(7,), executor=executor, **hooks).run()
+    assert (many / "out.jsonl").read_bytes() == (one / "out.jsonl").read_bytes()
+    errors = [{**e, "source": None} for e in read_jsonl(many / "err.jsonl")]
+    assert errors == [{**e, "source": None} for e in read_jsonl(one / "err.jsonl")]
+    assert [e["line"] for e in errors] == [5, 9]
+    assert (report.success_count, report.error_count) == (48, 2)
