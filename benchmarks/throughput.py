@@ -4,6 +4,7 @@
     python benchmarks/throughput.py --quick        # 50k rows, RSS pair 50k / 200k (smoke test)
     python benchmarks/throughput.py --json out.json
     python benchmarks/throughput.py --columnar-table   # fast path: clean and 2 % dirty input
+    python benchmarks/throughput.py --hooks        # a hook adding a field: row vs Arrow hook
 
 Every measurement runs in a fresh child process (this script again, with ``--child``), so the
 memory and caches of one run do not leak into the next; the parent only generates the data,
@@ -56,6 +57,10 @@ PYARROW = "pyarrow"
 OUTPUTS = ("parquet", "jsonl")
 OUTPUT_LABEL = {"parquet": "Parquet", "jsonl": "JSON Lines"}
 SUFFIX = {"parquet": ".parquet", "jsonl": ".jsonl"}
+
+#: What the ``--hooks`` table measures: no hook, a row hook, an Arrow hook (each adds ``tag``).
+NO_HOOK, ROW_HOOK, ARROW_HOOK = "none", "row", "arrow"
+HOOK_LABEL = {NO_HOOK: "no hook", ROW_HOOK: "row hook", ARROW_HOOK: "Arrow hook"}
 
 QUICK_ROWS = 50_000
 QUICK_RSS_ROWS = (50_000, 200_000)
@@ -162,7 +167,38 @@ def _run_pyarrow(source: Path, target: Path, output: str, workers: int) -> dict[
     return {"success": rows, "errors": 0}
 
 
-def _run_hpc(source: Path, target: Path, output: str, workers: int) -> dict[str, Any]:
+class TaggedPerson(Person):
+    """:class:`Person` with the field the ``--hooks`` hooks add before validation."""
+
+    tag: str
+
+
+def _hpc_hooks(hook: str) -> list[Any]:
+    """The zoopipe_hpc hook that adds ``tag`` to every record (``name`` upper-cased)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    import zoopipe_hpc as zh
+
+    class RowTag(zh.BaseHook):
+        def execute(
+            self, entries: list[zh.EntryTypedDict], store: zh.HookStore
+        ) -> list[zh.EntryTypedDict]:
+            for entry in entries:
+                raw = entry["raw_data"]
+                raw["tag"] = raw["name"].upper()
+            return entries
+
+    class ArrowTag(zh.BaseArrowHook):
+        def execute_table(self, table: pa.Table, store: zh.HookStore) -> pa.Table:
+            return table.append_column("tag", pc.utf8_upper(table["name"]))
+
+    return {NO_HOOK: [], ROW_HOOK: [RowTag()], ARROW_HOOK: [ArrowTag()]}[hook]
+
+
+def _run_hpc(
+    source: Path, target: Path, output: str, workers: int, hook: str = NO_HOOK
+) -> dict[str, Any]:
     import zoopipe_hpc as zh
 
     out = (
@@ -171,7 +207,10 @@ def _run_hpc(source: Path, target: Path, output: str, workers: int) -> dict[str,
         else zh.JSONOutputAdapter(target, format="jsonl")
     )
     pipe = zh.Pipe(
-        input_adapter=zh.CSVInputAdapter(source), output_adapter=out, schema_model=Person
+        input_adapter=zh.CSVInputAdapter(source),
+        output_adapter=out,
+        schema_model=Person if hook == NO_HOOK else TaggedPerson,
+        pre_validation_hooks=_hpc_hooks(hook),
     )
     if workers == 1:
         report = pipe.run()
@@ -183,11 +222,26 @@ def _run_hpc(source: Path, target: Path, output: str, workers: int) -> dict[str,
     return {"success": report.success_count, "errors": report.error_count}
 
 
-def _run_zoopipe(source: Path, target: Path, output: str, workers: int) -> dict[str, Any]:
+def _run_zoopipe(
+    source: Path, target: Path, output: str, workers: int, hook: str = NO_HOOK
+) -> dict[str, Any]:
     try:
         import zoopipe as zp
     except Exception as exc:  # noqa: BLE001 - reported as "n/a" by the parent
         raise ImportError(f"zoopipe is not importable: {type(exc).__name__}: {exc}") from exc
+    if hook == ARROW_HOOK:
+        raise NotImplementedError("zoopipe has no Arrow hook")
+    hooks: list[Any] = []
+    if hook == ROW_HOOK:
+
+        class RowTag(zp.BaseHook):  # type: ignore[misc, name-defined]
+            def execute(self, entries: list[Any], store: Any) -> list[Any]:
+                for entry in entries:
+                    raw = entry["raw_data"]
+                    raw["tag"] = raw["name"].upper()
+                return entries
+
+        hooks = [RowTag()]
 
     if output == "parquet":
         if not hasattr(zp, "ParquetOutputAdapter"):
@@ -199,7 +253,8 @@ def _run_zoopipe(source: Path, target: Path, output: str, workers: int) -> dict[
     pipe = zp.Pipe(
         input_adapter=zp.CSVInputAdapter(str(source.resolve())),
         output_adapter=out,
-        schema_model=Person,
+        schema_model=Person if hook == NO_HOOK else TaggedPerson,
+        pre_validation_hooks=hooks,
     )
     if workers == 1:
         pipe.start()
@@ -257,7 +312,10 @@ def child_main(args: argparse.Namespace) -> int:
         report["startup_rss_bytes"] = peak_rss_self()
         cpu_before = _cpu_seconds()
         started = time.perf_counter()
-        counts = runner(source, target, args.output, args.workers)
+        if args.engine == PYARROW:
+            counts = runner(source, target, args.output, args.workers)
+        else:
+            counts = runner(source, target, args.output, args.workers, hook=args.hook)
         seconds = time.perf_counter() - started
         multiprocessing.active_children()  # reap finished workers so their CPU time counts
         report["cpu_seconds"] = _cpu_seconds() - cpu_before
@@ -292,6 +350,7 @@ class Case:
     source: Path
     invalid: int = 0  # rows of the input that are invalid (dirty inputs)
     columnar: bool = True  # False: zoopipe_hpc with ZOOPIPE_HPC_COLUMNAR=0 (the row path)
+    hook: str = NO_HOOK  # --hooks: the hook that adds a field before validation
 
     @property
     def label(self) -> str:
@@ -326,6 +385,8 @@ def measure(case: Case, work_dir: Path, timeout: float) -> dict[str, Any]:
         str(case.source),
         "--out-dir",
         str(out_dir),
+        "--hook",
+        case.hook,
     ]
     env = None
     if not case.columnar:
@@ -433,6 +494,8 @@ def parent_main(args: argparse.Namespace) -> int:
     data_dir = Path(args.data_dir).resolve()
     if args.columnar_table:
         return columnar_main(args, rows, data_dir)
+    if args.hooks:
+        return hooks_main(args, rows, data_dir)
 
     # -- data -----------------------------------------------------------------------------------
     sources: dict[int, Path] = {}
@@ -642,6 +705,75 @@ def columnar_main(args: argparse.Namespace, rows: int, data_dir: Path) -> int:
     if args.json:
         payload = {"benchmark": "columnar", "rows": rows, "invalid": invalid, "runs": results}
         write_results(args.json, payload)
+    failed = [r for r in results if r["engine"] != ZOOPIPE and not r["ok"]]
+    return 1 if failed else 0
+
+
+# ==============================================================================================
+# --hooks: a hook that adds a field, row hook vs Arrow hook, one worker
+# ==============================================================================================
+
+
+def hooks_main(args: argparse.Namespace, rows: int, data_dir: Path) -> int:
+    """CSV -> Parquet, one worker: zoopipe_hpc without a hook, with a row hook and with an
+    Arrow hook adding the same field, and ZooPipe with the same row hook; ratios against
+    zoopipe_hpc without a hook and against ZooPipe's row hook, all from this run."""
+    began = time.perf_counter()
+    source = ensure_people_csv(rows, data_dir, seed=args.seed)
+    if args.no_zoopipe:
+        have_zoopipe, zoopipe_note = False, "zoopipe skipped (--no-zoopipe)"
+    else:
+        have_zoopipe, zoopipe_note = zoopipe_status(args.timeout)
+    cases = [Case(HPC, "parquet", 1, rows, source, hook=h) for h in HOOK_LABEL]
+    if have_zoopipe:
+        cases.append(Case(ZOOPIPE, "parquet", 1, rows, source, hook=ROW_HOOK))
+    work_dir = Path(tempfile.mkdtemp(prefix="run-", dir=data_dir))
+    runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    try:
+        for _ in range(args.repeat):
+            for case in cases:
+                warm_file(case.source)
+                progress(f"{case.label}, {HOOK_LABEL[case.hook]}, {case.rows:,} rows ...")
+                result = measure(case, work_dir, args.timeout)
+                progress(f"    {describe_result(result)}")
+                result["hook"] = case.hook
+                runs.setdefault((case.engine, case.hook), []).append(result)
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
+    results = [best_of(v) for v in runs.values()]
+    index = {(r["engine"], r["hook"]): r for r in results}
+    plain = index.get((HPC, NO_HOOK), {}).get("rows_per_s")
+    zoo = index.get((ZOOPIPE, ROW_HOOK), {}).get("rows_per_s")
+    table = []
+    for r in results:
+        r["vs_no_hook"] = ratio(r["rows_per_s"], plain)
+        r["vs_zoopipe_row_hook"] = ratio(r["rows_per_s"], zoo) if r["engine"] == HPC else None
+        table.append(
+            [
+                f"{r['engine']} {HOOK_LABEL[r['hook']]}",
+                f"{r['seconds']:.2f}" if r.get("seconds") is not None else "n/a",
+                fmt_rate(r["rows_per_s"]),
+                fmt_ratio(r["vs_no_hook"]),
+                fmt_ratio(r["vs_zoopipe_row_hook"]) if r["engine"] == HPC else "",
+                fmt_mib(r["peak_rss_bytes"]),
+                "" if r["ok"] else f"FAILED: {r['error']}",
+            ]
+        )
+    print()
+    print(f"hooks: {rows:,}-row CSV -> Parquet, one worker, a hook adding `tag` before validation")
+    if zoopipe_note:
+        print(f"NOTE: {zoopipe_note}")
+    print()
+    print(
+        format_table(
+            ["run", "seconds", "rows/s", "/no hook", "/zoopipe row hook", "peak MiB", ""],
+            table,
+            align="lrrrrrl",
+        )
+    )
+    print(f"\ntotal benchmark time: {time.perf_counter() - began:.1f} s")
+    if args.json:
+        write_results(args.json, {"benchmark": "hooks", "rows": rows, "runs": results})
     failed = [r for r in results if r["engine"] != ZOOPIPE and not r["ok"]]
     return 1 if failed else 0
 
@@ -924,6 +1056,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "(fast path and row path) vs zoopipe vs plain pyarrow",
     )
     parser.add_argument(
+        "--hooks",
+        action="store_true",
+        help="only the hooks table: a hook adding a field, CSV -> Parquet, one worker: "
+        "zoopipe_hpc without hook, with a row hook, with an Arrow hook, and zoopipe's row hook",
+    )
+    parser.add_argument(
         "--rss-hpc-only",
         action="store_true",
         help="measure the RSS pair for zoopipe_hpc only (not for zoopipe)",
@@ -934,6 +1072,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--output", choices=OUTPUTS, help=argparse.SUPPRESS)
     parser.add_argument("--input", help=argparse.SUPPRESS)
     parser.add_argument("--out-dir", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--hook", choices=[NO_HOOK, ROW_HOOK, ARROW_HOOK], default=NO_HOOK, help=argparse.SUPPRESS
+    )
     args = parser.parse_args(argv)
     if args.workers < 1 or args.repeat < 1:
         parser.error("--workers and --repeat must be at least 1")

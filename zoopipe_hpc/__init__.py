@@ -15,6 +15,14 @@ from .adapters import (
     ParquetOutputAdapter,
 )
 from .errors import ZoopipeHPCError
+from .hooks import (
+    BaseArrowHook,
+    BaseHook,
+    EntryStatus,
+    EntryTypedDict,
+    HookPriority,
+    HookStore,
+)
 from .manager import PipeManager
 from .pipe import Pipe
 from .report import PipeReport, PipeStatus
@@ -36,5 +44,11 @@ __all__ = [
     "SingleThreadExecutor",
     "MultiThreadExecutor",
     "ZoopipeHPCError",
+    "BaseHook",
+    "BaseArrowHook",
+    "HookStore",
+    "HookPriority",
+    "EntryTypedDict",
+    "EntryStatus",
 ]
 __version__ = "0.1.0"

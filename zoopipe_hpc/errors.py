@@ -33,6 +33,7 @@ __all__ = [
     "InputError",
     "SchemaError",
     "ValidatorError",
+    "HookError",
     "OutputError",
     "CommitError",
     "ShardFailedError",
@@ -213,6 +214,42 @@ class ValidatorError(ZoopipeHPCError):
         """The same error, naming the file and line of the row that raised."""
         details = {**self.details, "path": path, "line": line}
         return ValidatorError(**details)
+
+
+class HookError(ZoopipeHPCError):
+    """A pipeline hook raised; the pipe stops (its outputs are discarded) after the hooks'
+    ``teardown`` ran.
+
+    Attributes: ``hook`` (the hook's class name), ``stage`` (``setup``, ``pre_validation``,
+    ``post_validation`` or ``teardown``), ``path`` (the batch's source, when a batch was being
+    processed), ``error_type`` and ``error_message`` (the original exception's type and text).
+    """
+
+    hook: str
+    stage: str
+    path: str | None
+    error_type: str
+    error_message: str
+
+    def __init__(
+        self,
+        *,
+        hook: str,
+        stage: str,
+        error_type: str,
+        error_message: str,
+        path: str | None = None,
+    ) -> None:
+        cause = f"{error_type}: {error_message}" if error_message else error_type
+        where = f" on a batch of {path}" if path else ""
+        super().__init__(
+            f"the {stage} hook {hook} raised {cause}{where}; the pipe stops",
+            hook=hook,
+            stage=stage,
+            path=path,
+            error_type=error_type,
+            error_message=error_message,
+        )
 
 
 class OutputError(ZoopipeHPCError):

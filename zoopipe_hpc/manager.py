@@ -146,6 +146,8 @@ class PipeManager:
                 error_output_adapter=pipe.error_output_adapter,
                 executor=executor or pipe.executor,
                 columnar=pipe.columnar,
+                pre_validation_hooks=pipe.pre_validation_hooks,
+                post_validation_hooks=pipe.post_validation_hooks,
             )
             part.pipe_index = index
             pipes.append(part)

@@ -20,12 +20,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel
 
+from ._hooks import POST, PRE, HookChain, checked_hooks
 from ._model_import import resolve_model
 from .adapters.base import BaseInputAdapter, BaseOutputAdapter, InputBatch, OutputWriter
 from .commit.staged import StagedFile, WorkerOutcome
-from .errors import ConfigurationError, SchemaError, StateError, ValidatorError
+from .errors import ConfigurationError, HookError, SchemaError, StateError, ValidatorError
+from .hooks import BaseArrowHook, BaseHook, EntryStatus, EntryTypedDict, HookStore
 from .report import PipeReport, PipeStatus
-from .validation._arrow import ERROR_SCHEMA, schema_for_model
+from .validation._arrow import ERROR_SCHEMA, rows_to_table, schema_for_model
 from .validation._columnar import ColumnarValidator, columnar_enabled
 from .validation._rows import RowValidator
 from .validation.executors import BatchExecutor, SingleThreadExecutor
@@ -65,7 +67,11 @@ class Pipe:
     ``docs/columnar.md``). ``columnar=False``, or ``ZOOPIPE_HPC_COLUMNAR=0`` in the environment
     of the process that runs the pipe, validates every row through pydantic.
 
-    A Pipe is picklable: it can travel to another process or a compute node.
+    ``pre_validation_hooks`` and ``post_validation_hooks`` transform records before and after
+    validation (see :mod:`zoopipe_hpc.hooks` and ``docs/hooks.md``). A pipe whose hooks are all
+    Arrow hooks keeps the columnar path; a row hook makes the pipe validate row by row.
+
+    A Pipe is picklable (its hooks too): it can travel to another process or a compute node.
     """
 
     def __init__(
@@ -76,6 +82,8 @@ class Pipe:
         error_output_adapter: BaseOutputAdapter | None = None,
         executor: BatchExecutor | None = None,
         columnar: bool = True,
+        pre_validation_hooks: Sequence[BaseHook | BaseArrowHook] | None = None,
+        post_validation_hooks: Sequence[BaseHook | BaseArrowHook] | None = None,
     ) -> None:
         if not isinstance(input_adapter, BaseInputAdapter):
             raise ConfigurationError(
@@ -106,6 +114,8 @@ class Pipe:
         self.error_output_adapter = error_output_adapter
         self.executor = executor or SingleThreadExecutor()
         self.columnar = bool(columnar)
+        self.pre_validation_hooks = checked_hooks(pre_validation_hooks, "pre_validation_hooks")
+        self.post_validation_hooks = checked_hooks(post_validation_hooks, "post_validation_hooks")
         self.pipe_index = 0
         self._init_runtime()
 
@@ -126,6 +136,8 @@ class Pipe:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         state.setdefault("columnar", True)
+        state.setdefault("pre_validation_hooks", [])
+        state.setdefault("post_validation_hooks", [])
         self.__dict__.update(state)
         self._init_runtime()
 
@@ -146,6 +158,8 @@ class Pipe:
             error_output_adapter,
             self.executor,
             columnar=self.columnar,
+            pre_validation_hooks=self.pre_validation_hooks,
+            post_validation_hooks=self.post_validation_hooks,
         )
         clone.pipe_index = self.pipe_index
         return clone
@@ -273,7 +287,14 @@ class Pipe:
             )
         self._exception = None
         self._chunk = min(8, self.executor.batch_size)
+        self._position = 0
         writers: list[OutputWriter] = []
+        hooks = (
+            HookChain(self.pre_validation_hooks, self.post_validation_hooks)
+            if self.pre_validation_hooks or self.post_validation_hooks
+            else None
+        )
+        store: HookStore = {}  # the worker's store: setup and teardown
         try:
             model = resolve_model(self.schema_model)
             validator = RowValidator(model)
@@ -289,13 +310,23 @@ class Pipe:
             errors = error_output_adapter.open(ERROR_SCHEMA) if error_output_adapter else None
             if errors is not None:
                 writers.append(errors)
+            if hooks is not None:
+                hooks.setup(store)
             for batch in self.input_adapter.batches():
                 if self._stop.is_set():
                     raise _Cancelled("stopped by shutdown()")
-                if columnar is not None and batch.table is not None:
-                    self._process_columnar(batch, columnar, validator, output, errors, progress)
+                if hooks is not None and not (
+                    hooks.arrow_only and columnar is not None and batch.table is not None
+                ):
+                    self._process_hooked(batch, validator, output, errors, progress, hooks, schema)
+                elif columnar is not None and batch.table is not None:
+                    self._process_columnar(
+                        batch, columnar, validator, output, errors, progress, hooks
+                    )
                 else:
                     self._process(batch, validator, output, errors, progress)
+            if hooks is not None:
+                hooks.teardown(store)
             staged = [("output", output.commit())]
             writers.remove(output)
             if errors is not None:
@@ -307,6 +338,11 @@ class Pipe:
         except BaseException as exc:
             for writer in writers:
                 writer.abort()
+            if hooks is not None:
+                try:
+                    hooks.teardown(store)
+                except HookError as late:  # the first failure is the one reported
+                    log.warning("after the pipe failed: %s", late)
             self._record_failure(exc)
             raise
         finally:
@@ -382,16 +418,25 @@ class Pipe:
         output: OutputWriter,
         errors: OutputWriter | None,
         progress: ProgressSink | None,
+        hooks: HookChain | None = None,
     ) -> None:
         """Validate one batch column by column; rows the fast path cannot vouch for go to pydantic.
 
         The output keeps the input order: vouched rows and rows pydantic accepted are put back
         in place before writing; invalid rows come only from pydantic, so their error records
-        are exactly those of the row path.
+        are exactly those of the row path. ``hooks`` (Arrow hooks only) change the batch's
+        table before validation and the accepted table after it.
         """
         table = batch.table
         if table is None:  # pragma: no cover - the caller checks
             raise StateError("the columnar path needs a batch with a table")
+        locate = batch.locate
+        store: HookStore = {}
+        if hooks is not None:
+            read = table.num_rows
+            table = hooks.run_table(PRE, table, store, batch.source)
+            if table.num_rows != read:  # rows were filtered: lines are no longer known
+                locate = _no_line
         accepted, ok = columnar(table)
         fallback = pc.indices_nonzero(pc.invert(ok))
         valid_count = accepted.num_rows
@@ -404,7 +449,7 @@ class Pipe:
             try:
                 result = self.executor.validate(validator, rows)
             except ValidatorError as exc:  # name the row that raised
-                raise exc.at(batch.source, batch.locate(where[exc.index or 0])) from exc.__cause__
+                raise exc.at(batch.source, locate(where[exc.index or 0])) from exc.__cause__
             invalid = {index for index, _ in result.invalid}
             # Without an error output, records past the few that are logged are dropped:
             # their lines (a read of the input) are not looked up.
@@ -414,7 +459,7 @@ class Pipe:
             bad = [
                 {
                     "source": batch.source,
-                    "line": batch.locate(where[index]) if count < located else None,
+                    "line": locate(where[index]) if count < located else None,
                     "record": rows[index],
                     "errors": problems,
                 }
@@ -428,11 +473,119 @@ class Pipe:
                 )
                 order = pc.sort_indices(positions)
                 valid_count += len(valid_rows)
+        if hooks is not None and hooks.post:
+            accepted = self._post_table(hooks, accepted, valid_rows, order, store, batch.source)
+            valid_count = accepted.num_rows
+            valid_rows, order = [], None
         output.write_table(accepted, valid_rows, order)
         malformed = sorted(batch.malformed, key=_line_key)
         if malformed:
             bad = sorted(bad + malformed, key=_line_key)
         self._account(valid_count, bad, errors, progress)
+
+    @staticmethod
+    def _post_table(
+        hooks: HookChain,
+        accepted: pa.Table,
+        rows: list[dict[str, Any]],
+        order: pa.Array | None,
+        store: HookStore,
+        source: str,
+    ) -> pa.Table:
+        """The batch's accepted records as one table in input order, through the post hooks,
+        in the output's columns."""
+        schema = accepted.schema
+        if rows:
+            accepted = pa.concat_tables([accepted, rows_to_table(rows, schema)])
+            if order is not None:
+                accepted = accepted.take(order)
+        changed = hooks.run_table(POST, accepted, store, source)
+        missing = [name for name in schema.names if name not in changed.column_names]
+        if missing:
+            raise HookError(
+                hook=type(hooks.post[-1]).__name__,
+                stage=POST,
+                error_type="SchemaError",
+                error_message=f"the table lost the output columns {missing}",
+                path=source,
+            )
+        return changed.select(schema.names)
+
+    def _process_hooked(
+        self,
+        batch: InputBatch,
+        validator: RowValidator,
+        output: OutputWriter,
+        errors: OutputWriter | None,
+        progress: ProgressSink | None,
+        hooks: HookChain,
+        schema: pa.Schema | None,
+    ) -> None:
+        """One batch through the hooks and row validation, in slices of the executor's batch
+        size; each slice is a hook batch (a fresh store) and is counted once written."""
+        records = batch.records
+        malformed = sorted(batch.malformed, key=_line_key)
+        if not records:  # nothing for the hooks: only input that is not a record
+            if malformed:
+                self._account(0, malformed, errors, progress)
+            return
+        size = self.executor.batch_size
+        for start in range(0, len(records), size):
+            chunk = records[start : start + size]
+            store: HookStore = {}
+            first = self._position
+            entries: list[EntryTypedDict] = [
+                {
+                    "id": first + offset,
+                    "position": first + offset,
+                    "status": EntryStatus.PENDING,
+                    "raw_data": row,
+                    "validated_data": None,
+                    "errors": [],
+                    "metadata": {"source": batch.source, "line": batch.locate(start + offset)},
+                }
+                for offset, row in enumerate(chunk)
+            ]
+            self._position += len(chunk)
+            entries = hooks.run_rows(PRE, entries, store, batch.source, schema)
+            pending = [e for e in entries if e["status"] is not EntryStatus.FAILED]
+            try:
+                result = self.executor.validate(validator, [e["raw_data"] for e in pending])
+            except ValidatorError as exc:  # name the row that raised
+                line = pending[exc.index or 0]["metadata"].get("line")
+                raise exc.at(batch.source, line) from exc.__cause__
+            rejected = dict(result.invalid)
+            accepted = iter(result.valid)
+            for index, entry in enumerate(pending):
+                problems = rejected.get(index)
+                if problems is None:
+                    entry["validated_data"] = next(accepted)
+                    entry["status"] = EntryStatus.VALIDATED
+                else:
+                    entry["status"] = EntryStatus.FAILED
+                    entry["errors"].extend(problems)
+            entries = hooks.run_rows(POST, entries, store, batch.source, schema)
+            good: list[dict[str, Any]] = []
+            bad: list[dict[str, Any]] = []
+            for entry in entries:
+                if entry["status"] is EntryStatus.FAILED:
+                    meta = entry["metadata"]
+                    bad.append(
+                        {
+                            "source": meta.get("source", batch.source),
+                            "line": meta.get("line"),
+                            "record": entry["raw_data"],
+                            "errors": entry["errors"],
+                        }
+                    )
+                else:
+                    data = entry["validated_data"]
+                    good.append(data if data is not None else entry["raw_data"])
+            if start + size >= len(records) and malformed:
+                bad = sorted(bad + malformed, key=_line_key)
+                malformed = []
+            output.write(good)
+            self._account(len(good), bad, errors, progress)
 
     def _account(
         self,
@@ -463,6 +616,10 @@ class Pipe:
             if already + offset < _LOGGED_INVALID:
                 where = f"{item['source']}:{item['line']}" if item["line"] else item["source"]
                 log.warning("invalid record at %s (no error output): %s", where, item["errors"])
+
+
+def _no_line(index: int) -> int | None:
+    return None
 
 
 def _line_key(item: dict[str, Any]) -> int:

@@ -161,3 +161,30 @@ def test_quick_benchmark_runs_and_reports_every_row(tmp_path: Path) -> None:
 
     assert "zoopipe_hpc CSV -> Parquet" in proc.stdout
     assert "peak RSS of one worker" in proc.stdout
+
+
+def test_hooks_table_runs_and_reports_each_hook_kind(tmp_path: Path) -> None:
+    out = tmp_path / "hooks.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--hooks",
+            "--rows",
+            "3000",
+            "--no-zoopipe",
+            "--json",
+            str(out),
+            "--data-dir",
+            str(tmp_path / "data"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    runs = json.loads(out.read_text(encoding="utf-8"))["runs"]
+    assert {r["hook"] for r in runs} == {"none", "row", "arrow"}
+    assert all(r["ok"] and r["rows_per_s"] > 0 and r["success"] == 3000 for r in runs)
+    assert "Arrow hook" in proc.stdout and "/no hook" in proc.stdout

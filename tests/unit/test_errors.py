@@ -151,6 +151,16 @@ SAMPLES: dict[str, tuple[tuple[Any, ...], dict[str, Any]]] = {
         {"path": "job/manifest.json", "expected_version": 3, "actual_version": 4},
     ),
     "RecordError": (("torn record",), {"retry": True}),
+    "HookError": (
+        (),
+        {
+            "hook": "AddTag",
+            "stage": "pre_validation",
+            "error_type": "KeyError",
+            "error_message": "'k'",
+            "path": "in.csv",
+        },
+    ),
     "ValidatorError": (
         (),
         {

@@ -32,7 +32,11 @@ def _user_modules(obj: Any) -> list[ModuleType]:
     roots = _installed_roots()
     candidates: set[str] = set()
     model = getattr(obj, "schema_model", None)
-    for item in (model, obj):
+    hooks = [
+        *getattr(obj, "pre_validation_hooks", ()),
+        *getattr(obj, "post_validation_hooks", ()),
+    ]
+    for item in (model, obj, *hooks):
         module_name = getattr(type(item) if not isinstance(item, type) else item, "__module__", "")
         if module_name:
             candidates.add(module_name)
