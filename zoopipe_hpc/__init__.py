@@ -14,10 +14,11 @@ from .adapters import (
     ParquetInputAdapter,
     ParquetOutputAdapter,
 )
+from .engines import BaseEngine, MultiProcessEngine
 from .errors import ZoopipeHPCError
 from .manager import PipeManager
 from .pipe import Pipe
-from .report import PipeReport, PipeStatus
+from .report import PipeReport, PipeStatus, get_logger
 from .validation.executors import BatchExecutor, MultiThreadExecutor, SingleThreadExecutor
 
 __all__ = [
@@ -25,6 +26,9 @@ __all__ = [
     "PipeManager",
     "PipeReport",
     "PipeStatus",
+    "BaseEngine",
+    "MultiProcessEngine",
+    "get_logger",
     "CSVInputAdapter",
     "CSVOutputAdapter",
     "IcebergOutputAdapter",

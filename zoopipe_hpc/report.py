@@ -3,11 +3,32 @@
 from __future__ import annotations
 
 import enum
+import logging
+import sys
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
-__all__ = ["PipeStatus", "PipeReport"]
+__all__ = ["PipeStatus", "PipeReport", "get_logger"]
+
+
+def get_logger(name: str = "zoopipe_hpc") -> logging.Logger:
+    """The logger ``name``, ready to print: as ZooPipe's ``get_logger``, the first call gives a
+    logger without handlers one that writes ``time - name - level - message`` lines to stdout,
+    at level INFO. Later calls return it unchanged.
+
+    The package itself logs to ``zoopipe_hpc.*`` loggers without configuring them (a library
+    leaves that to the application); call this to see those messages the way ZooPipe shows its.
+    """
+    logger = logging.getLogger(name)
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s - %(name)s - %(levelname)s - %(message)s")
+        )
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+    return logger
 
 
 class PipeStatus(enum.Enum):
