@@ -21,6 +21,14 @@ class BatchExecutor(abc.ABC):
             raise ConfigurationError(f"batch_size must be at least 1, got {batch_size}")
         self.batch_size = batch_size
 
+    def get_batch_size(self) -> int:
+        """The most records validated in one call (ZooPipe's accessor for ``batch_size``)."""
+        return self.batch_size
+
+    def get_concurrency(self) -> int:
+        """How many threads validate at once (ZooPipe's accessor; 1 for one thread)."""
+        return 1
+
     @abc.abstractmethod
     def validate(self, validator: RowValidator, rows: Sequence[dict[str, Any]]) -> ValidationResult:
         """Validate ``rows``; valid rows and invalid indexes come back in input order.
@@ -64,6 +72,9 @@ class MultiThreadExecutor(BatchExecutor):
 
     def __getstate__(self) -> dict[str, Any]:
         return {"batch_size": self.batch_size, "max_workers": self.max_workers}
+
+    def get_concurrency(self) -> int:
+        return self.max_workers
 
     def validate(self, validator: RowValidator, rows: Sequence[dict[str, Any]]) -> ValidationResult:
         if self._pool is None:
