@@ -254,10 +254,11 @@ class Pipe:
         self._exception = exc
         with self._lock:
             self._report.status = (
-                PipeStatus.CANCELLED if isinstance(exc, _Cancelled) else PipeStatus.FAILED
+                PipeStatus.ABORTED if isinstance(exc, _Cancelled) else PipeStatus.FAILED
             )
             self._report.message = f"{type(exc).__name__}: {exc}"
-            self._report.end_time = time.time()
+            self._report.exception = None if isinstance(exc, _Cancelled) else exc
+            self._report.end_timestamp = time.time()
 
     def _run_staged(
         self,
@@ -313,7 +314,7 @@ class Pipe:
             self.executor.close()
         with self._lock:
             self._report.status = PipeStatus.COMPLETED
-            self._report.end_time = time.time()
+            self._report.end_timestamp = time.time()
             self._report.ram_bytes = _rss()
             report = self._report.copy()
         if progress is not None:
