@@ -6,6 +6,8 @@ and ``PipeReport``'s field types."""
 from __future__ import annotations
 
 import json
+import logging
+import pickle
 import subprocess
 import sys
 import time
@@ -14,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _support import Trigger, User, users, write_csv
+from _support import Trigger, User, read_jsonl, users, write_csv
 
 from zoopipe_hpc import (
     BaseEngine,
@@ -23,12 +25,19 @@ from zoopipe_hpc import (
     MultiProcessEngine,
     MultiThreadExecutor,
     Pipe,
+    PipeManager,
     PipeReport,
     PipeStatus,
     SingleThreadExecutor,
     get_logger,
 )
-from zoopipe_hpc.errors import ArgumentTypeError, InputError
+from zoopipe_hpc.errors import (
+    ArgumentTypeError,
+    ConfigurationError,
+    InputError,
+    PipeTimeoutError,
+    StateError,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -199,3 +208,125 @@ def test_shutdown_aborts_the_run(tmp_path: Path):
     assert PipeReport.aggregate([report, PipeReport(1, PipeStatus.COMPLETED)]).status is (
         PipeStatus.ABORTED
     )
+
+
+# -- Pipe: ZooPipe's parameters, context manager and run() ---------------------------------
+
+
+def test_context_manager_starts_and_waits(tmp_path: Path):
+    with _pipe(tmp_path) as pipe:
+        assert pipe.report.status in (PipeStatus.RUNNING, PipeStatus.COMPLETED)
+    report = pipe.report
+    assert report.status is PipeStatus.COMPLETED and report.total_processed == 20
+    assert len(read_jsonl(tmp_path / "out.jsonl")) == report.success_count == 16
+
+
+def test_context_manager_wait_inside_as_zoopipes_docs(tmp_path: Path):
+    with _pipe(tmp_path) as pipe:
+        assert pipe.wait(timeout=30)
+    assert pipe.report.success_count == 16
+
+
+def test_context_manager_stops_the_run_when_the_block_raises(tmp_path: Path):
+    with pytest.raises(KeyError), _sleepy_pipe(tmp_path) as pipe:
+        raise KeyError("user code failed")
+    assert pipe.report.status is PipeStatus.ABORTED
+    assert not (tmp_path / "slow.jsonl").exists()
+
+
+def test_context_manager_keeps_a_failure_in_the_report(tmp_path: Path, caplog):
+    missing = Pipe(CSVInputAdapter(tmp_path / "nope.csv"), JSONOutputAdapter(tmp_path / "o"), User)
+    with caplog.at_level("ERROR", logger="zoopipe_hpc.pipe"), missing as pipe:
+        pass
+    assert pipe.report.status is PipeStatus.FAILED
+    assert isinstance(pipe.report.exception, InputError)
+    assert "nope.csv" in caplog.text
+
+
+def test_run_calls_on_report_update_every_interval(tmp_path: Path):
+    seen: list[PipeReport] = []
+    pipe = _pipe(tmp_path, 200, executor=SingleThreadExecutor(batch_size=8), columnar=False)
+    pipe.report_update_interval = 3
+    report = pipe.run(on_report_update=seen.append)
+    assert report.status is PipeStatus.COMPLETED and report.total_processed == 200
+    assert seen[-1].status is PipeStatus.COMPLETED and seen[-1].total_processed == 200
+    assert len(seen) >= 3
+    counts = [r.total_processed for r in seen]
+    assert counts == sorted(counts)
+    assert all(r.success_count + r.error_count == r.total_processed for r in seen)
+
+    only_end: list[PipeReport] = []
+    (tmp_path / "end").mkdir()
+    _pipe(tmp_path / "end", 200, report_update_interval=0).run(on_report_update=only_end.append)
+    assert [r.total_processed for r in only_end] == [200]
+
+
+def test_run_in_the_background_and_with_timeout(tmp_path: Path):
+    pipe = _pipe(tmp_path)
+    started = pipe.run(wait=False)
+    assert not started.is_finished
+    assert pipe.wait(timeout=30) and pipe.report.success_count == 16
+
+    assert _pipe(tmp_path).run(timeout=60).status is PipeStatus.COMPLETED
+
+    slow = _sleepy_pipe(tmp_path)
+    with pytest.raises(PipeTimeoutError):
+        slow.run(timeout=0.3)
+    assert slow.report.status is PipeStatus.ABORTED
+    assert not (tmp_path / "slow.jsonl").exists()
+
+
+def test_run_with_timeout_raises_what_failed(tmp_path: Path):
+    pipe = Pipe(CSVInputAdapter(tmp_path / "nope.csv"), JSONOutputAdapter(tmp_path / "o"), User)
+    with pytest.raises(InputError, match="nope.csv"):
+        pipe.run(timeout=30)
+
+
+def test_start_wait_parameter(tmp_path: Path):
+    pipe = _pipe(tmp_path)
+    pipe.start(wait=True)
+    assert pipe.report.status is PipeStatus.COMPLETED
+
+
+def test_logger_gets_the_warnings(tmp_path: Path, caplog):
+    logger = logging.getLogger("zoopipe_hpc.test_api.mine")
+    source = write_csv(tmp_path / "in.csv", users(10, bad_every=5))
+    pipe = Pipe(
+        CSVInputAdapter(source), JSONOutputAdapter(tmp_path / "o.jsonl"), User, logger=logger
+    )
+    with caplog.at_level("WARNING", logger="zoopipe_hpc.test_api.mine"):
+        pipe.run()
+    assert {r.name for r in caplog.records} == {"zoopipe_hpc.test_api.mine"}
+    assert "invalid record" in caplog.text
+
+
+def test_options_travel_with_the_pipe(tmp_path: Path):
+    logger = get_logger("zoopipe_hpc.test_api.travel")
+    pipe = _pipe(tmp_path, logger=logger, report_update_interval=7)
+    clone = pickle.loads(pickle.dumps(pipe))
+    assert clone.logger is logger and clone.report_update_interval == 7
+    other = pipe.with_outputs(JSONOutputAdapter(tmp_path / "x.jsonl"), None)
+    assert other.logger is logger and other.report_update_interval == 7
+    assert Pipe(pipe.input_adapter, pipe.output_adapter).logger.name == "zoopipe_hpc.pipe"
+
+
+def test_bad_options_are_refused(tmp_path: Path):
+    with pytest.raises(ConfigurationError, match="report_update_interval"):
+        _pipe(tmp_path, report_update_interval=-1)
+    with pytest.raises(ArgumentTypeError, match="report_update_interval"):
+        _pipe(tmp_path, report_update_interval=1.5)
+    with pytest.raises(ArgumentTypeError, match="logger"):
+        _pipe(tmp_path, logger="zoopipe")
+
+
+# -- get_pipe_report before start ----------------------------------------------------------
+
+
+def test_get_pipe_report_before_start(tmp_path: Path):
+    with pytest.raises(StateError, match="not been started"):
+        MultiProcessEngine().get_pipe_report(0)
+    with pytest.raises(RuntimeError):
+        MultiProcessEngine().get_pipe_report(0)
+    manager = PipeManager([_pipe(tmp_path)])
+    report = manager.get_pipe_report(0)
+    assert report.status is PipeStatus.PENDING and report.start_time is None
