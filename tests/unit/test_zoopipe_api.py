@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import pickle
 import subprocess
 import sys
@@ -131,6 +132,7 @@ def test_executors_report_batch_size_and_concurrency():
     multi = MultiThreadExecutor(max_workers=3, batch_size=50)
     assert multi.get_batch_size() == 50
     assert multi.get_concurrency() == 3
+    assert MultiThreadExecutor(max_workers=None).get_concurrency() == len(os.sched_getaffinity(0))
 
 
 # -- PipeReport ----------------------------------------------------------------------------
