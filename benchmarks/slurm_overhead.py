@@ -278,7 +278,7 @@ def child_engine(args: argparse.Namespace, report: dict[str, Any]) -> None:
     report["ok_run"] = ok
     if not ok:
         raise RuntimeError(f"PipeManager.run() failed: {manager.error}")
-    ends = [r.end_time for r in reports if r.end_time is not None]
+    ends = [r.end_timestamp for r in reports if r.end_timestamp is not None]
     last_end = max(ends) if ends else None
     per_shard = [r.total_processed for r in reports]
     lines = target.read_bytes().count(b"\n") if target.exists() else None

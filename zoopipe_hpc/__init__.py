@@ -14,6 +14,7 @@ from .adapters import (
     ParquetInputAdapter,
     ParquetOutputAdapter,
 )
+from .engines import BaseEngine, MultiProcessEngine
 from .errors import ZoopipeHPCError
 from .hooks import (
     BaseArrowHook,
@@ -25,7 +26,7 @@ from .hooks import (
 )
 from .manager import PipeManager
 from .pipe import Pipe
-from .report import PipeReport, PipeStatus
+from .report import PipeReport, PipeStatus, get_logger
 from .validation.executors import BatchExecutor, MultiThreadExecutor, SingleThreadExecutor
 
 __all__ = [
@@ -33,6 +34,9 @@ __all__ = [
     "PipeManager",
     "PipeReport",
     "PipeStatus",
+    "BaseEngine",
+    "MultiProcessEngine",
+    "get_logger",
     "CSVInputAdapter",
     "CSVOutputAdapter",
     "IcebergOutputAdapter",

@@ -44,6 +44,7 @@ __all__ = [
     "SlurmCommandError",
     "PipeAlreadyRan",
     "RecordError",
+    "PipeTimeoutError",
 ]
 
 
@@ -127,6 +128,11 @@ class StateError(ZoopipeHPCError, RuntimeError):
 
 class PipeIndexError(ZoopipeHPCError, IndexError):
     """No pipe has that index (also an ``IndexError``)."""
+
+
+class PipeTimeoutError(ZoopipeHPCError, TimeoutError):
+    """``Pipe.run(timeout=...)`` expired: the run was stopped (ABORTED) and its outputs
+    discarded (also a ``TimeoutError``)."""
 
 
 class ClosedError(StateError, ValueError):

@@ -12,8 +12,9 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Sequence
+from types import TracebackType
+from typing import Any, Protocol, Self
 
 import psutil
 import pyarrow as pa
@@ -24,7 +25,15 @@ from ._hooks import POST, PRE, HookChain, checked_hooks
 from ._model_import import resolve_model
 from .adapters.base import BaseInputAdapter, BaseOutputAdapter, InputBatch, OutputWriter
 from .commit.staged import StagedFile, WorkerOutcome
-from .errors import ConfigurationError, HookError, SchemaError, StateError, ValidatorError
+from .errors import (
+    ArgumentTypeError,
+    ConfigurationError,
+    HookError,
+    PipeTimeoutError,
+    SchemaError,
+    StateError,
+    ValidatorError,
+)
 from .hooks import BaseArrowHook, BaseHook, EntryStatus, EntryTypedDict, HookStore
 from .report import PipeReport, PipeStatus
 from .validation._arrow import ERROR_SCHEMA, rows_to_table, schema_for_model
@@ -46,6 +55,10 @@ class ProgressSink(Protocol):
     def update(
         self, total_processed: int, success_count: int, error_count: int, *, force: bool = False
     ) -> None: ...
+
+
+#: What ``run(on_report_update=...)`` calls with a snapshot of the report.
+ReportCallback = Callable[[PipeReport], None]
 
 
 class _Cancelled(Exception):
@@ -71,6 +84,18 @@ class Pipe:
     validation (see :mod:`zoopipe_hpc.hooks` and ``docs/hooks.md``). A pipe whose hooks are all
     Arrow hooks keeps the columnar path; a row hook makes the pipe validate row by row.
 
+    ZooPipe's parameters: ``logger`` receives the pipe's warnings (invalid records without an
+    error output) and a background run's failure (default: the ``zoopipe_hpc.pipe`` logger,
+    left unconfigured; pass ``get_logger()`` for ZooPipe's stdout lines);
+    ``report_update_interval`` is how many validated batches pass between two calls of
+    ``run(on_report_update=...)`` (0: only at the end). :attr:`report` itself is exact at every
+    moment, whatever the interval.
+
+    ``with Pipe(...) as pipe:`` starts the pipe in the background; leaving the block waits for
+    it (as :class:`PipeManager` does), or, when the block raises, stops it (ABORTED, outputs
+    discarded) and lets the exception through. A failure of the run stays in
+    ``pipe.report`` (``status``, ``exception``) and is logged, as in ZooPipe.
+
     A Pipe is picklable (its hooks too): it can travel to another process or a compute node.
     """
 
@@ -84,6 +109,8 @@ class Pipe:
         columnar: bool = True,
         pre_validation_hooks: Sequence[BaseHook | BaseArrowHook] | None = None,
         post_validation_hooks: Sequence[BaseHook | BaseArrowHook] | None = None,
+        logger: logging.Logger | None = None,
+        report_update_interval: int = 1,
     ) -> None:
         if not isinstance(input_adapter, BaseInputAdapter):
             raise ConfigurationError(
@@ -116,8 +143,39 @@ class Pipe:
         self.columnar = bool(columnar)
         self.pre_validation_hooks = checked_hooks(pre_validation_hooks, "pre_validation_hooks")
         self.post_validation_hooks = checked_hooks(post_validation_hooks, "post_validation_hooks")
+        self._set_zoopipe_options(logger, report_update_interval)
         self.pipe_index = 0
         self._init_runtime()
+
+    def _set_zoopipe_options(self, logger: logging.Logger | None, interval: int) -> None:
+        """Check and keep ZooPipe's ``logger`` and ``report_update_interval``."""
+        if logger is not None and not isinstance(logger, logging.Logger):
+            raise ArgumentTypeError(f"logger must be a logging.Logger, got {logger!r}")
+        if isinstance(interval, bool) or not isinstance(interval, int):
+            raise ArgumentTypeError(
+                f"report_update_interval must be an integer (batches), got {interval!r}"
+            )
+        if interval < 0:
+            raise ConfigurationError(
+                f"report_update_interval must be 0 (only at the end) or more, got {interval}"
+            )
+        self.logger = logger if logger is not None else log
+        self.report_update_interval = interval
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if exc is not None:
+            self.shutdown()
+        else:
+            self.wait()
 
     def _init_runtime(self) -> None:
         self._report = PipeReport(pipe_index=self.pipe_index)
@@ -138,6 +196,8 @@ class Pipe:
         state.setdefault("columnar", True)
         state.setdefault("pre_validation_hooks", [])
         state.setdefault("post_validation_hooks", [])
+        state.setdefault("logger", log)
+        state.setdefault("report_update_interval", 1)
         self.__dict__.update(state)
         self._init_runtime()
 
@@ -162,6 +222,7 @@ class Pipe:
             post_validation_hooks=self.post_validation_hooks,
         )
         clone.pipe_index = self.pipe_index
+        clone._set_zoopipe_options(self.logger, self.report_update_interval)
         return clone
 
     def for_attempt(self, attempt_id: str) -> Pipe:
@@ -201,19 +262,33 @@ class Pipe:
 
     # -- running in the background ----------------------------------------------------------
 
-    def start(self) -> None:
-        """Run in a background thread of this process; see :meth:`wait` and :meth:`shutdown`."""
+    def start(self, wait: bool = False) -> None:
+        """Run in a background thread of this process; see :meth:`wait` and :meth:`shutdown`.
+
+        ``wait=True`` (ZooPipe's parameter) also waits for the end.
+        """
+        self._start_thread(None)
+        if wait:
+            self.wait()
+
+    def _start_thread(self, progress: ProgressSink | None) -> None:
         if self._thread is not None and self._thread.is_alive():
             raise StateError("this pipe is already running")
         self._stop.clear()
-        self._thread = threading.Thread(target=self._run_quietly, name="zoopipe-pipe", daemon=True)
+        with self._lock:  # the run's report replaces it at once; until then: not finished
+            self._report = PipeReport(pipe_index=self.pipe_index, status=PipeStatus.RUNNING)
+        self._thread = threading.Thread(
+            target=self._run_quietly, args=(progress,), name="zoopipe-pipe", daemon=True
+        )
         self._thread.start()
 
-    def _run_quietly(self) -> None:
+    def _run_quietly(self, progress: ProgressSink | None) -> None:
         try:
-            self.run()
-        except BaseException:  # noqa: BLE001 - recorded in the report and in self.exception
+            self._run_here(progress)
+        except _Cancelled:
             pass
+        except BaseException as exc:  # noqa: BLE001 - recorded in the report and in self.exception
+            self.logger.error("pipe run failed: %s: %s", type(exc).__name__, exc)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait for a background run; True if it finished (successfully or not)."""
@@ -230,14 +305,48 @@ class Pipe:
 
     # -- the work ---------------------------------------------------------------------------
 
-    def run(self, progress: ProgressSink | None = None) -> PipeReport:
-        """Process the whole input in this thread and commit the outputs; returns the report.
+    def run(
+        self,
+        wait: bool = True,
+        timeout: float | None = None,
+        on_report_update: ReportCallback | None = None,
+        *,
+        progress: ProgressSink | None = None,
+    ) -> PipeReport:
+        """Process the whole input and commit the outputs; returns the final report.
 
-        A pipe planned into a run (its outputs are staged parts) only stages its files; the
-        run's transaction publishes them. Any other pipe is a run of its own: it plans a
-        one-pipe transaction, stages, and commits it. Raises what made the run fail, after
-        discarding this run's staged outputs.
+        ZooPipe's parameters: ``on_report_update`` is called with a snapshot of the report
+        every ``report_update_interval`` batches and at the end (ZooPipe prints a progress line
+        by default; here nothing is printed unless a callback is given). ``wait=False`` starts
+        the run in the background (as :meth:`start`) and returns the report at once.
+        ``timeout`` runs in the background and waits that many seconds: past them, the run is
+        stopped (ABORTED, outputs discarded) and :class:`~zoopipe_hpc.errors.PipeTimeoutError`
+        raised. Otherwise the run happens in this thread.
+
+        Unlike ZooPipe's ``run()``, which returns True once finished, this returns the
+        :class:`PipeReport` and raises what made the run fail, after discarding this run's
+        staged outputs. A pipe planned into a run (its outputs are staged parts) only stages its
+        files; the run's transaction publishes them. Any other pipe is a run of its own: it
+        plans a one-pipe transaction, stages, and commits it.
         """
+        sink = progress
+        if on_report_update is not None:
+            sink = _Reporting(self, on_report_update, progress)
+        if wait and timeout is None:
+            return self._run_here(sink)
+        self._start_thread(sink)
+        if not wait:
+            return self.report
+        if not self.wait(timeout):
+            self.shutdown()
+            raise PipeTimeoutError(f"the pipe did not finish within {timeout} s: stopped")
+        report = self.report
+        if self._exception is not None:
+            raise self._exception
+        return report
+
+    def _run_here(self, progress: ProgressSink | None) -> PipeReport:
+        """One run in this thread: see :meth:`run`."""
         if self.output_adapter.is_part:
             return self._run_staged(progress, self.output_adapter, self.error_output_adapter)
         from .plan import RunLayout
@@ -268,10 +377,11 @@ class Pipe:
         self._exception = exc
         with self._lock:
             self._report.status = (
-                PipeStatus.CANCELLED if isinstance(exc, _Cancelled) else PipeStatus.FAILED
+                PipeStatus.ABORTED if isinstance(exc, _Cancelled) else PipeStatus.FAILED
             )
             self._report.message = f"{type(exc).__name__}: {exc}"
-            self._report.end_time = time.time()
+            self._report.exception = None if isinstance(exc, _Cancelled) else exc
+            self._report.end_timestamp = time.time()
 
     def _run_staged(
         self,
@@ -349,7 +459,7 @@ class Pipe:
             self.executor.close()
         with self._lock:
             self._report.status = PipeStatus.COMPLETED
-            self._report.end_time = time.time()
+            self._report.end_timestamp = time.time()
             self._report.ram_bytes = _rss()
             report = self._report.copy()
         if progress is not None:
@@ -615,7 +725,31 @@ class Pipe:
         for offset, item in enumerate(bad):
             if already + offset < _LOGGED_INVALID:
                 where = f"{item['source']}:{item['line']}" if item["line"] else item["source"]
-                log.warning("invalid record at %s (no error output): %s", where, item["errors"])
+                self.logger.warning(
+                    "invalid record at %s (no error output): %s", where, item["errors"]
+                )
+
+
+class _Reporting:
+    """The progress sink of ``run(on_report_update=...)``: passes every update on to the
+    engine's sink, if any, and calls the callback every ``report_update_interval`` batches and
+    at the end."""
+
+    def __init__(self, pipe: Pipe, callback: ReportCallback, inner: ProgressSink | None) -> None:
+        self._pipe = pipe
+        self._callback = callback
+        self._inner = inner
+        self._batches = 0
+
+    def update(
+        self, total_processed: int, success_count: int, error_count: int, *, force: bool = False
+    ) -> None:
+        if self._inner is not None:
+            self._inner.update(total_processed, success_count, error_count, force=force)
+        self._batches += 1
+        every = self._pipe.report_update_interval
+        if force or (every > 0 and self._batches % every == 0):
+            self._callback(self._pipe.report)
 
 
 def _no_line(index: int) -> int | None:

@@ -139,8 +139,8 @@ class PipeTracker:
         self._noting(report, reader)
         if report.is_finished:
             report.is_alive = False
-            if report.end_time is None:
-                report.end_time = time.time()
+            if report.end_timestamp is None:
+                report.end_timestamp = time.time()
             self._final[index] = report.copy()
         return report
 

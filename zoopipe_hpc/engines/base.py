@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .._deadline import Deadline, wait_until
-from ..errors import PipeIndexError
+from ..errors import PipeIndexError, StateError
 from ..report import PipeReport, PipeStatus
 
 if TYPE_CHECKING:
@@ -81,7 +81,11 @@ class BaseEngine(abc.ABC):
         """One fresh report per pipe, in pipe order."""
 
     def get_pipe_report(self, index: int) -> PipeReport:
+        """The report of pipe ``index``; before :meth:`start` (no pipes yet) a
+        :class:`~zoopipe_hpc.errors.StateError`, a ``RuntimeError`` as ZooPipe raises."""
         reports = self.pipe_reports
+        if not reports:
+            raise StateError("the engine has not been started: it has no pipe reports yet")
         if not 0 <= index < len(reports):
             raise PipeIndexError(f"pipe index {index} out of range (0..{len(reports) - 1})")
         return reports[index]

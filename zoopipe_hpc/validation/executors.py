@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -20,6 +21,14 @@ class BatchExecutor(abc.ABC):
         if batch_size < 1:
             raise ConfigurationError(f"batch_size must be at least 1, got {batch_size}")
         self.batch_size = batch_size
+
+    def get_batch_size(self) -> int:
+        """The most records validated in one call (ZooPipe's accessor for ``batch_size``)."""
+        return self.batch_size
+
+    def get_concurrency(self) -> int:
+        """How many threads validate at once (ZooPipe's accessor; 1 for one thread)."""
+        return 1
 
     @abc.abstractmethod
     def validate(self, validator: RowValidator, rows: Sequence[dict[str, Any]]) -> ValidationResult:
@@ -55,8 +64,10 @@ class MultiThreadExecutor(BatchExecutor):
     cores, use more workers (processes or Slurm tasks) through the engine.
     """
 
-    def __init__(self, max_workers: int = 4, batch_size: int = 10_000) -> None:
+    def __init__(self, max_workers: int | None = 4, batch_size: int = 10_000) -> None:
         super().__init__(batch_size)
+        if max_workers is None:  # ZooPipe's None: as many threads as this process has CPUs
+            max_workers = _usable_cpus()
         if max_workers < 1:
             raise ConfigurationError(f"max_workers must be at least 1, got {max_workers}")
         self.max_workers = max_workers
@@ -64,6 +75,9 @@ class MultiThreadExecutor(BatchExecutor):
 
     def __getstate__(self) -> dict[str, Any]:
         return {"batch_size": self.batch_size, "max_workers": self.max_workers}
+
+    def get_concurrency(self) -> int:
+        return self.max_workers
 
     def validate(self, validator: RowValidator, rows: Sequence[dict[str, Any]]) -> ValidationResult:
         if self._pool is None:
@@ -80,3 +94,11 @@ class MultiThreadExecutor(BatchExecutor):
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
+
+
+def _usable_cpus() -> int:
+    """The CPUs this process may run on (a Slurm allocation, not the whole node)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)

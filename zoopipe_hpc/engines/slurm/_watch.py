@@ -181,7 +181,7 @@ class ShardWatch(BaseEngine):
             done.success_count = outcome.success_count
             done.error_count = outcome.error_count
             done.is_alive = False
-            done.end_time = done.end_time or now
+            done.end_timestamp = done.end_timestamp or now
             if shard.reader is not None and shard.reader.problem is not None:
                 done.extra["progress_record"] = f"{shard.reader.path}: {shard.reader.problem}"
             return done
@@ -222,7 +222,7 @@ class ShardWatch(BaseEngine):
                 f"log: {log_path}"
             )
         failed.is_alive = False
-        failed.end_time = failed.end_time or now
+        failed.end_timestamp = failed.end_timestamp or now
         return failed
 
     # -- asking Slurm -------------------------------------------------------------------------
