@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import csv as _csv
+import io
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -123,62 +126,143 @@ class CSVInputAdapter(BaseInputAdapter):
 
 
 class _CSVSink(_FileSink):
-    def __init__(self, path: Path, schema: pa.Schema | None, delimiter: str) -> None:
+    """Writes tables as CSV with pyarrow, or with the ``csv`` module when the quote character
+    is not ``"`` (pyarrow's writer only quotes with ``"``); ``fieldnames`` picks the columns
+    and their order (a name the rows lack is an empty column)."""
+
+    def __init__(
+        self,
+        path: Path,
+        schema: pa.Schema | None,
+        delimiter: str,
+        quotechar: str,
+        fieldnames: Sequence[str] | None,
+    ) -> None:
         self._path = path
         self._schema = schema
         self._delimiter = delimiter
+        self._quotechar = quotechar
+        self._fieldnames = list(fieldnames) if fieldnames is not None else None
         self._file = open(path, "wb")  # noqa: SIM115 - closed in close()
         self._writer: pacsv.CSVWriter | None = None
+        self._text: io.TextIOWrapper | None = None
+        self._rows: Any = None  # a csv.writer, when quotechar is not '"'
         if schema is not None:
-            self._start(schema)
+            self._start(self._project(schema.empty_table()).schema)
 
-    def _start(self, schema: pa.Schema) -> pacsv.CSVWriter:
-        self._schema = schema
-        self._writer = pacsv.CSVWriter(
-            self._file, schema, write_options=pacsv.WriteOptions(delimiter=self._delimiter)
+    def _project(self, table: pa.Table) -> pa.Table:
+        names = self._fieldnames
+        if names is None:
+            return table
+        present = set(table.column_names)
+        columns = [
+            table.column(name) if name in present else pa.nulls(table.num_rows, pa.string())
+            for name in names
+        ]
+        return pa.Table.from_arrays(columns, names=names)
+
+    def _start(self, schema: pa.Schema) -> None:
+        if self._quotechar == '"':
+            self._writer = pacsv.CSVWriter(
+                self._file, schema, write_options=pacsv.WriteOptions(delimiter=self._delimiter)
+            )
+            return
+        self._text = io.TextIOWrapper(self._file, encoding="utf-8", newline="")
+        self._rows = _csv.writer(
+            self._text, delimiter=self._delimiter, quotechar=self._quotechar, lineterminator="\n"
         )
-        return self._writer
+        self._rows.writerow(schema.names)
 
     def write(self, rows: Sequence[Record]) -> None:
-        table = rows_to_table(rows, self._schema)
-        writer = self._writer if self._writer is not None else self._start(table.schema)
-        writer.write_table(table)
+        table = self._project(rows_to_table(rows, self._schema))
+        if self._writer is None and self._rows is None:
+            self._start(table.schema)
+        if self._writer is not None:
+            self._writer.write_table(table)
+            return
+        texts = [_as_text(column) for column in table.columns]
+        self._rows.writerows(zip(*texts, strict=True))
 
     def close(self) -> None:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+        if self._text is not None:
+            self._text.flush()
+            self._text.detach()
+            self._text = None
         if not self._file.closed:
             self._file.flush()
             os.fsync(self._file.fileno())
             self._file.close()
 
 
+def _as_text(column: pa.ChunkedArray) -> list[str]:
+    """A column's values as the text pyarrow's CSV writer gives them (null: empty)."""
+    text = column.cast(pa.string()) if column.type != pa.string() else column
+    return [value if value is not None else "" for value in text.to_pylist()]
+
+
 class CSVOutputAdapter(BaseOutputAdapter):
-    """Writes a CSV file with one header line."""
+    """Writes a CSV file with one header line.
+
+    ``delimiter`` and ``quotechar`` are single characters (ZooPipe's names); ``fieldnames``
+    lists the columns written, in that order: other columns are left out, and a name the rows
+    do not have is written as an empty column. Without it, the columns are the model's fields
+    (or the first rows' keys) in their order.
+    """
 
     format = "csv"
 
-    def __init__(self, path: str | os.PathLike[str], *, delimiter: str = ",") -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        delimiter: str = ",",
+        quotechar: str = '"',
+        fieldnames: Sequence[str] | None = None,
+    ) -> None:
         super().__init__(path)
+        if len(delimiter) != 1 or len(quotechar) != 1 or delimiter == quotechar:
+            raise ConfigurationError(
+                f"{self.path}: delimiter and quotechar must be two different single characters, "
+                f"got {delimiter!r} and {quotechar!r}"
+            )
+        if fieldnames is not None:
+            names = list(fieldnames)
+            if not names or not all(isinstance(n, str) for n in names):
+                raise ConfigurationError(
+                    f"{self.path}: fieldnames must be a non-empty list of column names"
+                )
+            if len(set(names)) != len(names):
+                raise ConfigurationError(f"{self.path}: fieldnames names a column twice: {names}")
+            fieldnames = names
         self.delimiter = delimiter
+        self.quotechar = quotechar
+        self.fieldnames: list[str] | None = fieldnames
 
     def _clone(self) -> CSVOutputAdapter:
-        return CSVOutputAdapter(self.path, delimiter=self.delimiter)
+        return CSVOutputAdapter(
+            self.path,
+            delimiter=self.delimiter,
+            quotechar=self.quotechar,
+            fieldnames=self.fieldnames,
+        )
 
     def _open_file(self, path: Path, schema: pa.Schema | None) -> _FileSink:
-        return _CSVSink(path, schema, self.delimiter)
+        return _CSVSink(path, schema, self.delimiter, self.quotechar, self.fieldnames)
 
     def merge(self, parts: Sequence[Path], destination: Path) -> None:
         """Concatenate parts, keeping the header of the first part that has one."""
         wrote_header = False
+        quote, delimiter = self.quotechar.encode(), self.delimiter.encode()
         with open(destination, "wb") as out:
             for part in parts:
                 size = file_size(part)
                 if size == 0:
                     continue
                 with open(part, "rb") as f:
-                    end = header_end(f, size, b'"')
+                    end = header_end(f, size, quote, delimiter)
                     f.seek(0 if not wrote_header else end)
                     wrote_header = True
                     while chunk := f.read(1 << 20):
