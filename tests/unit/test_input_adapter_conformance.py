@@ -48,6 +48,66 @@ class TestCSVInput(InputAdapterConformance):
         return {key: str(value) for key, value in record.items()}
 
 
+_PREAMBLE = '# exported 2026-02-01 by "the tool"\r\n\n# columns: see below\n'
+
+
+class TestCSVInputWithZooPipeOptions(InputAdapterConformance):
+    """``skip_rows`` (a preamble with stray quotes and CR LF), ``quotechar`` and ``delimiter``."""
+
+    suffix = ".csv"
+
+    def write_records(self, path: Path, records: Sequence[Record], fields: Sequence[str]) -> None:
+        with open(path, "w", newline="", encoding="utf-8") as f:
+            f.write(_PREAMBLE)
+            writer = csv.DictWriter(f, fieldnames=list(fields), delimiter=";", quotechar="'")
+            writer.writeheader()
+            writer.writerows(records)
+
+    def write_malformed(self, path: Path, records: Sequence[Record], at: int) -> int | None:
+        with open(path, "w", newline="", encoding="utf-8") as f:
+            f.write(_PREAMBLE)
+            writer = csv.writer(f, delimiter=";", quotechar="'")
+            writer.writerow(self.fields)
+            for index, record in enumerate(records):
+                if index == at:
+                    writer.writerow(["only", "two"])
+                writer.writerow([record[name] for name in self.fields])
+        return at + 5  # three preamble lines, then the header
+
+    def make_adapter(self, path: Path, *, batch_size: int | None = None) -> BaseInputAdapter:
+        block = {} if batch_size is None else {"block_size": batch_size * 60}
+        return CSVInputAdapter(path, delimiter=";", quotechar="'", skip_rows=3, **block)
+
+    def as_read(self, record: Record) -> Record:
+        return {key: str(value) for key, value in record.items()}
+
+
+class TestHeaderlessCSVInput(InputAdapterConformance):
+    """``fieldnames``: no header line, the first line is a record."""
+
+    suffix = ".csv"
+
+    def write_records(self, path: Path, records: Sequence[Record], fields: Sequence[str]) -> None:
+        with open(path, "w", newline="", encoding="utf-8") as f:
+            csv.DictWriter(f, fieldnames=list(fields)).writerows(records)
+
+    def write_malformed(self, path: Path, records: Sequence[Record], at: int) -> int | None:
+        with open(path, "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            for index, record in enumerate(records):
+                if index == at:
+                    writer.writerow(["only", "two"])
+                writer.writerow([record[name] for name in self.fields])
+        return at + 1
+
+    def make_adapter(self, path: Path, *, batch_size: int | None = None) -> BaseInputAdapter:
+        block = {} if batch_size is None else {"block_size": batch_size * 60}
+        return CSVInputAdapter(path, fieldnames=list(self.fields), **block)
+
+    def as_read(self, record: Record) -> Record:
+        return {key: str(value) for key, value in record.items()}
+
+
 class TestJSONLinesInput(InputAdapterConformance):
     suffix = ".jsonl"
 

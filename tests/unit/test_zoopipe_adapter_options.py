@@ -25,6 +25,123 @@ def _people_csv(path: Path) -> Path:
     return path
 
 
+# -- CSVInputAdapter(quotechar, skip_rows, fieldnames, generate_ids) ----------------------------
+
+
+def _records(adapter: Any) -> list[dict[str, Any]]:
+    return [r for batch in adapter.batches() for r in batch.records]
+
+
+def _lines(adapter: Any) -> list[int | None]:
+    return [batch.locate(i) for batch in adapter.batches() for i in range(len(batch))]
+
+
+def test_csv_skip_rows_skips_lines_before_the_header_and_keeps_line_numbers(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "in.csv"
+    path.write_bytes(b'title "unclosed\r\n\rnotes\nid,name\n1,"a\nb"\n2,b\n3\n4,d\n')
+    adapter = CSVInputAdapter(path, skip_rows=3)
+    assert _records(adapter) == [
+        {"id": "1", "name": "a\nb"},
+        {"id": "2", "name": "b"},
+        {"id": "4", "name": "d"},
+    ]
+    assert _lines(adapter) == [5, 7, 9]
+    [bad] = [m for batch in adapter.batches() for m in batch.malformed]
+    assert (bad["source"], bad["line"]) == (str(path), 8)
+    for workers in range(1, 6):
+        shards = adapter.split(workers)
+        assert [r for s in shards for r in _records(s)] == _records(adapter)
+        assert [n for s in shards for n in _lines(s)] == [5, 7, 9]
+
+
+def test_csv_skip_rows_header_errors_name_the_header_line(tmp_path: Path) -> None:
+    from zoopipe_hpc.errors import InputError
+
+    path = tmp_path / "in.csv"
+    path.write_text("meta\nmeta\nid,id\n1,2\n")
+    with pytest.raises(InputError) as caught:
+        list(CSVInputAdapter(path, skip_rows=2).batches())
+    assert caught.value.line == 3 and "in.csv" in str(caught.value)
+
+
+def test_csv_skip_rows_past_the_end_reads_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "in.csv"
+    path.write_text("a\nb\n")
+    for options in ({"skip_rows": 5}, {"skip_rows": 2}, {"skip_rows": 9, "fieldnames": ["x"]}):
+        adapter = CSVInputAdapter(path, **options)
+        assert _records(adapter) == []
+        assert [_records(s) for s in adapter.split(2)] == [[], []]
+
+
+def test_csv_fieldnames_read_a_headerless_file_exactly_across_shards(tmp_path: Path) -> None:
+    path = tmp_path / "in.csv"
+    rows = [f'{i},"x\n{i}, ""q"""' for i in range(300)]
+    path.write_bytes(b"\xef\xbb\xbf" + ("\r\n".join(rows) + "\r\n").encode())
+    adapter = CSVInputAdapter(path, fieldnames=["id", "text"])
+    whole = _records(adapter)
+    assert whole == [{"id": str(i), "text": f'x\n{i}, "q"'} for i in range(300)]
+    assert _lines(adapter) == [1 + 2 * i for i in range(300)]
+    for workers in (1, 2, 7):
+        shards = adapter.split(workers)
+        assert [r for s in shards for r in _records(s)] == whole
+        assert [n for s in shards for n in _lines(s)] == _lines(adapter)
+
+
+def test_csv_fieldnames_with_skip_rows_and_a_pipe(tmp_path: Path) -> None:
+    path = tmp_path / "in.csv"
+    path.write_text("exported today\n1,Ann,Oslo\n2,Bob\nx,Cy,Rome\n")
+    out, err = tmp_path / "out.jsonl", tmp_path / "err.jsonl"
+    adapter = CSVInputAdapter(path, skip_rows=1, fieldnames=["id", "name", "city"])
+    report = Pipe(adapter, JSONOutputAdapter(out), Person, JSONOutputAdapter(err)).run()
+    assert (report.success_count, report.error_count) == (1, 2)
+    assert [json.loads(x) for x in out.read_text().splitlines()] == [
+        {"id": 1, "name": "Ann", "city": "Oslo"}
+    ]
+    assert [json.loads(x)["line"] for x in err.read_text().splitlines()] == [3, 4]
+
+
+def test_csv_quotechar_and_its_alias(tmp_path: Path) -> None:
+    path = tmp_path / "in.csv"
+    path.write_text("id,name\n1,'a,b'\n")
+    expected = [{"id": "1", "name": "a,b"}]
+    assert _records(CSVInputAdapter(path, quotechar="'")) == expected
+    assert _records(CSVInputAdapter(path, quote_char="'")) == expected
+    assert _records(CSVInputAdapter(path, quotechar="'", quote_char="'")) == expected
+    assert CSVInputAdapter(path, quote_char="'").quotechar == "'"
+    assert CSVInputAdapter(path, quotechar="'").quote_char == "'"
+    with pytest.raises(ConfigurationError, match="disagree"):
+        CSVInputAdapter(path, quotechar="'", quote_char='"')
+
+
+def test_csv_generate_ids_is_accepted_and_travels_with_shards(tmp_path: Path) -> None:
+    import pickle
+
+    path = _people_csv(tmp_path / "in.csv")
+    adapter = CSVInputAdapter(path, generate_ids=False, skip_rows=0)
+    shards = adapter.split(2)
+    assert all(s.generate_ids is False for s in shards)  # type: ignore[attr-defined]
+    assert pickle.loads(pickle.dumps(shards[0])).generate_ids is False
+    assert _records(adapter) == _records(CSVInputAdapter(path))
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"skip_rows": -1},
+        {"skip_rows": True},
+        {"fieldnames": []},
+        {"fieldnames": ["a", "a"]},
+        {"quotechar": "ab"},
+        {"delimiter": '"'},
+    ],
+)
+def test_csv_input_bad_options_are_refused(tmp_path: Path, options: dict[str, Any]) -> None:
+    with pytest.raises(ConfigurationError, match="in.csv"):
+        CSVInputAdapter(tmp_path / "in.csv", **options)
+
+
 # -- CSVOutputAdapter(delimiter, quotechar, fieldnames) -------------------------------------------
 
 
@@ -61,7 +178,7 @@ def test_csv_output_parts_with_a_quotechar_merge_into_one_file(tmp_path: Path) -
     source.write_text("id,name,city\n" + "\n".join(lines) + "\n")
     out = tmp_path / "out.csv"
     pipe = Pipe(
-        CSVInputAdapter(source, quote_char="'"),
+        CSVInputAdapter(source, quotechar="'"),
         CSVOutputAdapter(out, quotechar="'", delimiter="|"),
         Person,
     )

@@ -14,7 +14,7 @@ import pyarrow.csv as pacsv
 
 from ..errors import ConfigurationError, InputError
 from ..validation._arrow import rows_to_table
-from ._csv_header import column_names, read_header
+from ._csv_header import check_encoding, column_names, header_of, read_header, skip_lines
 from ._csv_lines import line_ends
 from ._csv_read import CSVRangeReader
 from ._split import ByteRange, file_size, header_end, split_ranges
@@ -24,15 +24,26 @@ __all__ = ["CSVInputAdapter", "CSVOutputAdapter"]
 
 
 class CSVInputAdapter(BaseInputAdapter):
-    """Reads a CSV file with a header line. Every value is read as text; the schema converts it.
+    """Reads a CSV file. Every value is read as text; the schema converts it.
+
+    ZooPipe's options, with its names:
+
+    * ``quotechar`` (``quote_char``, this package's earlier spelling, is kept as an alias);
+    * ``skip_rows``: lines before the header (a title, comments) that are not read at all;
+      line numbers in error records still count them;
+    * ``fieldnames``: the file has no header line: these are the column names, and its first
+      line (after ``skip_rows``) is a record;
+    * ``generate_ids``: accepted and kept for ZooPipe code; zoopipe_hpc hands records to the
+      validator without ZooPipe's per-entry envelope, so no id is made (see docs/guide.md).
 
     ``split(n)`` cuts the file into byte ranges at record boundaries (quoted fields may hold
     delimiters, quotes and newlines), so every record lands in exactly one shard.
 
     The file must be UTF-8 with a header naming each column once (else an ``InputError`` naming
-    the file and line 1). A row holding bytes that are not UTF-8, a malformed row and a quoted
-    field that never closes are error records; a record longer than ``block_size`` is read
-    with a larger block, up to 64 MiB (see ``docs/guide.md``, "Bad input").
+    the file and the header's line). A row holding bytes that are not UTF-8, a malformed row
+    (a field count other than the header's) and a quoted field that never closes are error
+    records; a record longer than ``block_size`` is read with a larger block, up to 64 MiB (see
+    ``docs/guide.md``, "Bad input").
     """
 
     def __init__(
@@ -40,17 +51,52 @@ class CSVInputAdapter(BaseInputAdapter):
         source: str | os.PathLike[str],
         *,
         delimiter: str = ",",
-        quote_char: str = '"',
+        quotechar: str | None = None,
+        skip_rows: int = 0,
+        fieldnames: Sequence[str] | None = None,
+        generate_ids: bool = True,
+        quote_char: str | None = None,
         block_size: int = 1 << 20,
         byte_range: tuple[int, int, int] | None = None,
     ) -> None:
         super().__init__(source)
-        if len(delimiter) != 1 or len(quote_char) != 1:
-            raise ConfigurationError("delimiter and quote_char must be single characters")
+        if quotechar is not None and quote_char is not None and quotechar != quote_char:
+            raise ConfigurationError(
+                f"{self.source}: quotechar={quotechar!r} and its alias quote_char="
+                f"{quote_char!r} disagree; give one of them"
+            )
+        quote = quotechar if quotechar is not None else quote_char
+        quote = quote if quote is not None else '"'
+        if len(delimiter) != 1 or len(quote) != 1 or delimiter == quote:
+            raise ConfigurationError(
+                f"{self.source}: delimiter and quotechar must be two different single "
+                f"characters, got {delimiter!r} and {quote!r}"
+            )
+        if not isinstance(skip_rows, int) or isinstance(skip_rows, bool) or skip_rows < 0:
+            raise ConfigurationError(
+                f"{self.source}: skip_rows must be a number of lines (0 or more), got {skip_rows!r}"
+            )
+        names: list[str] | None = None
+        if fieldnames is not None:
+            names = list(fieldnames)
+            if not names or not all(isinstance(name, str) for name in names):
+                raise ConfigurationError(
+                    f"{self.source}: fieldnames must be a non-empty list of column names"
+                )
+            if len(set(names)) != len(names):
+                raise ConfigurationError(f"{self.source}: fieldnames names a column twice: {names}")
         self.delimiter = delimiter
-        self.quote_char = quote_char
+        self.quotechar = quote
+        self.skip_rows = skip_rows
+        self.fieldnames = names
+        self.generate_ids = bool(generate_ids)
         self.block_size = block_size
         self.byte_range = ByteRange(*byte_range) if byte_range is not None else None
+
+    @property
+    def quote_char(self) -> str:
+        """Alias of :attr:`quotechar` (the spelling of earlier releases)."""
+        return self.quotechar
 
     def describe(self) -> str:
         if self.byte_range is None:
@@ -65,52 +111,68 @@ class CSVInputAdapter(BaseInputAdapter):
         except OSError as exc:
             raise InputError(f"cannot read CSV input: {exc.strerror}", path=self.source) from exc
 
-    def _layout(self) -> tuple[bytes, int, int]:
-        """(header bytes, offset of the first record, file size); refuses a header that is
-        too long, not UTF-8 or names a column twice."""
+    def _layout(self) -> tuple[bytes, ByteRange, list[str]]:
+        """(the header pyarrow reads first, the records' byte range with the line of its first
+        byte, the column names); refuses a header that is too long, not UTF-8 or names a
+        column twice. A file shorter than ``skip_rows`` lines has an empty header."""
         self.check()
+        start = skip_lines(self.path, self.skip_rows)
+        line = 1
+        if start:
+            with open(self.path, "rb") as f:
+                line += line_ends(f.read(start))
+        if self.fieldnames is not None:
+            check_encoding(self.path, self.source)
+            size = file_size(self.path)
+            if start == 0:
+                with open(self.path, "rb") as f:
+                    start = len(_BOM) if f.read(len(_BOM)) == _BOM else 0
+            header = header_of(self.fieldnames, self.delimiter, self.quotechar)
+            return header, ByteRange(start, size, line), list(self.fieldnames)
         header, size = read_header(
-            self.path, self.source, self.quote_char.encode(), self.delimiter.encode()
+            self.path,
+            self.source,
+            self.quotechar.encode(),
+            self.delimiter.encode(),
+            start=start,
+            line=line,
         )
-        return header, len(header), size
+        columns = column_names(header, self.source, self.delimiter, self.quotechar, line)
+        return header, ByteRange(start + len(header), size, line + line_ends(header)), columns
 
-    def _columns(self, header: bytes) -> list[str]:
-        return column_names(header, self.source, self.delimiter, self.quote_char)
+    def _with_range(self, r: ByteRange) -> CSVInputAdapter:
+        return CSVInputAdapter(
+            self.path,
+            delimiter=self.delimiter,
+            quotechar=self.quotechar,
+            skip_rows=self.skip_rows,
+            fieldnames=self.fieldnames,
+            generate_ids=self.generate_ids,
+            block_size=self.block_size,
+            byte_range=(r.start, r.end, r.line),
+        )
 
     def split(self, workers: int) -> list[BaseInputAdapter]:
         check_workers(workers)
-        header, data_start, size = self._layout()
-        self._columns(header)
-        start, end, line = (data_start, size, 1 + line_ends(header))
-        if self.byte_range is not None:
-            start, end, line = self.byte_range.start, self.byte_range.end, self.byte_range.line
+        _, whole, _ = self._layout()
+        r = self.byte_range or whole
         with open(self.path, "rb") as f:
             ranges = split_ranges(
                 f,
-                start,
-                end,
+                r.start,
+                r.end,
                 workers,
-                line,
-                self.quote_char.encode(),
+                r.line,
+                self.quotechar.encode(),
                 delimiter=self.delimiter.encode(),
             )
-        return [
-            CSVInputAdapter(
-                self.path,
-                delimiter=self.delimiter,
-                quote_char=self.quote_char,
-                block_size=self.block_size,
-                byte_range=(r.start, r.end, r.line),
-            )
-            for r in ranges
-        ]
+        return [self._with_range(part) for part in ranges]
 
     def batches(self) -> Iterator[InputBatch]:
-        header, data_start, size = self._layout()
+        header, whole, columns = self._layout()
         if not header:
             return
-        columns = self._columns(header)
-        byte_range = self.byte_range or ByteRange(data_start, size, 1 + line_ends(header))
+        byte_range = self.byte_range or whole
         if byte_range.empty:
             return
         reader = CSVRangeReader(
@@ -119,10 +181,13 @@ class CSVInputAdapter(BaseInputAdapter):
             columns,
             byte_range,
             delimiter=self.delimiter,
-            quote_char=self.quote_char,
+            quote_char=self.quotechar,
             block_size=self.block_size,
         )
         yield from reader.batches()
+
+
+_BOM = b"\xef\xbb\xbf"
 
 
 class _CSVSink(_FileSink):
