@@ -6,6 +6,8 @@ through an engine (local processes by default), and commit the result atomically
 """
 
 from .adapters import (
+    ArrowInputAdapter,
+    ArrowOutputAdapter,
     CSVInputAdapter,
     CSVOutputAdapter,
     IcebergOutputAdapter,
@@ -25,6 +27,8 @@ __all__ = [
     "PipeManager",
     "PipeReport",
     "PipeStatus",
+    "ArrowInputAdapter",
+    "ArrowOutputAdapter",
     "CSVInputAdapter",
     "CSVOutputAdapter",
     "IcebergOutputAdapter",

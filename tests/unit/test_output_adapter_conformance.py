@@ -10,7 +10,12 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from zoopipe_hpc import CSVOutputAdapter, JSONOutputAdapter, ParquetOutputAdapter
+from zoopipe_hpc import (
+    ArrowOutputAdapter,
+    CSVOutputAdapter,
+    JSONOutputAdapter,
+    ParquetOutputAdapter,
+)
 from zoopipe_hpc.adapters import BaseOutputAdapter
 from zoopipe_hpc.testing import OutputAdapterConformance
 
@@ -103,3 +108,17 @@ class TestJSONIndentedArrayOutput(OutputAdapterConformance):
             rows = json.load(f)
         assert isinstance(rows, list)
         return rows
+
+
+class TestArrowOutput(OutputAdapterConformance):
+    suffix = ".arrow"
+
+    def make_adapter(self, path: Path) -> BaseOutputAdapter:
+        return ArrowOutputAdapter(path)
+
+    def read_rows(self, path: Path, schema: pa.Schema) -> list[Record]:
+        with pa.memory_map(str(path), "r") as source:
+            table = pa.ipc.open_file(source).read_all()
+        if table.num_columns:
+            assert table.schema.names == schema.names
+        return table.cast(schema).to_pylist() if table.num_columns else []

@@ -246,3 +246,68 @@ def test_json_output_format_names_override_the_suffix(tmp_path: Path) -> None:
 def test_json_output_bad_options_are_refused(tmp_path: Path, options: dict[str, Any]) -> None:
     with pytest.raises(ConfigurationError, match="out.json"):
         JSONOutputAdapter(tmp_path / "out.json", **options)
+
+
+# -- ArrowInputAdapter / ArrowOutputAdapter ------------------------------------------------------
+
+
+def _write_ipc(path: Path, table: Any, chunk: int) -> Path:
+    import pyarrow as pa
+
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table, max_chunksize=chunk)
+    return path
+
+
+def _read_ipc(path: Path) -> Any:
+    import pyarrow as pa
+
+    with pa.memory_map(str(path), "r") as source:
+        return pa.ipc.open_file(source).read_all()
+
+
+def test_arrow_input_splits_by_record_batch_and_keeps_types(tmp_path: Path) -> None:
+    import pyarrow as pa
+
+    from zoopipe_hpc import ArrowInputAdapter
+
+    table = pa.table({"id": list(range(50)), "name": [f"n{i}" for i in range(50)]})
+    path = _write_ipc(tmp_path / "in.arrow", table, chunk=10)
+    adapter = ArrowInputAdapter(path, batch_size=4)
+    assert _records(adapter) == table.to_pylist()
+    assert adapter.max_shards(100) == 5
+    shards = adapter.split(3)
+    assert [s.record_batches for s in shards] == [[0, 1], [2, 3], [4]]  # type: ignore[attr-defined]
+    assert [r for s in shards for r in _records(s)] == table.to_pylist()
+    assert max(len(b) for b in adapter.batches()) == 4
+
+
+@pytest.mark.parametrize("workers", [1, 4])
+def test_arrow_csv_to_arrow_parts_merge_into_one_ipc_file(tmp_path: Path, workers: int) -> None:
+    from zoopipe_hpc import ArrowInputAdapter, ArrowOutputAdapter, PipeManager
+
+    source = tmp_path / "in.csv"
+    source.write_text("id,name,city\n" + "".join(f"{i},n{i},c{i}\n" for i in range(100)))
+    out = tmp_path / "out.arrow"
+    pipe = Pipe(CSVInputAdapter(source), ArrowOutputAdapter(out), Person)
+    if workers == 1:
+        pipe.run()
+    else:
+        assert PipeManager.parallelize_pipe(pipe, workers=workers).run()
+    expected = [{"id": i, "name": f"n{i}", "city": f"c{i}"} for i in range(100)]
+    assert _read_ipc(out).to_pylist() == expected
+    back = tmp_path / "back.jsonl"
+    Pipe(ArrowInputAdapter(out), JSONOutputAdapter(back), Person).run()
+    assert [json.loads(x) for x in back.read_text().splitlines()] == expected
+
+
+def test_arrow_input_refuses_a_file_that_is_not_arrow_naming_it(tmp_path: Path) -> None:
+    from zoopipe_hpc import ArrowInputAdapter
+    from zoopipe_hpc.errors import InputError
+
+    path = tmp_path / "in.arrow"
+    path.write_bytes(b"not arrow at all")
+    with pytest.raises(InputError, match="in.arrow"):
+        list(ArrowInputAdapter(path).batches())
+    with pytest.raises(InputError, match="no such file"):
+        ArrowInputAdapter(tmp_path / "missing.arrow").check()

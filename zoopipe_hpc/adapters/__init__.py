@@ -1,8 +1,10 @@
-"""Input and output adapters: CSV, JSON Lines / JSON arrays, Parquet, and Iceberg tables.
+"""Input and output adapters: CSV, JSON Lines / JSON arrays, Parquet, Arrow IPC, and Iceberg
+tables.
 
 ``IcebergOutputAdapter`` imports pyiceberg only when used (``zoopipe_hpc[iceberg]``).
 """
 
+from .arrow import ArrowInputAdapter, ArrowOutputAdapter
 from .base import BaseInputAdapter, BaseOutputAdapter, InputBatch, OutputWriter
 from .csv import CSVInputAdapter, CSVOutputAdapter
 from .iceberg import IcebergOutputAdapter
@@ -10,6 +12,8 @@ from .json import JSONInputAdapter, JSONOutputAdapter
 from .parquet import ParquetInputAdapter, ParquetOutputAdapter
 
 __all__ = [
+    "ArrowInputAdapter",
+    "ArrowOutputAdapter",
     "BaseInputAdapter",
     "BaseOutputAdapter",
     "InputBatch",

@@ -26,7 +26,7 @@ Record = dict[str, Any]
 
 
 #: Output formats whose sinks take a pyarrow table in place of rows (see ``rows_to_table``).
-_TABLE_FORMATS = ("parquet", "csv")
+_TABLE_FORMATS = ("parquet", "csv", "arrow")
 
 
 def _no_line(index: int) -> int | None:
@@ -177,7 +177,7 @@ class BaseOutputAdapter(abc.ABC):
     the target (``"file"``: merged into one file; ``"iceberg"``: one table snapshot).
     """
 
-    #: File format name: ``csv``, ``jsonl``, ``json`` or ``parquet``.
+    #: File format name: ``csv``, ``jsonl``, ``json``, ``parquet`` or ``arrow``.
     format: str = ""
     #: How a run's transaction commits this adapter's parts (a registered strategy name).
     commit_strategy: ClassVar[str] = "file"
