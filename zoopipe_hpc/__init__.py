@@ -15,6 +15,8 @@ from .adapters import (
     JSONOutputAdapter,
     ParquetInputAdapter,
     ParquetOutputAdapter,
+    PyGeneratorInputAdapter,
+    PyGeneratorOutputAdapter,
 )
 from .errors import ZoopipeHPCError
 from .manager import PipeManager
@@ -36,6 +38,8 @@ __all__ = [
     "JSONOutputAdapter",
     "ParquetInputAdapter",
     "ParquetOutputAdapter",
+    "PyGeneratorInputAdapter",
+    "PyGeneratorOutputAdapter",
     "BatchExecutor",
     "SingleThreadExecutor",
     "MultiThreadExecutor",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import subprocess
 import sys
@@ -12,8 +13,15 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
-from zoopipe_hpc import ArrowInputAdapter, CSVInputAdapter, JSONInputAdapter, ParquetInputAdapter
+from zoopipe_hpc import (
+    ArrowInputAdapter,
+    CSVInputAdapter,
+    JSONInputAdapter,
+    ParquetInputAdapter,
+    PyGeneratorInputAdapter,
+)
 from zoopipe_hpc.adapters import BaseInputAdapter
 from zoopipe_hpc.testing import InputAdapterConformance
 
@@ -187,3 +195,34 @@ def test_importing_the_package_loads_neither_pytest_nor_the_suites() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split("\n")[:2] == ["[]", "False"]
+
+
+def _jsonl_items(path: Path) -> list[Any]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+class TestPyGeneratorInputFromAFactory(InputAdapterConformance):
+    """A factory (here: reading a JSON Lines file) that pickles; items that are not mappings
+    are the malformed input. A Python iterable has no file to be missing: that test is
+    replaced by one for a factory that fails."""
+
+    suffix = ".jsonl"
+
+    def write_records(self, path: Path, records: Sequence[Record], fields: Sequence[str]) -> None:
+        path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+
+    def write_malformed(self, path: Path, records: Sequence[Record], at: int) -> int | None:
+        lines = [json.dumps(r) for r in records]
+        lines.insert(at, "42")
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        return at + 1
+
+    def make_adapter(self, path: Path, *, batch_size: int | None = None) -> BaseInputAdapter:
+        return PyGeneratorInputAdapter(
+            functools.partial(_jsonl_items, path), batch_size=batch_size or 10_000, name=str(path)
+        )
+
+    def test_missing_file_raises_input_error_naming_the_path(self, tmp_path: Path) -> None:
+        adapter = self.make_adapter(tmp_path / "missing.jsonl")
+        with pytest.raises(FileNotFoundError):
+            list(adapter.batches())

@@ -311,3 +311,115 @@ def test_arrow_input_refuses_a_file_that_is_not_arrow_naming_it(tmp_path: Path) 
         list(ArrowInputAdapter(path).batches())
     with pytest.raises(InputError, match="no such file"):
         ArrowInputAdapter(tmp_path / "missing.arrow").check()
+
+
+# -- PyGeneratorInputAdapter / PyGeneratorOutputAdapter -----------------------------------------
+
+
+def _people(n: int = 5) -> list[dict[str, Any]]:
+    return [{"id": i, "name": f"n{i}", "city": "Oslo"} for i in range(n)]
+
+
+def people_factory() -> Any:
+    return iter(_people(20))
+
+
+def test_pygen_in_process_round_trip_with_errors() -> None:
+    from zoopipe_hpc import PyGeneratorInputAdapter, PyGeneratorOutputAdapter
+
+    def source() -> Any:
+        yield from _people(3)
+        yield {"id": "x", "name": "bad", "city": "Rome"}
+        yield 42
+
+    output, errors = PyGeneratorOutputAdapter(), PyGeneratorOutputAdapter(queue_size=10)
+    report = Pipe(PyGeneratorInputAdapter(source()), output, Person, errors).run()
+    assert (report.success_count, report.error_count) == (3, 2)
+    assert list(output) == _people(3)
+    assert list(output) == _people(3)  # the committed records stay until the next run
+    bad = list(errors)
+    assert [e["line"] for e in bad] == [4, 5]
+    assert bad[1]["errors"][0]["type"] == "pygen_not_mapping"
+
+
+def test_pygen_output_iteration_waits_for_a_background_run(tmp_path: Path) -> None:
+    from zoopipe_hpc import PyGeneratorOutputAdapter
+
+    output = PyGeneratorOutputAdapter()
+    pipe = Pipe(CSVInputAdapter(_people_csv(tmp_path / "in.csv")), output, Person)
+    pipe.start()
+    assert [r["id"] for r in output] == [1, 2]
+    assert pipe.wait(5)
+
+
+def test_pygen_output_of_a_failed_run_raises_when_read(tmp_path: Path) -> None:
+    from zoopipe_hpc import PyGeneratorOutputAdapter
+    from zoopipe_hpc.errors import InputError, OutputError
+
+    output = PyGeneratorOutputAdapter()
+    with pytest.raises(InputError):
+        Pipe(CSVInputAdapter(tmp_path / "missing.csv"), output, Person).run()
+    with pytest.raises(OutputError, match="wrote nothing"):
+        list(output)
+
+
+def test_pygen_generator_reads_once_and_list_or_factory_again() -> None:
+    from zoopipe_hpc import PyGeneratorInputAdapter
+
+    once = PyGeneratorInputAdapter(r for r in _people())
+    assert _records(once) == _people()
+    with pytest.raises(ConfigurationError, match="read already"):
+        _records(once)
+    for source in (_people(), people_factory):
+        adapter = PyGeneratorInputAdapter(source)
+        assert _records(adapter) == _records(adapter)
+
+
+@pytest.mark.parametrize("workers", [1, 3, 7])
+def test_pygen_list_and_factory_split_exactly(workers: int) -> None:
+    from zoopipe_hpc import PyGeneratorInputAdapter
+
+    for source, expected in ((_people(20), _people(20)), (people_factory, _people(20))):
+        adapter = PyGeneratorInputAdapter(source, batch_size=3)
+        shards = adapter.split(workers)
+        assert len(shards) == workers
+        assert [r for s in shards for r in _records(s)] == expected
+        lines = [n for s in shards for n in _lines(s)]
+        assert lines == list(range(1, 21))
+    generator = PyGeneratorInputAdapter(r for r in _people())
+    assert generator.max_shards(4) == 1
+    assert [len(_records(s)) for s in generator.split(3)] == [5, 0, 0]
+
+
+def test_pygen_factory_travels_to_a_process_engine(tmp_path: Path) -> None:
+    import pickle
+
+    from zoopipe_hpc import PipeManager, PyGeneratorInputAdapter
+
+    adapter = PyGeneratorInputAdapter(people_factory)
+    assert _records(pickle.loads(pickle.dumps(adapter))) == _people(20)
+    out = tmp_path / "out.jsonl"
+    manager = PipeManager.parallelize_pipe(Pipe(adapter, JSONOutputAdapter(out), Person), 2)
+    assert manager.run(), manager.error
+    assert [json.loads(x) for x in out.read_text().splitlines()] == _people(20)
+
+
+def test_pygen_adapters_that_cannot_travel_are_refused_by_a_manager(tmp_path: Path) -> None:
+    import pickle
+
+    from zoopipe_hpc import PipeManager, PyGeneratorInputAdapter, PyGeneratorOutputAdapter
+
+    generator = PyGeneratorInputAdapter(r for r in _people())
+    with pytest.raises(ConfigurationError, match="in-process only"):
+        PipeManager([Pipe(generator, JSONOutputAdapter(tmp_path / "o.jsonl"), Person)])
+    with pytest.raises(ConfigurationError, match="in-process only"):
+        PipeManager.parallelize_pipe(
+            Pipe(generator, JSONOutputAdapter(tmp_path / "o.jsonl"), Person), 2
+        )
+    with pytest.raises(ConfigurationError, match="in-process only"):
+        pickle.dumps(generator)
+    sink = PyGeneratorOutputAdapter()
+    with pytest.raises(ConfigurationError, match="MultiProcessEngine"):
+        PipeManager([Pipe(PyGeneratorInputAdapter(_people()), sink, Person)])
+    with pytest.raises(ConfigurationError, match="Pipe.run"):
+        pickle.dumps(sink)

@@ -1,5 +1,5 @@
-"""Input and output adapters: CSV, JSON Lines / JSON arrays, Parquet, Arrow IPC, and Iceberg
-tables.
+"""Input and output adapters: CSV, JSON Lines / JSON arrays, Parquet, Arrow IPC, Iceberg
+tables, and in-process Python iterables.
 
 ``IcebergOutputAdapter`` imports pyiceberg only when used (``zoopipe_hpc[iceberg]``).
 """
@@ -10,6 +10,7 @@ from .csv import CSVInputAdapter, CSVOutputAdapter
 from .iceberg import IcebergOutputAdapter
 from .json import JSONInputAdapter, JSONOutputAdapter
 from .parquet import ParquetInputAdapter, ParquetOutputAdapter
+from .pygen import PyGeneratorInputAdapter, PyGeneratorOutputAdapter
 
 __all__ = [
     "ArrowInputAdapter",
@@ -25,4 +26,6 @@ __all__ = [
     "JSONOutputAdapter",
     "ParquetInputAdapter",
     "ParquetOutputAdapter",
+    "PyGeneratorInputAdapter",
+    "PyGeneratorOutputAdapter",
 ]
