@@ -423,3 +423,71 @@ def test_pygen_adapters_that_cannot_travel_are_refused_by_a_manager(tmp_path: Pa
         PipeManager([Pipe(PyGeneratorInputAdapter(_people()), sink, Person)])
     with pytest.raises(ConfigurationError, match="Pipe.run"):
         pickle.dumps(sink)
+
+
+# -- ZooPipe's documented examples (docs/pygen.md), the import line changed -----------------------
+
+
+class _UserSchema(BaseModel):
+    user_id: str
+    age: int
+
+
+def test_zoopipe_pygen_in_memory_testing_example() -> None:
+    # ZooPipe's example validates an EmailStr (email-validator is not installed here): the
+    # same shape, with an int field that one record fails.
+    from zoopipe_hpc import Pipe, PyGeneratorInputAdapter, PyGeneratorOutputAdapter
+
+    test_data = [
+        {"user_id": "1", "age": "31"},
+        {"user_id": "2", "age": "not a number"},
+        {"user_id": "3", "age": "42"},
+    ]
+
+    input_adapter = PyGeneratorInputAdapter(test_data)
+    output_adapter = PyGeneratorOutputAdapter(queue_size=10)
+    error_adapter = PyGeneratorOutputAdapter(queue_size=10)
+
+    pipe = Pipe(
+        input_adapter=input_adapter,
+        output_adapter=output_adapter,
+        error_output_adapter=error_adapter,
+        schema_model=_UserSchema,
+    )
+
+    pipe.start()
+
+    valid_records = list(output_adapter)
+    error_records = list(error_adapter)
+
+    assert len(valid_records) == 2
+    assert len(error_records) == 1
+
+
+def test_zoopipe_pygen_multi_stage_example() -> None:
+    from zoopipe_hpc import Pipe, PyGeneratorInputAdapter, PyGeneratorOutputAdapter
+
+    raw_data = [{"id": i, "value": i} for i in range(1000)]
+
+    stage1_output = PyGeneratorOutputAdapter(queue_size=100)
+
+    stage1 = Pipe(
+        input_adapter=PyGeneratorInputAdapter(raw_data),
+        output_adapter=stage1_output,
+    )
+
+    stage1.start()
+
+    stage1_results = list(stage1_output)
+
+    stage2_output = PyGeneratorOutputAdapter(queue_size=100)
+
+    stage2 = Pipe(
+        input_adapter=PyGeneratorInputAdapter(stage1_results),
+        output_adapter=stage2_output,
+    )
+
+    stage2.start()
+
+    final_results = list(stage2_output)
+    assert final_results == raw_data
