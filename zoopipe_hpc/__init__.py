@@ -6,6 +6,8 @@ through an engine (local processes by default), and commit the result atomically
 """
 
 from .adapters import (
+    ArrowInputAdapter,
+    ArrowOutputAdapter,
     CSVInputAdapter,
     CSVOutputAdapter,
     IcebergOutputAdapter,
@@ -13,6 +15,8 @@ from .adapters import (
     JSONOutputAdapter,
     ParquetInputAdapter,
     ParquetOutputAdapter,
+    PyGeneratorInputAdapter,
+    PyGeneratorOutputAdapter,
 )
 from .engines import BaseEngine, MultiProcessEngine
 from .errors import ZoopipeHPCError
@@ -37,6 +41,8 @@ __all__ = [
     "BaseEngine",
     "MultiProcessEngine",
     "get_logger",
+    "ArrowInputAdapter",
+    "ArrowOutputAdapter",
     "CSVInputAdapter",
     "CSVOutputAdapter",
     "IcebergOutputAdapter",
@@ -44,6 +50,8 @@ __all__ = [
     "JSONOutputAdapter",
     "ParquetInputAdapter",
     "ParquetOutputAdapter",
+    "PyGeneratorInputAdapter",
+    "PyGeneratorOutputAdapter",
     "BatchExecutor",
     "SingleThreadExecutor",
     "MultiThreadExecutor",

@@ -74,6 +74,11 @@ class PipeManager:
         layout.plan(run_id, job_dir)  # refuses colliding targets now, not at start()
         self._pipes = layout.pipes
         self.engine = engine if engine is not None else MultiProcessEngine()
+        where = f"the workers of {type(self.engine).__name__} (other processes)"
+        for pipe in self._pipes:
+            for adapter in (pipe.input_adapter, pipe.output_adapter, pipe.error_output_adapter):
+                if adapter is not None:
+                    adapter.check_travel(where)
         self.user_coordinator = coordinator
         self.coordinator: BaseCoordinator = CompositeCoordinator(
             [coordinator] if coordinator is not None else []

@@ -428,6 +428,41 @@ def test_csv_shards_of_shards_are_exact(data: bytes, outer: int, inner: int) -> 
         assert got == entries
 
 
+_PREAMBLE_LINES = st.lists(st.sampled_from(['# "title', "", "a,b,c", 'x,"y', "x\r"]), max_size=3)
+
+
+@CHEAP
+@given(data=csv_documents(), preamble=_PREAMBLE_LINES)
+def test_csv_skip_rows_and_fieldnames_shift_lines_and_nothing_else(
+    data: bytes, preamble: list[str]
+) -> None:
+    """ZooPipe's ``skip_rows`` (lines before the header, stray quotes included) and
+    ``fieldnames`` (no header line) read the same entries as the plain file, exactly sharded,
+    with their lines moved by the lines added or taken away."""
+    data = data.removeprefix(BOM)
+    with workspace() as folder:
+        plain = folder / "plain.csv"
+        plain.write_bytes(data)
+        entries = read_entries(CSVInputAdapter(plain))
+        skipped = folder / "skipped.csv"
+        skipped.write_bytes("".join(line + "\n" for line in preamble).encode() + data)
+        shift = len(preamble)
+        with_preamble = CSVInputAdapter(skipped, skip_rows=len(preamble))
+        moved = [e._replace(line=e.line + shift if e.line else e.line) for e in entries]
+        assert read_entries(with_preamble) == moved
+        assert_shards_exact(with_preamble, moved)
+        if b"\n" not in data:
+            return
+        header, rest = data.split(b"\n", 1)
+        names = next(csv.reader([header.decode().rstrip("\r")]))
+        headerless = folder / "headerless.csv"
+        headerless.write_bytes(rest)
+        adapter = CSVInputAdapter(headerless, fieldnames=names)
+        up = [e._replace(line=e.line - 1 if e.line else e.line) for e in entries]
+        assert read_entries(adapter) == up
+        assert_shards_exact(adapter, up)
+
+
 @CHEAP
 @given(data=jsonl_documents(), batch_size=st.sampled_from([1, 3, 10_000]))
 @_examples(JSONL_EXAMPLES, batch_size=3)

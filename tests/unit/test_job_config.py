@@ -433,7 +433,9 @@ def test_wrong_types_say_what_was_expected(tmp_path: Path) -> None:
         )
     )
     assert fmt.key == "input.format"
-    assert "expected one of 'csv', 'jsonl', 'ndjson', 'json', 'parquet', got 'xls'" in str(fmt)
+    assert "expected one of 'csv', 'jsonl', 'ndjson', 'json', 'parquet', 'arrow', got 'xls'" in str(
+        fmt
+    )
 
 
 def test_missing_required_keys_all_reported(tmp_path: Path) -> None:
@@ -471,7 +473,7 @@ def test_adapter_options_are_checked(tmp_path: Path) -> None:
     error = load_error(job)
     assert error.key == "input.options.delimeter"
     assert "unknown option 'delimeter' for a csv input" in str(error)
-    assert "block_size, delimiter, quote_char" in str(error)
+    assert "block_size, delimiter, fieldnames, generate_ids, quote_char, quotechar" in str(error)
     bad = write(
         tmp_path / "bad.yaml",
         "name: j\ninput: {format: csv, path: a, options: {delimiter: ';;'}}\n"
@@ -485,7 +487,7 @@ def test_adapter_options_are_checked(tmp_path: Path) -> None:
         "name: j\ninput: {format: csv, path: a}\n"
         "output: {format: json, path: o, options: {format: x}}\n",
     )
-    assert "allowed options: none" in str(load_error(internal))
+    assert "allowed options: indent" in str(load_error(internal))
 
 
 def test_output_may_not_overwrite_the_input(tmp_path: Path) -> None:
@@ -679,3 +681,21 @@ def test_job_config_error_pickles_with_its_attributes(tmp_path: Path) -> None:
     built = JobConfigError("jobs/clean.yaml", "engine.mem", "expected x, got 'y'", expected="x")
     assert str(built) == "jobs/clean.yaml: engine.mem: expected x, got 'y'"
     assert pickle.loads(pickle.dumps(built)).errors == built.errors
+
+
+def test_arrow_files_and_zoopipe_csv_options_in_a_job_file(tmp_path: Path) -> None:
+    from zoopipe_hpc import ArrowInputAdapter, ArrowOutputAdapter
+
+    job = write(
+        tmp_path / "job.yaml",
+        "name: j\n"
+        'input: {format: csv, path: in.csv, options: {skip_rows: 1, quotechar: "\'"}}\n'
+        "output: {format: arrow, path: out.arrow}\n",
+    )
+    config = load_job_file(job)
+    pipe = config.make_pipe()
+    assert isinstance(pipe.output_adapter, ArrowOutputAdapter)
+    assert isinstance(pipe.input_adapter, CSVInputAdapter)
+    assert (pipe.input_adapter.skip_rows, pipe.input_adapter.quotechar) == (1, "'")
+    back = DataSpec(format="arrow", path="out.arrow").input_adapter(tmp_path)
+    assert isinstance(back, ArrowInputAdapter)

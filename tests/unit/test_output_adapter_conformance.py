@@ -10,7 +10,12 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from zoopipe_hpc import CSVOutputAdapter, JSONOutputAdapter, ParquetOutputAdapter
+from zoopipe_hpc import (
+    ArrowOutputAdapter,
+    CSVOutputAdapter,
+    JSONOutputAdapter,
+    ParquetOutputAdapter,
+)
 from zoopipe_hpc.adapters import BaseOutputAdapter
 from zoopipe_hpc.testing import OutputAdapterConformance
 
@@ -68,3 +73,52 @@ class TestParquetOutput(OutputAdapterConformance):
         table = pq.read_table(path)
         assert table.schema.names == schema.names
         return table.cast(schema).to_pylist()
+
+
+class TestCSVOutputWithZooPipeOptions(OutputAdapterConformance):
+    """``delimiter``, ``quotechar`` (written by the ``csv`` module) and ``fieldnames``."""
+
+    suffix = ".csv"
+
+    def make_adapter(self, path: Path) -> BaseOutputAdapter:
+        return CSVOutputAdapter(
+            path, delimiter=";", quotechar="'", fieldnames=["name", "id", "score", "active"]
+        )
+
+    def read_rows(self, path: Path, schema: pa.Schema) -> list[Record]:
+        table = pacsv.read_csv(
+            path,
+            parse_options=pacsv.ParseOptions(
+                delimiter=";", quote_char="'", newlines_in_values=True
+            ),
+            convert_options=pacsv.ConvertOptions(column_types=schema, strings_can_be_null=False),
+        )
+        assert table.schema.names == ["name", "id", "score", "active"]
+        return table.select(schema.names).to_pylist()
+
+
+class TestJSONIndentedArrayOutput(OutputAdapterConformance):
+    suffix = ".out"
+
+    def make_adapter(self, path: Path) -> BaseOutputAdapter:
+        return JSONOutputAdapter(path, format="array", indent=4)
+
+    def read_rows(self, path: Path, schema: pa.Schema) -> list[Record]:
+        with open(path, encoding="utf-8") as f:
+            rows = json.load(f)
+        assert isinstance(rows, list)
+        return rows
+
+
+class TestArrowOutput(OutputAdapterConformance):
+    suffix = ".arrow"
+
+    def make_adapter(self, path: Path) -> BaseOutputAdapter:
+        return ArrowOutputAdapter(path)
+
+    def read_rows(self, path: Path, schema: pa.Schema) -> list[Record]:
+        with pa.memory_map(str(path), "r") as source:
+            table = pa.ipc.open_file(source).read_all()
+        if table.num_columns:
+            assert table.schema.names == schema.names
+        return table.cast(schema).to_pylist() if table.num_columns else []

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from pathlib import Path
 
 from ..errors import InputError
 from ._split import file_size, header_end
 
-__all__ = ["HEADER_LIMIT", "column_names", "read_header"]
+__all__ = ["HEADER_LIMIT", "column_names", "header_of", "read_header", "skip_lines"]
 
 #: The longest header line read; a longer one is refused.
 HEADER_LIMIT = 4 << 20
@@ -38,31 +39,72 @@ _NEEDS_UTF8 = (
 )
 
 
-def read_header(path: Path, source: str, quote: bytes, delimiter: bytes) -> tuple[bytes, int]:
-    """(the header line's bytes, the file's size), refusing what cannot be a UTF-8 header."""
-    size = file_size(path)
+def check_encoding(path: Path, source: str) -> None:
+    """Refuse a file that starts with the byte order mark of UTF-16 or UTF-32."""
     with open(path, "rb") as f:
         start = f.read(4)
-        for mark, encoding in _FOREIGN_BOMS:
-            if start.startswith(mark):
-                raise InputError(
-                    f"the file is {encoding} with a byte order mark (BOM); "
-                    + _NEEDS_UTF8.format(encoding=encoding.split()[0]),
-                    path=source,
-                    line=1,
-                )
-        limit = min(size, HEADER_LIMIT)
-        end = header_end(f, limit, quote, delimiter)
-        f.seek(0)
-        header = f.read(end)
+    for mark, encoding in _FOREIGN_BOMS:
+        if start.startswith(mark):
+            raise InputError(
+                f"the file is {encoding} with a byte order mark (BOM); "
+                + _NEEDS_UTF8.format(encoding=encoding.split()[0]),
+                path=source,
+                line=1,
+            )
+
+
+def skip_lines(path: Path, count: int) -> int:
+    """The offset just past the first ``count`` lines of the file (LF, CR LF and lone CR end
+    a line, as :func:`~._csv_lines.line_ends` counts them), or its size if it has fewer."""
+    if count <= 0:
+        return 0
+    offset, seen = 0, 0
+    with open(path, "rb") as f:
+        while True:
+            chunk = f.read(1 << 20)
+            if not chunk:
+                return offset
+            if chunk.endswith(b"\r"):
+                chunk += f.read(1)  # a CR LF cut between the chunks is one line end
+            for end in _LINE_END.finditer(chunk):
+                seen += 1
+                if seen == count:
+                    return offset + end.end()
+            offset += len(chunk)
+
+
+_LINE_END = re.compile(rb"\r\n|\r|\n")
+
+
+def header_of(fieldnames: list[str], delimiter: str, quote_char: str) -> bytes:
+    """A header line naming ``fieldnames``, for a file that has none (pyarrow reads it first)."""
+    text = io.StringIO()
+    csv.writer(text, delimiter=delimiter, quotechar=quote_char, lineterminator="\n").writerow(
+        fieldnames
+    )
+    return text.getvalue().encode("utf-8")
+
+
+def read_header(
+    path: Path, source: str, quote: bytes, delimiter: bytes, start: int = 0, line: int = 1
+) -> tuple[bytes, int]:
+    """(the bytes of the header line that starts at ``start``, which is line ``line``; the
+    file's size), refusing what cannot be a UTF-8 header."""
+    size = file_size(path)
+    check_encoding(path, source)
+    with open(path, "rb") as f:
+        limit = min(size, start + HEADER_LIMIT)
+        end = header_end(f, limit, quote, delimiter, start)
+        f.seek(start)
+        header = f.read(end - start)
     if end < size and not header.endswith(b"\n"):
         if b"\r" in header:
-            raise _lone_cr(source)
+            raise _lone_cr(source, line)
         raise InputError(
             f"the header line is longer than {HEADER_LIMIT >> 20} MiB (no line end in its first "
             f"{HEADER_LIMIT:,} bytes): is this a CSV file?",
             path=source,
-            line=1,
+            line=line,
         )
     nul = header.find(b"\x00")
     if nul >= 0:
@@ -70,30 +112,32 @@ def read_header(path: Path, source: str, quote: bytes, delimiter: bytes) -> tupl
             f"the header holds NUL bytes (the first at byte {nul}): the file looks like UTF-16 "
             "or UTF-32 without a byte order mark; " + _NEEDS_UTF8.format(encoding="UTF-16LE"),
             path=source,
-            line=1,
+            line=line,
         )
     try:
         header.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InputError(
-            f"the header is not UTF-8 (byte 0x{header[exc.start]:02x} at byte {exc.start} of "
-            "the file); " + _NEEDS_UTF8.format(encoding="<its encoding>"),
+            f"the header is not UTF-8 (byte 0x{header[exc.start]:02x} at byte "
+            f"{start + exc.start} of the file); " + _NEEDS_UTF8.format(encoding="<its encoding>"),
             path=source,
-            line=1,
+            line=line,
         ) from None
     return header, size
 
 
-def column_names(header: bytes, source: str, delimiter: str, quote_char: str) -> list[str]:
+def column_names(
+    header: bytes, source: str, delimiter: str, quote_char: str, line: int = 1
+) -> list[str]:
     """The column names of a header read by :func:`read_header`, each one once."""
     text = header.removeprefix(_UTF8_BOM).decode("utf-8")
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quotechar=quote_char)
     try:
         rows = list(reader)
     except csv.Error as exc:
-        raise InputError(f"cannot parse the CSV header: {exc}", path=source, line=1) from exc
+        raise InputError(f"cannot parse the CSV header: {exc}", path=source, line=line) from exc
     if len(rows) > 1:
-        raise _lone_cr(source)
+        raise _lone_cr(source, line)
     names = rows[0] if rows else []
     seen: dict[str, list[int]] = {}
     for number, name in enumerate(names, 1):
@@ -105,7 +149,7 @@ def column_names(header: bytes, source: str, delimiter: str, quote_char: str) ->
             f"the header names a column more than once: {listed}; every column needs a name "
             "of its own (rename the duplicates)",
             path=source,
-            line=1,
+            line=line,
             columns=sorted(twice),
         )
     return names
@@ -115,10 +159,10 @@ def _and(numbers: list[int]) -> str:
     return ", ".join(map(str, numbers[:-1])) + f" and {numbers[-1]}"
 
 
-def _lone_cr(source: str) -> InputError:
+def _lone_cr(source: str, line: int = 1) -> InputError:
     return InputError(
         "the header line does not end where a CSV record ends: the file seems to use lone CR "
         "line ends (classic Mac); convert it to LF or CR LF line ends",
         path=source,
-        line=1,
+        line=line,
     )

@@ -296,16 +296,20 @@ def split_ranges(
     return [ByteRange(cuts[i], cuts[i + 1], lines[i]) for i in range(parts)]
 
 
-def header_end(f: BinaryIO, size: int, quote: bytes | None, delimiter: bytes | None = None) -> int:
-    """Offset just past the first record (the header line).
+def header_end(
+    f: BinaryIO, size: int, quote: bytes | None, delimiter: bytes | None = None, start: int = 0
+) -> int:
+    """Offset just past the first record (the header line) at or after ``start``.
 
     With ``delimiter`` (lenient quoting), a UTF-8 byte order mark before the header is skipped
     the way pyarrow skips it, so a quote right after it opens a field.
     """
-    if not quote or delimiter is None or size <= 0:
-        return _find_record_end(f, 0, size, quote)
+    if not quote or delimiter is None or size <= start:
+        return _find_record_end(f, start, size, quote)
     with _Mapped(f) as buf:
-        first = len(_BOM) if buf[: len(_BOM)] == _BOM else 0
+        first = start
+        if start == 0 and buf[: len(_BOM)] == _BOM:
+            first = len(_BOM)
         return _LenientScanner(buf, quote, delimiter).record_end(first, size, field_start=True)
 
 

@@ -26,7 +26,7 @@ Record = dict[str, Any]
 
 
 #: Output formats whose sinks take a pyarrow table in place of rows (see ``rows_to_table``).
-_TABLE_FORMATS = ("parquet", "csv")
+_TABLE_FORMATS = ("parquet", "csv", "arrow")
 
 
 def _no_line(index: int) -> int | None:
@@ -122,6 +122,10 @@ class BaseInputAdapter(abc.ABC):
     def check(self) -> None:
         """Raise :class:`~zoopipe_hpc.errors.InputError` if the source cannot be read."""
 
+    def check_travel(self, where: str) -> None:
+        """Raise :class:`~zoopipe_hpc.errors.ConfigurationError` if this adapter cannot be sent
+        to ``where`` (another process, an engine's workers); file adapters always can."""
+
     def describe(self) -> str:
         return f"{type(self).__name__}({self.source!r})"
 
@@ -177,7 +181,7 @@ class BaseOutputAdapter(abc.ABC):
     the target (``"file"``: merged into one file; ``"iceberg"``: one table snapshot).
     """
 
-    #: File format name: ``csv``, ``jsonl``, ``json`` or ``parquet``.
+    #: File format name: ``csv``, ``jsonl``, ``json``, ``parquet`` or ``arrow``.
     format: str = ""
     #: How a run's transaction commits this adapter's parts (a registered strategy name).
     commit_strategy: ClassVar[str] = "file"
@@ -277,6 +281,10 @@ class BaseOutputAdapter(abc.ABC):
                 f"cannot open {self.path} for writing: {exc}", path=str(self.path)
             ) from exc
         return _StagedWriter(self, sink, temp)
+
+    def check_travel(self, where: str) -> None:
+        """Raise :class:`~zoopipe_hpc.errors.ConfigurationError` if this output cannot be
+        written from ``where`` (another process, an engine's workers); files always can."""
 
     def numbered(self, index: int) -> BaseOutputAdapter:
         """The output shard ``index`` commits by itself (``parallelize_pipe(merge=False)``):

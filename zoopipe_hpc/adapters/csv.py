@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import csv as _csv
+import io
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from ..errors import ConfigurationError, InputError
 from ..validation._arrow import rows_to_table
-from ._csv_header import column_names, read_header
+from ._csv_header import check_encoding, column_names, header_of, read_header, skip_lines
 from ._csv_lines import line_ends
 from ._csv_read import CSVRangeReader
 from ._split import ByteRange, file_size, header_end, split_ranges
@@ -21,15 +24,26 @@ __all__ = ["CSVInputAdapter", "CSVOutputAdapter"]
 
 
 class CSVInputAdapter(BaseInputAdapter):
-    """Reads a CSV file with a header line. Every value is read as text; the schema converts it.
+    """Reads a CSV file. Every value is read as text; the schema converts it.
+
+    ZooPipe's options, with its names:
+
+    * ``quotechar`` (``quote_char``, this package's earlier spelling, is kept as an alias);
+    * ``skip_rows``: lines before the header (a title, comments) that are not read at all;
+      line numbers in error records still count them;
+    * ``fieldnames``: the file has no header line: these are the column names, and its first
+      line (after ``skip_rows``) is a record;
+    * ``generate_ids``: accepted and kept for ZooPipe code; zoopipe_hpc hands records to the
+      validator without ZooPipe's per-entry envelope, so no id is made (see docs/guide.md).
 
     ``split(n)`` cuts the file into byte ranges at record boundaries (quoted fields may hold
     delimiters, quotes and newlines), so every record lands in exactly one shard.
 
     The file must be UTF-8 with a header naming each column once (else an ``InputError`` naming
-    the file and line 1). A row holding bytes that are not UTF-8, a malformed row and a quoted
-    field that never closes are error records; a record longer than ``block_size`` is read
-    with a larger block, up to 64 MiB (see ``docs/guide.md``, "Bad input").
+    the file and the header's line). A row holding bytes that are not UTF-8, a malformed row
+    (a field count other than the header's) and a quoted field that never closes are error
+    records; a record longer than ``block_size`` is read with a larger block, up to 64 MiB (see
+    ``docs/guide.md``, "Bad input").
     """
 
     def __init__(
@@ -37,17 +51,52 @@ class CSVInputAdapter(BaseInputAdapter):
         source: str | os.PathLike[str],
         *,
         delimiter: str = ",",
-        quote_char: str = '"',
+        quotechar: str | None = None,
+        skip_rows: int = 0,
+        fieldnames: Sequence[str] | None = None,
+        generate_ids: bool = True,
+        quote_char: str | None = None,
         block_size: int = 1 << 20,
         byte_range: tuple[int, int, int] | None = None,
     ) -> None:
         super().__init__(source)
-        if len(delimiter) != 1 or len(quote_char) != 1:
-            raise ConfigurationError("delimiter and quote_char must be single characters")
+        if quotechar is not None and quote_char is not None and quotechar != quote_char:
+            raise ConfigurationError(
+                f"{self.source}: quotechar={quotechar!r} and its alias quote_char="
+                f"{quote_char!r} disagree; give one of them"
+            )
+        quote = quotechar if quotechar is not None else quote_char
+        quote = quote if quote is not None else '"'
+        if len(delimiter) != 1 or len(quote) != 1 or delimiter == quote:
+            raise ConfigurationError(
+                f"{self.source}: delimiter and quotechar must be two different single "
+                f"characters, got {delimiter!r} and {quote!r}"
+            )
+        if not isinstance(skip_rows, int) or isinstance(skip_rows, bool) or skip_rows < 0:
+            raise ConfigurationError(
+                f"{self.source}: skip_rows must be a number of lines (0 or more), got {skip_rows!r}"
+            )
+        names: list[str] | None = None
+        if fieldnames is not None:
+            names = list(fieldnames)
+            if not names or not all(isinstance(name, str) for name in names):
+                raise ConfigurationError(
+                    f"{self.source}: fieldnames must be a non-empty list of column names"
+                )
+            if len(set(names)) != len(names):
+                raise ConfigurationError(f"{self.source}: fieldnames names a column twice: {names}")
         self.delimiter = delimiter
-        self.quote_char = quote_char
+        self.quotechar = quote
+        self.skip_rows = skip_rows
+        self.fieldnames = names
+        self.generate_ids = bool(generate_ids)
         self.block_size = block_size
         self.byte_range = ByteRange(*byte_range) if byte_range is not None else None
+
+    @property
+    def quote_char(self) -> str:
+        """Alias of :attr:`quotechar` (the spelling of earlier releases)."""
+        return self.quotechar
 
     def describe(self) -> str:
         if self.byte_range is None:
@@ -62,52 +111,68 @@ class CSVInputAdapter(BaseInputAdapter):
         except OSError as exc:
             raise InputError(f"cannot read CSV input: {exc.strerror}", path=self.source) from exc
 
-    def _layout(self) -> tuple[bytes, int, int]:
-        """(header bytes, offset of the first record, file size); refuses a header that is
-        too long, not UTF-8 or names a column twice."""
+    def _layout(self) -> tuple[bytes, ByteRange, list[str]]:
+        """(the header pyarrow reads first, the records' byte range with the line of its first
+        byte, the column names); refuses a header that is too long, not UTF-8 or names a
+        column twice. A file shorter than ``skip_rows`` lines has an empty header."""
         self.check()
+        start = skip_lines(self.path, self.skip_rows)
+        line = 1
+        if start:
+            with open(self.path, "rb") as f:
+                line += line_ends(f.read(start))
+        if self.fieldnames is not None:
+            check_encoding(self.path, self.source)
+            size = file_size(self.path)
+            if start == 0:
+                with open(self.path, "rb") as f:
+                    start = len(_BOM) if f.read(len(_BOM)) == _BOM else 0
+            header = header_of(self.fieldnames, self.delimiter, self.quotechar)
+            return header, ByteRange(start, size, line), list(self.fieldnames)
         header, size = read_header(
-            self.path, self.source, self.quote_char.encode(), self.delimiter.encode()
+            self.path,
+            self.source,
+            self.quotechar.encode(),
+            self.delimiter.encode(),
+            start=start,
+            line=line,
         )
-        return header, len(header), size
+        columns = column_names(header, self.source, self.delimiter, self.quotechar, line)
+        return header, ByteRange(start + len(header), size, line + line_ends(header)), columns
 
-    def _columns(self, header: bytes) -> list[str]:
-        return column_names(header, self.source, self.delimiter, self.quote_char)
+    def _with_range(self, r: ByteRange) -> CSVInputAdapter:
+        return CSVInputAdapter(
+            self.path,
+            delimiter=self.delimiter,
+            quotechar=self.quotechar,
+            skip_rows=self.skip_rows,
+            fieldnames=self.fieldnames,
+            generate_ids=self.generate_ids,
+            block_size=self.block_size,
+            byte_range=(r.start, r.end, r.line),
+        )
 
     def split(self, workers: int) -> list[BaseInputAdapter]:
         check_workers(workers)
-        header, data_start, size = self._layout()
-        self._columns(header)
-        start, end, line = (data_start, size, 1 + line_ends(header))
-        if self.byte_range is not None:
-            start, end, line = self.byte_range.start, self.byte_range.end, self.byte_range.line
+        _, whole, _ = self._layout()
+        r = self.byte_range or whole
         with open(self.path, "rb") as f:
             ranges = split_ranges(
                 f,
-                start,
-                end,
+                r.start,
+                r.end,
                 workers,
-                line,
-                self.quote_char.encode(),
+                r.line,
+                self.quotechar.encode(),
                 delimiter=self.delimiter.encode(),
             )
-        return [
-            CSVInputAdapter(
-                self.path,
-                delimiter=self.delimiter,
-                quote_char=self.quote_char,
-                block_size=self.block_size,
-                byte_range=(r.start, r.end, r.line),
-            )
-            for r in ranges
-        ]
+        return [self._with_range(part) for part in ranges]
 
     def batches(self) -> Iterator[InputBatch]:
-        header, data_start, size = self._layout()
+        header, whole, columns = self._layout()
         if not header:
             return
-        columns = self._columns(header)
-        byte_range = self.byte_range or ByteRange(data_start, size, 1 + line_ends(header))
+        byte_range = self.byte_range or whole
         if byte_range.empty:
             return
         reader = CSVRangeReader(
@@ -116,69 +181,153 @@ class CSVInputAdapter(BaseInputAdapter):
             columns,
             byte_range,
             delimiter=self.delimiter,
-            quote_char=self.quote_char,
+            quote_char=self.quotechar,
             block_size=self.block_size,
         )
         yield from reader.batches()
 
 
+_BOM = b"\xef\xbb\xbf"
+
+
 class _CSVSink(_FileSink):
-    def __init__(self, path: Path, schema: pa.Schema | None, delimiter: str) -> None:
+    """Writes tables as CSV with pyarrow, or with the ``csv`` module when the quote character
+    is not ``"`` (pyarrow's writer only quotes with ``"``); ``fieldnames`` picks the columns
+    and their order (a name the rows lack is an empty column)."""
+
+    def __init__(
+        self,
+        path: Path,
+        schema: pa.Schema | None,
+        delimiter: str,
+        quotechar: str,
+        fieldnames: Sequence[str] | None,
+    ) -> None:
         self._path = path
         self._schema = schema
         self._delimiter = delimiter
+        self._quotechar = quotechar
+        self._fieldnames = list(fieldnames) if fieldnames is not None else None
         self._file = open(path, "wb")  # noqa: SIM115 - closed in close()
         self._writer: pacsv.CSVWriter | None = None
+        self._text: io.TextIOWrapper | None = None
+        self._rows: Any = None  # a csv.writer, when quotechar is not '"'
         if schema is not None:
-            self._start(schema)
+            self._start(self._project(schema.empty_table()).schema)
 
-    def _start(self, schema: pa.Schema) -> pacsv.CSVWriter:
-        self._schema = schema
-        self._writer = pacsv.CSVWriter(
-            self._file, schema, write_options=pacsv.WriteOptions(delimiter=self._delimiter)
+    def _project(self, table: pa.Table) -> pa.Table:
+        names = self._fieldnames
+        if names is None:
+            return table
+        present = set(table.column_names)
+        columns = [
+            table.column(name) if name in present else pa.nulls(table.num_rows, pa.string())
+            for name in names
+        ]
+        return pa.Table.from_arrays(columns, names=names)
+
+    def _start(self, schema: pa.Schema) -> None:
+        if self._quotechar == '"':
+            self._writer = pacsv.CSVWriter(
+                self._file, schema, write_options=pacsv.WriteOptions(delimiter=self._delimiter)
+            )
+            return
+        self._text = io.TextIOWrapper(self._file, encoding="utf-8", newline="")
+        self._rows = _csv.writer(
+            self._text, delimiter=self._delimiter, quotechar=self._quotechar, lineterminator="\n"
         )
-        return self._writer
+        self._rows.writerow(schema.names)
 
     def write(self, rows: Sequence[Record]) -> None:
-        table = rows_to_table(rows, self._schema)
-        writer = self._writer if self._writer is not None else self._start(table.schema)
-        writer.write_table(table)
+        table = self._project(rows_to_table(rows, self._schema))
+        if self._writer is None and self._rows is None:
+            self._start(table.schema)
+        if self._writer is not None:
+            self._writer.write_table(table)
+            return
+        texts = [_as_text(column) for column in table.columns]
+        self._rows.writerows(zip(*texts, strict=True))
 
     def close(self) -> None:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+        if self._text is not None:
+            self._text.flush()
+            self._text.detach()
+            self._text = None
         if not self._file.closed:
             self._file.flush()
             os.fsync(self._file.fileno())
             self._file.close()
 
 
+def _as_text(column: pa.ChunkedArray) -> list[str]:
+    """A column's values as the text pyarrow's CSV writer gives them (null: empty)."""
+    text = column.cast(pa.string()) if column.type != pa.string() else column
+    return [value if value is not None else "" for value in text.to_pylist()]
+
+
 class CSVOutputAdapter(BaseOutputAdapter):
-    """Writes a CSV file with one header line."""
+    """Writes a CSV file with one header line.
+
+    ``delimiter`` and ``quotechar`` are single characters (ZooPipe's names); ``fieldnames``
+    lists the columns written, in that order: other columns are left out, and a name the rows
+    do not have is written as an empty column. Without it, the columns are the model's fields
+    (or the first rows' keys) in their order.
+    """
 
     format = "csv"
 
-    def __init__(self, path: str | os.PathLike[str], *, delimiter: str = ",") -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        delimiter: str = ",",
+        quotechar: str = '"',
+        fieldnames: Sequence[str] | None = None,
+    ) -> None:
         super().__init__(path)
+        if len(delimiter) != 1 or len(quotechar) != 1 or delimiter == quotechar:
+            raise ConfigurationError(
+                f"{self.path}: delimiter and quotechar must be two different single characters, "
+                f"got {delimiter!r} and {quotechar!r}"
+            )
+        if fieldnames is not None:
+            names = list(fieldnames)
+            if not names or not all(isinstance(n, str) for n in names):
+                raise ConfigurationError(
+                    f"{self.path}: fieldnames must be a non-empty list of column names"
+                )
+            if len(set(names)) != len(names):
+                raise ConfigurationError(f"{self.path}: fieldnames names a column twice: {names}")
+            fieldnames = names
         self.delimiter = delimiter
+        self.quotechar = quotechar
+        self.fieldnames: list[str] | None = fieldnames
 
     def _clone(self) -> CSVOutputAdapter:
-        return CSVOutputAdapter(self.path, delimiter=self.delimiter)
+        return CSVOutputAdapter(
+            self.path,
+            delimiter=self.delimiter,
+            quotechar=self.quotechar,
+            fieldnames=self.fieldnames,
+        )
 
     def _open_file(self, path: Path, schema: pa.Schema | None) -> _FileSink:
-        return _CSVSink(path, schema, self.delimiter)
+        return _CSVSink(path, schema, self.delimiter, self.quotechar, self.fieldnames)
 
     def merge(self, parts: Sequence[Path], destination: Path) -> None:
         """Concatenate parts, keeping the header of the first part that has one."""
         wrote_header = False
+        quote, delimiter = self.quotechar.encode(), self.delimiter.encode()
         with open(destination, "wb") as out:
             for part in parts:
                 size = file_size(part)
                 if size == 0:
                     continue
                 with open(part, "rb") as f:
-                    end = header_end(f, size, b'"')
+                    end = header_end(f, size, quote, delimiter)
                     f.seek(0 if not wrote_header else end)
                     wrote_header = True
                     while chunk := f.read(1 << 20):

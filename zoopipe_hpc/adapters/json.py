@@ -35,9 +35,13 @@ _SHALLOW = 2 * MAX_DEPTH
 
 
 def _format_for(path: Path, format: str | None) -> JSONFormat:
+    """The format ``format`` names (``"array"`` is ZooPipe's name for ``"json"``), or the one
+    the suffix says: ``.json`` is an array, anything else JSON Lines."""
     if format is not None:
-        if format not in ("jsonl", "json"):
-            raise ConfigurationError(f"JSON format must be 'jsonl' or 'json', got {format!r}")
+        if format not in ("jsonl", "json", "array"):
+            raise ConfigurationError(
+                f"{path}: JSON format must be 'jsonl', 'array' or 'json', got {format!r}"
+            )
         return "jsonl" if format == "jsonl" else "json"
     return "json" if path.suffix.lower() == ".json" else "jsonl"
 
@@ -251,9 +255,10 @@ class _JSONSink(_FileSink):
     column), and is written as it is, in its place among the rows.
     """
 
-    def __init__(self, path: Path, array: bool) -> None:
+    def __init__(self, path: Path, array: bool, indent: int | None = None) -> None:
         self._file = open(path, "wb", buffering=_WRITE_BUFFER)  # noqa: SIM115
         self._array = array
+        self._indent = indent
         self._first = True
         self.raw_lines = not array
         if array:
@@ -266,7 +271,7 @@ class _JSONSink(_FileSink):
                 if not isinstance(row, dict):
                     raise ArgumentTypeError("a JSON array sink takes rows, not serialized lines")
                 out.write(b"\n" if self._first else b",\n")
-                out.write(to_json_bytes(row))
+                out.write(_element(to_json_bytes(row), self._indent))
                 self._first = False
             return
         run: list[Record] = []  # rows waiting to be serialized, between ready-made lines
@@ -293,6 +298,16 @@ class _JSONSink(_FileSink):
         self._file.close()
 
 
+def _element(line: bytes, indent: int | None) -> bytes:
+    """One array element: the compact JSON ``line`` as it is, or pretty-printed with ``indent``
+    spaces a level, itself one level deep."""
+    if indent is None:
+        return line
+    text = _json.dumps(_json.loads(line), indent=indent, ensure_ascii=False)
+    pad = " " * indent
+    return "\n".join(pad + part for part in text.split("\n")).encode("utf-8")
+
+
 def _lines(rows: Sequence[Record]) -> bytes:
     """``rows`` as JSON Lines, a newline after each."""
     return b"\n".join([to_json_bytes(row) for row in rows]) + b"\n"
@@ -301,23 +316,44 @@ def _lines(rows: Sequence[Record]) -> bytes:
 class JSONOutputAdapter(BaseOutputAdapter):
     """Writes ``.jsonl``/``.ndjson`` as one object a line and ``.json`` as an array.
 
-    ``format="jsonl"`` or ``format="json"`` overrides the choice made from the suffix.
+    ``format`` overrides the choice made from the suffix: ``"jsonl"`` (JSON Lines), or
+    ``"array"`` (ZooPipe's name; ``"json"`` is the same). ``indent`` pretty-prints an array
+    with that many spaces a level; JSON Lines cannot be indented (one object a line), so
+    ``indent`` with ``"jsonl"`` is refused.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, format: str | None = None) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        format: str | None = None,
+        indent: int | None = None,
+    ) -> None:
         super().__init__(path)
         self.format = _format_for(self.path, format)
+        if indent is not None:
+            if not isinstance(indent, int) or isinstance(indent, bool) or indent < 0:
+                raise ConfigurationError(
+                    f"{self.path}: indent must be a number of spaces (0 or more), got {indent!r}"
+                )
+            if self.format == "jsonl":
+                raise ConfigurationError(
+                    f"{self.path}: indent needs format='array': JSON Lines holds one object a "
+                    "line and cannot be indented"
+                )
+        self.indent = indent
 
     @property
     def part_suffix(self) -> str:
         return ".jsonl"
 
     def _clone(self) -> JSONOutputAdapter:
-        return JSONOutputAdapter(self.path, format=self.format)
+        return JSONOutputAdapter(self.path, format=self.format, indent=self.indent)
 
     def _open_file(self, path: Path, schema: pa.Schema | None) -> _FileSink:
         # Parts of an array output are JSON Lines; merge() turns them into one array.
-        return _JSONSink(path, array=self.format == "json" and self.writes_final_format)
+        array = self.format == "json" and self.writes_final_format
+        return _JSONSink(path, array=array, indent=self.indent)
 
     def merge(self, parts: Sequence[Path], destination: Path) -> None:
         with open(destination, "wb") as out:
@@ -330,7 +366,7 @@ class JSONOutputAdapter(BaseOutputAdapter):
                             line = line.rstrip(b"\n")
                             if line:
                                 out.write(b"\n" if first else b",\n")
-                                out.write(line)
+                                out.write(_element(line, self.indent))
                                 first = False
                 out.write(b"]\n" if first else b"\n]\n")
             else:

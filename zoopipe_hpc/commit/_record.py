@@ -29,6 +29,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 RECORD_FORMAT = "zoopipe-hpc-commit/1"
+#: Strategies whose target lives in the committing process (an in-memory sink): a record left by
+#: a dead process is settled without them.
+PROCESS_LOCAL = frozenset({"python"})
 _PUBLISH_ATTEMPTS = 3
 
 
@@ -64,6 +67,8 @@ def any_external_landed(record: dict[str, Any], strategies: Mapping[str, CommitS
         if not item.get("external"):
             continue
         strategy = strategies.get(item["key"])
+        if strategy is None and item["entry"].get("kind") in PROCESS_LOCAL:
+            continue  # its consumer died with the process: it decides nothing
         if strategy is None:
             return True
         try:
@@ -104,6 +109,13 @@ def publish_record(
             continue
         entry = item["entry"]
         strategy = strategies.get(item["key"])
+        if strategy is None and entry.get("kind") in PROCESS_LOCAL:
+            log.warning(
+                "run %s: %s lived in a process that is gone; skipped",
+                record["run_id"],
+                item["name"],
+            )
+            continue
         if strategy is None:
             if entry.get("kind") != FileStrategy.name:
                 raise CommitError(

@@ -73,6 +73,9 @@ class CommitStrategy(abc.ABC):
         that died while publishing it). Files are published only after the decision."""
         return False
 
+    def rolled_back(self, reason: str) -> None:
+        """Called once when the run is rolled back (nothing of it was published)."""
+
     def published(self, entry: dict[str, Any]) -> str:
         """A line for the log once ``publish`` returned."""
         return f"committed {self.target_name} from {self.parts} part(s)"
@@ -142,6 +145,15 @@ def _iceberg() -> type[CommitStrategy]:
 
 
 register_strategy("iceberg", _iceberg)
+
+
+def _python() -> type[CommitStrategy]:
+    from ._python import PythonStrategy
+
+    return PythonStrategy
+
+
+register_strategy("python", _python)
 
 
 def strategy_for(adapter: BaseOutputAdapter, staging: StagingArea, parts: int) -> CommitStrategy:

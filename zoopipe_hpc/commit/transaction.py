@@ -284,6 +284,7 @@ class Transaction:
         self._discard_all()
         self.state = "rolled_back"
         for target in self.targets:
+            target.strategy.rolled_back(str(reason))
             log.info(
                 "rolled back %s (%s); the previous contents are untouched", target.name, reason
             )

@@ -39,7 +39,7 @@ EXPECTED: dict[str, str] = {
     "input": _DATA_RULE,
     "output": _DATA_RULE,
     "errors": f"{_DATA_RULE}, or null",
-    "format": "one of 'csv', 'jsonl', 'ndjson', 'json', 'parquet'",
+    "format": "one of 'csv', 'jsonl', 'ndjson', 'json', 'parquet', 'arrow'",
     "path": "a file path (text)",
     "options": "a mapping of adapter options",
     "schema": MODEL_RULE,

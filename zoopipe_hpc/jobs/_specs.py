@@ -18,6 +18,8 @@ from pydantic import (
 )
 
 from ..adapters import (
+    ArrowInputAdapter,
+    ArrowOutputAdapter,
     BaseInputAdapter,
     BaseOutputAdapter,
     CSVInputAdapter,
@@ -35,7 +37,9 @@ from ._yaml import dotted, resolve_path, show
 __all__ = ["DataSpec", "EngineSpec", "SLURM_KEYS"]
 
 #: Adapter constructor arguments that are the adapter's own business (sharding, format).
-_INTERNAL_OPTIONS = frozenset({"byte_range", "record_range", "row_groups", "format"})
+_INTERNAL_OPTIONS = frozenset(
+    {"byte_range", "record_range", "row_groups", "record_batches", "format"}
+)
 #: EngineSpec keys that are SlurmParameters keys, in the order of the docs.
 SLURM_KEYS = (
     "partition",
@@ -62,11 +66,13 @@ def _adapter_class(role: Literal["input", "output"], format: str) -> type[Any]:
         inputs: dict[str, type[BaseInputAdapter]] = {
             "csv": CSVInputAdapter,
             "parquet": ParquetInputAdapter,
+            "arrow": ArrowInputAdapter,
         }
         return inputs.get(format, JSONInputAdapter)
     outputs: dict[str, type[BaseOutputAdapter]] = {
         "csv": CSVOutputAdapter,
         "parquet": ParquetOutputAdapter,
+        "arrow": ArrowOutputAdapter,
     }
     return outputs.get(format, JSONOutputAdapter)
 
@@ -86,7 +92,7 @@ class DataSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    format: Literal["csv", "jsonl", "ndjson", "json", "parquet"]
+    format: Literal["csv", "jsonl", "ndjson", "json", "parquet", "arrow"]
     path: str
     #: Keyword arguments of the adapter, e.g. ``{"delimiter": ";"}`` for CSV.
     options: dict[str, Any] = Field(default_factory=dict)
@@ -114,6 +120,8 @@ class DataSpec(BaseModel):
             return CSVInputAdapter(path, **self.options)
         if self.format == "parquet":
             return ParquetInputAdapter(path, **self.options)
+        if self.format == "arrow":
+            return ArrowInputAdapter(path, **self.options)
         return JSONInputAdapter(path, format=_JSON_FORMATS[self.format], **self.options)
 
     def output_adapter(self, base: Path) -> BaseOutputAdapter:
@@ -124,6 +132,8 @@ class DataSpec(BaseModel):
             return CSVOutputAdapter(path, **self.options)
         if self.format == "parquet":
             return ParquetOutputAdapter(path, **self.options)
+        if self.format == "arrow":
+            return ArrowOutputAdapter(path, **self.options)
         return JSONOutputAdapter(path, format=_JSON_FORMATS[self.format], **self.options)
 
     def _check(self, role: Literal["input", "output"], key: str) -> None:
