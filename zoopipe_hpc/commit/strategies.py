@@ -13,6 +13,8 @@ two steps, the same for every strategy:
 
 A strategy is chosen by the output adapter's ``commit_strategy`` name through
 :func:`strategy_for`; :func:`register_strategy` adds one (a database table, an object store).
+Targets whose strategies name one :meth:`~CommitStrategy.group` (the tables of one DuckDB file)
+are joined after ``prepare``, so that one ``publish`` can commit them together.
 The adapters never import this module, so the commit layer can import them.
 """
 
@@ -67,6 +69,18 @@ class CommitStrategy(abc.ABC):
     @abc.abstractmethod
     def publish(self, entry: dict[str, Any]) -> None:
         """Make the prepared result visible; idempotent (re-run from the record on recovery)."""
+
+    def group(self) -> str | None:
+        """Targets of one run whose strategies name the same group are one unit of publishing
+        (the tables of one database): after every target is prepared, :meth:`join` gives each
+        of them the entries of the whole group, so that publishing any one of them can commit
+        them all at once and the others find the work done. ``None``: a target of its own."""
+        return None
+
+    def join(self, entry: dict[str, Any], group: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        """This target's entry once ``group`` (every prepared entry of its group, in commit
+        order, its own included) is known; must stay JSON and publishable on its own."""
+        return entry
 
     def landed(self, entry: dict[str, Any]) -> bool:
         """For an external target: whether ``publish`` already took effect (recovery of a run
@@ -141,7 +155,14 @@ def _iceberg() -> type[CommitStrategy]:
     return IcebergStrategy
 
 
+def _duckdb() -> type[CommitStrategy]:
+    from ._duckdb import DuckDBStrategy
+
+    return DuckDBStrategy
+
+
 register_strategy("iceberg", _iceberg)
+register_strategy("duckdb", _duckdb)
 
 
 def strategy_for(adapter: BaseOutputAdapter, staging: StagingArea, parts: int) -> CommitStrategy:
