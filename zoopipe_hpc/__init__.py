@@ -8,6 +8,7 @@ through an engine (local processes by default), and commit the result atomically
 from .adapters import (
     CSVInputAdapter,
     CSVOutputAdapter,
+    DuckDBOutputAdapter,
     IcebergOutputAdapter,
     JSONInputAdapter,
     JSONOutputAdapter,
@@ -27,6 +28,7 @@ __all__ = [
     "PipeStatus",
     "CSVInputAdapter",
     "CSVOutputAdapter",
+    "DuckDBOutputAdapter",
     "IcebergOutputAdapter",
     "JSONInputAdapter",
     "JSONOutputAdapter",

@@ -1,10 +1,12 @@
-"""Input and output adapters: CSV, JSON Lines / JSON arrays, Parquet, and Iceberg tables.
+"""Input and output adapters: CSV, JSON Lines / JSON arrays, Parquet, Iceberg and DuckDB tables.
 
-``IcebergOutputAdapter`` imports pyiceberg only when used (``zoopipe_hpc[iceberg]``).
+``IcebergOutputAdapter`` imports pyiceberg only when used (``zoopipe_hpc[iceberg]``),
+``DuckDBOutputAdapter`` duckdb (``zoopipe_hpc[duckdb]``).
 """
 
 from .base import BaseInputAdapter, BaseOutputAdapter, InputBatch, OutputWriter
 from .csv import CSVInputAdapter, CSVOutputAdapter
+from .duckdb import DuckDBOutputAdapter
 from .iceberg import IcebergOutputAdapter
 from .json import JSONInputAdapter, JSONOutputAdapter
 from .parquet import ParquetInputAdapter, ParquetOutputAdapter
@@ -16,6 +18,7 @@ __all__ = [
     "OutputWriter",
     "CSVInputAdapter",
     "CSVOutputAdapter",
+    "DuckDBOutputAdapter",
     "IcebergOutputAdapter",
     "JSONInputAdapter",
     "JSONOutputAdapter",
