@@ -206,6 +206,28 @@ def test_two_concurrent_runs_on_one_database_both_land(tmp_path: Path) -> None:
     assert _read(database)["orders"] == [(i, i % 7, i * 1.5) for i in range(30)] * 2
 
 
+def test_a_commit_waits_for_another_program_holding_the_database(tmp_path: Path) -> None:
+    """A DuckDB writer outside zoopipe_hpc holds DuckDB's own file lock: the commit retries."""
+    database = tmp_path / "analytics.duckdb"
+    pipes = _seed_pipes(tmp_path)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import duckdb, time; c = duckdb.connect({str(database)!r}); print('held', "
+            "flush=True); time.sleep(2)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        assert PipeManager(pipes).run(timeout=120)
+    finally:
+        holder.wait(timeout=30)
+    assert len(_runs(database)) == 1
+
+
 def test_bad_arguments_are_refused() -> None:
     with pytest.raises(ConfigurationError, match="identifier"):
         DuckDBOutputAdapter("a.duckdb", table_name="users; drop")

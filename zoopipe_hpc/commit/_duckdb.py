@@ -16,6 +16,7 @@ import contextlib
 import json
 import logging
 import os
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -70,13 +71,30 @@ def _database_lock(database: Path, run_id: str, timeout: float) -> Iterator[None
 
 
 @contextlib.contextmanager
-def _connect(database: Path, run_id: str) -> Iterator[duckdb.DuckDBPyConnection]:
+def _connect(database: Path, run_id: str, timeout: float) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A connection to ``database``; while another process (not a zoopipe_hpc commit, which
+    takes the commit lock first) holds DuckDB's own file lock, it is retried for ``timeout``
+    seconds."""
     import duckdb
 
-    try:
-        connection = duckdb.connect(str(database))
-    except duckdb.Error as exc:
-        raise _error(f"cannot open it: {exc}", str(database), run_id, operation="connect") from exc
+    deadline = time.monotonic() + timeout
+    delay = 0.05
+    while True:
+        try:
+            connection = duckdb.connect(str(database))
+            break
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower() or time.monotonic() >= deadline:
+                raise _error(
+                    f"cannot open it: {exc}", str(database), run_id, operation="connect"
+                ) from exc
+            log.info("DuckDB database %s is in use (%s); waiting for it", database, exc)
+            time.sleep(delay)
+            delay = min(2 * delay, 1.0)
+        except duckdb.Error as exc:
+            raise _error(
+                f"cannot open it: {exc}", str(database), run_id, operation="connect"
+            ) from exc
     try:
         yield connection
     finally:
@@ -113,8 +131,9 @@ def has_run(entry: dict[str, Any]) -> bool:
         return False
     import duckdb
 
-    with _database_lock(database, run_id, float(entry["lock_timeout"])):
-        with _connect(database, run_id) as connection:
+    timeout = float(entry["lock_timeout"])
+    with _database_lock(database, run_id, timeout):
+        with _connect(database, run_id, timeout) as connection:
             try:
                 return _has_run(connection, run_id)
             except duckdb.Error as exc:
@@ -132,8 +151,9 @@ def load_run(entry: dict[str, Any]) -> bool:
 
     database, run_id = Path(entry["database"]), str(entry["run_id"])
     tables: list[dict[str, Any]] = list(entry["tables"])
-    with _database_lock(database, run_id, float(entry["lock_timeout"])):
-        with _connect(database, run_id) as connection:
+    timeout = float(entry["lock_timeout"])
+    with _database_lock(database, run_id, timeout):
+        with _connect(database, run_id, timeout) as connection:
             current: str | None = None
             try:
                 connection.begin()
