@@ -228,6 +228,16 @@ def test_a_commit_waits_for_another_program_holding_the_database(tmp_path: Path)
     assert len(_runs(database)) == 1
 
 
+def test_importing_the_package_does_not_import_duckdb() -> None:
+    code = (
+        "import sys, zoopipe_hpc; zoopipe_hpc.DuckDBOutputAdapter; print('duckdb' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO
+    )
+    assert out.stdout.strip() == "False"
+
+
 def test_bad_arguments_are_refused() -> None:
     with pytest.raises(ConfigurationError, match="identifier"):
         DuckDBOutputAdapter("a.duckdb", table_name="users; drop")
