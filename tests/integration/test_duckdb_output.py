@@ -20,7 +20,7 @@ from _support import Order, Product, Trigger, User, users, write_csv
 
 from zoopipe_hpc import CSVInputAdapter, DuckDBOutputAdapter, Pipe, PipeManager
 from zoopipe_hpc.adapters.base import BaseOutputAdapter
-from zoopipe_hpc.errors import ConfigurationError
+from zoopipe_hpc.errors import CommitError, ConfigurationError
 from zoopipe_hpc.testing import CommitStrategyConformance
 
 duckdb = pytest.importorskip("duckdb")
@@ -120,6 +120,24 @@ def test_a_failing_third_pipe_leaves_all_three_tables_as_they_were(tmp_path: Pat
     pipes[2] = Pipe(CSVInputAdapter(bad), pipes[2].output_adapter, Trigger)  # its worker dies
     manager = PipeManager(pipes)
     assert manager.run(timeout=120) is False
+    assert _read(database) == before
+    assert len(_runs(database)) == 1
+
+
+def test_a_failing_load_undoes_the_tables_replaced_before_it(tmp_path: Path) -> None:
+    """The third table's rows do not fit it: the first two, already replaced inside the
+    DuckDB transaction, are back as they were, and the run is not recorded."""
+    database = tmp_path / "analytics.duckdb"
+    assert PipeManager(_seed_pipes(tmp_path, mode="append")).run(timeout=120)
+    before = _read(database)
+    pipes = _pipes(tmp_path, "replace")
+    other = write_csv(tmp_path / "other.csv", [{"id": i, "name": "x"} for i in range(4)])
+    table = DuckDBOutputAdapter(database, table_name="products", mode="append")
+    pipes[2] = Pipe(CSVInputAdapter(other), table, Trigger)  # columns products does not have
+    manager = PipeManager(pipes)
+    assert manager.run(timeout=120) is False
+    assert isinstance(manager.error, CommitError)
+    assert "products" in str(manager.error) and "rolled back" in str(manager.error)
     assert _read(database) == before
     assert len(_runs(database)) == 1
 
