@@ -14,6 +14,7 @@ from .adapters import (
     JSONOutputAdapter,
     ParquetInputAdapter,
     ParquetOutputAdapter,
+    SQLOutputAdapter,
 )
 from .errors import ZoopipeHPCError
 from .manager import PipeManager
@@ -34,6 +35,7 @@ __all__ = [
     "JSONOutputAdapter",
     "ParquetInputAdapter",
     "ParquetOutputAdapter",
+    "SQLOutputAdapter",
     "BatchExecutor",
     "SingleThreadExecutor",
     "MultiThreadExecutor",

@@ -1,7 +1,8 @@
 """Input and output adapters: CSV, JSON Lines / JSON arrays, Parquet, Iceberg and DuckDB tables.
 
 ``IcebergOutputAdapter`` imports pyiceberg only when used (``zoopipe_hpc[iceberg]``),
-``DuckDBOutputAdapter`` duckdb (``zoopipe_hpc[duckdb]``).
+``DuckDBOutputAdapter`` duckdb (``zoopipe_hpc[duckdb]``), ``SQLOutputAdapter`` sqlalchemy
+(``zoopipe_hpc[sql]``).
 """
 
 from .base import BaseInputAdapter, BaseOutputAdapter, InputBatch, OutputWriter
@@ -10,6 +11,7 @@ from .duckdb import DuckDBOutputAdapter
 from .iceberg import IcebergOutputAdapter
 from .json import JSONInputAdapter, JSONOutputAdapter
 from .parquet import ParquetInputAdapter, ParquetOutputAdapter
+from .sql import SQLOutputAdapter
 
 __all__ = [
     "BaseInputAdapter",
@@ -24,4 +26,5 @@ __all__ = [
     "JSONOutputAdapter",
     "ParquetInputAdapter",
     "ParquetOutputAdapter",
+    "SQLOutputAdapter",
 ]

@@ -161,8 +161,15 @@ def _duckdb() -> type[CommitStrategy]:
     return DuckDBStrategy
 
 
+def _sql() -> type[CommitStrategy]:
+    from ._sql import SQLStrategy
+
+    return SQLStrategy
+
+
 register_strategy("iceberg", _iceberg)
 register_strategy("duckdb", _duckdb)
+register_strategy("sql", _sql)
 
 
 def strategy_for(adapter: BaseOutputAdapter, staging: StagingArea, parts: int) -> CommitStrategy:
