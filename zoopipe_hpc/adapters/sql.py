@@ -101,8 +101,12 @@ class SQLOutputAdapter(BaseOutputAdapter):
             raise ConfigurationError(f"batch_rows must be >= 1, got {batch_rows!r}")
         if not isinstance(lock_timeout, (int, float)) or lock_timeout <= 0:
             raise ConfigurationError(f"lock_timeout must be > 0 seconds, got {lock_timeout!r}")
-        self.url = text
         self.database = sqlite_file(text)
+        if self.database is not None:  # the same file whatever the directory of the commit
+            from sqlalchemy.engine import make_url
+
+            text = make_url(text).set(database=str(self.database)).render_as_string(False)
+        self.url = text
         self.table_name = table_name
         self.mode = mode
         self.compression = compression
