@@ -20,6 +20,7 @@ from _support import Order, Product, Trigger, User, users, write_csv
 
 from zoopipe_hpc import CSVInputAdapter, DuckDBOutputAdapter, Pipe, PipeManager
 from zoopipe_hpc.adapters.base import BaseOutputAdapter
+from zoopipe_hpc.commit import transaction
 from zoopipe_hpc.errors import CommitError, ConfigurationError
 from zoopipe_hpc.testing import CommitStrategyConformance
 
@@ -200,6 +201,30 @@ def test_a_run_killed_during_its_commit_is_settled_by_the_next_run_once(
     copies = 3 if decided else 2
     assert _read(database) == {t: (once[t] or []) * copies for t in TABLES}
     assert len(_runs(database)) == copies
+    assert not list((tmp_path / ".zoopipe-staging").glob("*.run-*"))
+
+
+@pytest.mark.parametrize("step", ["recorded-prepared", "published:0", "recorded"])
+def test_a_dead_run_is_settled_from_its_record_alone(tmp_path: Path, step: str) -> None:
+    """What settles a dead run need not write its tables: the entries are enough (here, the
+    leftovers of one table are cleaned with no adapter at all, as ``zoopipe-hpc`` does)."""
+    database = tmp_path / "analytics.duckdb"
+    assert PipeManager(_seed_pipes(tmp_path, mode="append")).run(timeout=120)
+    once = _read(database)
+    code = _CHILD.format(
+        tests=str(REPO / "tests"),
+        integration=str(REPO / "tests" / "integration"),
+        step=step,
+        folder=str(tmp_path),
+    )
+    child = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=180
+    )
+    assert child.returncode == -signal.SIGKILL, child.stderr
+    assert transaction.clean_leftovers(tmp_path / "analytics.duckdb#orders")
+    landed = step != "recorded-prepared"
+    assert _read(database) == {t: (once[t] or []) * (2 if landed else 1) for t in TABLES}
+    assert len(_runs(database)) == (2 if landed else 1)
     assert not list((tmp_path / ".zoopipe-staging").glob("*.run-*"))
 
 

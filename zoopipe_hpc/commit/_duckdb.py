@@ -212,6 +212,7 @@ def _load_table(
 class DuckDBStrategy(CommitStrategy):
     name = "duckdb"
     external = True
+    standalone = True
 
     @property
     def table(self) -> DuckDBOutputAdapter:
@@ -294,6 +295,14 @@ class DuckDBStrategy(CommitStrategy):
         load_run(entry)
 
     def landed(self, entry: dict[str, Any]) -> bool:
+        return has_run(entry)
+
+    @classmethod
+    def publish_alone(cls, entry: dict[str, Any]) -> None:
+        load_run(entry)
+
+    @classmethod
+    def landed_alone(cls, entry: dict[str, Any]) -> bool:
         return has_run(entry)
 
     def published(self, entry: dict[str, Any]) -> str:

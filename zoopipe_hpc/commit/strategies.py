@@ -35,7 +35,13 @@ from .staged import StagedFile
 if TYPE_CHECKING:
     from ..adapters.base import BaseOutputAdapter
 
-__all__ = ["CommitStrategy", "FileStrategy", "register_strategy", "strategy_for"]
+__all__ = [
+    "CommitStrategy",
+    "FileStrategy",
+    "register_strategy",
+    "standalone_strategy",
+    "strategy_for",
+]
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +54,11 @@ class CommitStrategy(abc.ABC):
     #: Whether ``publish`` can fail for reasons other than the filesystem (a catalog, a
     #: database): such targets are published last, after every file target.
     external: ClassVar[bool] = False
+
+    #: Whether an entry alone is enough to publish it and to tell whether it landed
+    #: (:meth:`publish_alone`, :meth:`landed_alone`): then a run that settles a dead run's record
+    #: finishes this target even when it does not write the target itself.
+    standalone: ClassVar[bool] = False
 
     def __init__(self, adapter: BaseOutputAdapter, staging: StagingArea, parts: int) -> None:
         self.adapter = adapter
@@ -86,6 +97,16 @@ class CommitStrategy(abc.ABC):
         """For an external target: whether ``publish`` already took effect (recovery of a run
         that died while publishing it). Files are published only after the decision."""
         return False
+
+    @classmethod
+    def publish_alone(cls, entry: dict[str, Any]) -> None:
+        """``publish(entry)`` without an adapter (only for a ``standalone`` strategy)."""
+        raise CommitError(f"the {cls.name} strategy needs its adapter to publish an entry")
+
+    @classmethod
+    def landed_alone(cls, entry: dict[str, Any]) -> bool:
+        """``landed(entry)`` without an adapter (only for a ``standalone`` strategy)."""
+        raise CommitError(f"the {cls.name} strategy needs its adapter to look at an entry")
 
     def published(self, entry: dict[str, Any]) -> str:
         """A line for the log once ``publish`` returned."""
@@ -170,6 +191,15 @@ def _sql() -> type[CommitStrategy]:
 register_strategy("iceberg", _iceberg)
 register_strategy("duckdb", _duckdb)
 register_strategy("sql", _sql)
+
+
+def standalone_strategy(kind: object) -> type[CommitStrategy] | None:
+    """The registered strategy named ``kind`` (an entry's ``kind``) if it is ``standalone``."""
+    factory = _REGISTRY.get(kind) if isinstance(kind, str) else None
+    if factory is None:
+        return None
+    cls = factory()
+    return cls if cls.standalone else None
 
 
 def strategy_for(adapter: BaseOutputAdapter, staging: StagingArea, parts: int) -> CommitStrategy:
