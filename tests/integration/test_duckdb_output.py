@@ -271,6 +271,28 @@ def test_a_commit_waits_for_another_program_holding_the_database(tmp_path: Path)
     assert len(_runs(database)) == 1
 
 
+@pytest.mark.parametrize("merge", [True, False])
+def test_the_shards_of_one_pipe_load_one_table_or_one_table_each(
+    tmp_path: Path, merge: bool
+) -> None:
+    database = tmp_path / "analytics.duckdb"
+    source = write_csv(tmp_path / "in.csv", users(400))
+    pipe = Pipe(CSVInputAdapter(source), DuckDBOutputAdapter(database, table_name="users"), User)
+    assert PipeManager.parallelize_pipe(pipe, workers=2, merge=merge).run(timeout=120)
+    expected = [(i, f'user {i}, the "{i}th"', i / 7) for i in range(400)]
+    with duckdb.connect(str(database), read_only=True) as connection:
+        names = sorted(r[0] for r in connection.execute("SHOW TABLES").fetchall())
+        tables = [n for n in names if n.startswith("users")]
+        rows = [
+            row
+            for name in tables
+            for row in connection.execute(f"SELECT * FROM {name} ORDER BY rowid").fetchall()
+        ]
+    assert tables == (["users"] if merge else ["users_part_00000", "users_part_00001"])
+    assert rows == expected
+    assert len(_runs(database)) == 1
+
+
 def test_importing_the_package_does_not_import_duckdb() -> None:
     code = (
         "import sys, zoopipe_hpc; zoopipe_hpc.DuckDBOutputAdapter; print('duckdb' in sys.modules)"
