@@ -40,6 +40,22 @@ class Trigger(BaseModel):
         return value
 
 
+class Order(BaseModel):
+    """An order of the seeds' three-table example (``tests/integration/test_duckdb_output.py``)."""
+
+    order_id: int
+    user_id: int
+    amount: float
+
+
+class Product(BaseModel):
+    """A product of the seeds' three-table example."""
+
+    sku: str
+    title: str
+    price: float
+
+
 def write_csv(path: Path, rows: list[dict[str, Any]], fieldnames: list[str] | None = None) -> Path:
     names = fieldnames or list(rows[0])
     with open(path, "w", newline="", encoding="utf-8") as f:

@@ -10,6 +10,7 @@ from .adapters import (
     ArrowOutputAdapter,
     CSVInputAdapter,
     CSVOutputAdapter,
+    DuckDBOutputAdapter,
     IcebergOutputAdapter,
     JSONInputAdapter,
     JSONOutputAdapter,
@@ -17,6 +18,7 @@ from .adapters import (
     ParquetOutputAdapter,
     PyGeneratorInputAdapter,
     PyGeneratorOutputAdapter,
+    SQLOutputAdapter,
 )
 from .engines import BaseEngine, MultiProcessEngine
 from .errors import ZoopipeHPCError
@@ -45,6 +47,7 @@ __all__ = [
     "ArrowOutputAdapter",
     "CSVInputAdapter",
     "CSVOutputAdapter",
+    "DuckDBOutputAdapter",
     "IcebergOutputAdapter",
     "JSONInputAdapter",
     "JSONOutputAdapter",
@@ -52,6 +55,7 @@ __all__ = [
     "ParquetOutputAdapter",
     "PyGeneratorInputAdapter",
     "PyGeneratorOutputAdapter",
+    "SQLOutputAdapter",
     "BatchExecutor",
     "SingleThreadExecutor",
     "MultiThreadExecutor",

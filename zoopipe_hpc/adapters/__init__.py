@@ -1,16 +1,20 @@
-"""Input and output adapters: CSV, JSON Lines / JSON arrays, Parquet, Arrow IPC, Iceberg
-tables, and in-process Python iterables.
+"""Input and output adapters: CSV, JSON Lines / JSON arrays, Parquet, Arrow IPC, Iceberg and
+DuckDB tables, SQL databases, and in-process Python iterables.
 
-``IcebergOutputAdapter`` imports pyiceberg only when used (``zoopipe_hpc[iceberg]``).
+``IcebergOutputAdapter`` imports pyiceberg only when used (``zoopipe_hpc[iceberg]``),
+``DuckDBOutputAdapter`` duckdb (``zoopipe_hpc[duckdb]``), ``SQLOutputAdapter`` sqlalchemy
+(``zoopipe_hpc[sql]``).
 """
 
 from .arrow import ArrowInputAdapter, ArrowOutputAdapter
 from .base import BaseInputAdapter, BaseOutputAdapter, InputBatch, OutputWriter
 from .csv import CSVInputAdapter, CSVOutputAdapter
+from .duckdb import DuckDBOutputAdapter
 from .iceberg import IcebergOutputAdapter
 from .json import JSONInputAdapter, JSONOutputAdapter
 from .parquet import ParquetInputAdapter, ParquetOutputAdapter
 from .pygen import PyGeneratorInputAdapter, PyGeneratorOutputAdapter
+from .sql import SQLOutputAdapter
 
 __all__ = [
     "ArrowInputAdapter",
@@ -21,6 +25,7 @@ __all__ = [
     "OutputWriter",
     "CSVInputAdapter",
     "CSVOutputAdapter",
+    "DuckDBOutputAdapter",
     "IcebergOutputAdapter",
     "JSONInputAdapter",
     "JSONOutputAdapter",
@@ -28,4 +33,5 @@ __all__ = [
     "ParquetOutputAdapter",
     "PyGeneratorInputAdapter",
     "PyGeneratorOutputAdapter",
+    "SQLOutputAdapter",
 ]

@@ -14,7 +14,7 @@ from typing import Any
 from ..errors import CommitError
 from ._locks import locked_all
 from ._staging import RECORD_FILE, TRANSACTION_FILE, StagingArea, owner_is_dead, run_folders
-from .strategies import CommitStrategy, FileStrategy
+from .strategies import CommitStrategy, FileStrategy, standalone_strategy
 
 __all__ = [
     "RECORD_FORMAT",
@@ -69,10 +69,13 @@ def any_external_landed(record: dict[str, Any], strategies: Mapping[str, CommitS
         strategy = strategies.get(item["key"])
         if strategy is None and item["entry"].get("kind") in PROCESS_LOCAL:
             continue  # its consumer died with the process: it decides nothing
-        if strategy is None:
+        alone = standalone_strategy(item["entry"].get("kind")) if strategy is None else None
+        if strategy is None and alone is None:
             return True
         try:
-            if strategy.landed(item["entry"]):
+            if strategy is not None and strategy.landed(item["entry"]):
+                return True
+            if alone is not None and alone.landed_alone(item["entry"]):
                 return True
         except Exception as exc:  # noqa: BLE001 - cannot tell: treat as landed, finish it later
             log.error("cannot tell whether %s has run %s: %s", item["name"], record["run_id"], exc)
@@ -116,14 +119,17 @@ def publish_record(
                 item["name"],
             )
             continue
-        if strategy is None:
+        alone = standalone_strategy(entry.get("kind")) if strategy is None else None
+        if alone is not None:
+            publish: Callable[[dict[str, Any]], None] = alone.publish_alone
+        elif strategy is None:
             if entry.get("kind") != FileStrategy.name:
                 raise CommitError(
                     f"run {record['run_id']}: {item['name']} needs its adapter to be finished; "
                     f"rerun the job that wrote it (commit record {record['primary']})",
                     path=item["key"],
                 )
-            publish: Callable[[dict[str, Any]], None] = FileStrategy.publish_entry
+            publish = FileStrategy.publish_entry
         else:
             publish = strategy.publish
         if item.get("external"):

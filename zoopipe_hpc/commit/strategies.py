@@ -13,6 +13,8 @@ two steps, the same for every strategy:
 
 A strategy is chosen by the output adapter's ``commit_strategy`` name through
 :func:`strategy_for`; :func:`register_strategy` adds one (a database table, an object store).
+Targets whose strategies name one :meth:`~CommitStrategy.group` (the tables of one DuckDB file)
+are joined after ``prepare``, so that one ``publish`` can commit them together.
 The adapters never import this module, so the commit layer can import them.
 """
 
@@ -33,7 +35,13 @@ from .staged import StagedFile
 if TYPE_CHECKING:
     from ..adapters.base import BaseOutputAdapter
 
-__all__ = ["CommitStrategy", "FileStrategy", "register_strategy", "strategy_for"]
+__all__ = [
+    "CommitStrategy",
+    "FileStrategy",
+    "register_strategy",
+    "standalone_strategy",
+    "strategy_for",
+]
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +54,11 @@ class CommitStrategy(abc.ABC):
     #: Whether ``publish`` can fail for reasons other than the filesystem (a catalog, a
     #: database): such targets are published last, after every file target.
     external: ClassVar[bool] = False
+
+    #: Whether an entry alone is enough to publish it and to tell whether it landed
+    #: (:meth:`publish_alone`, :meth:`landed_alone`): then a run that settles a dead run's record
+    #: finishes this target even when it does not write the target itself.
+    standalone: ClassVar[bool] = False
 
     def __init__(self, adapter: BaseOutputAdapter, staging: StagingArea, parts: int) -> None:
         self.adapter = adapter
@@ -68,6 +81,18 @@ class CommitStrategy(abc.ABC):
     def publish(self, entry: dict[str, Any]) -> None:
         """Make the prepared result visible; idempotent (re-run from the record on recovery)."""
 
+    def group(self) -> str | None:
+        """Targets of one run whose strategies name the same group are one unit of publishing
+        (the tables of one database): after every target is prepared, :meth:`join` gives each
+        of them the entries of the whole group, so that publishing any one of them can commit
+        them all at once and the others find the work done. ``None``: a target of its own."""
+        return None
+
+    def join(self, entry: dict[str, Any], group: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        """This target's entry once ``group`` (every prepared entry of its group, in commit
+        order, its own included) is known; must stay JSON and publishable on its own."""
+        return entry
+
     def landed(self, entry: dict[str, Any]) -> bool:
         """For an external target: whether ``publish`` already took effect (recovery of a run
         that died while publishing it). Files are published only after the decision."""
@@ -75,6 +100,16 @@ class CommitStrategy(abc.ABC):
 
     def rolled_back(self, reason: str) -> None:
         """Called once when the run is rolled back (nothing of it was published)."""
+
+    @classmethod
+    def publish_alone(cls, entry: dict[str, Any]) -> None:
+        """``publish(entry)`` without an adapter (only for a ``standalone`` strategy)."""
+        raise CommitError(f"the {cls.name} strategy needs its adapter to publish an entry")
+
+    @classmethod
+    def landed_alone(cls, entry: dict[str, Any]) -> bool:
+        """``landed(entry)`` without an adapter (only for a ``standalone`` strategy)."""
+        raise CommitError(f"the {cls.name} strategy needs its adapter to look at an entry")
 
     def published(self, entry: dict[str, Any]) -> str:
         """A line for the log once ``publish`` returned."""
@@ -144,7 +179,30 @@ def _iceberg() -> type[CommitStrategy]:
     return IcebergStrategy
 
 
+def _duckdb() -> type[CommitStrategy]:
+    from ._duckdb import DuckDBStrategy
+
+    return DuckDBStrategy
+
+
+def _sql() -> type[CommitStrategy]:
+    from ._sql import SQLStrategy
+
+    return SQLStrategy
+
+
 register_strategy("iceberg", _iceberg)
+register_strategy("duckdb", _duckdb)
+register_strategy("sql", _sql)
+
+
+def standalone_strategy(kind: object) -> type[CommitStrategy] | None:
+    """The registered strategy named ``kind`` (an entry's ``kind``) if it is ``standalone``."""
+    factory = _REGISTRY.get(kind) if isinstance(kind, str) else None
+    if factory is None:
+        return None
+    cls = factory()
+    return cls if cls.standalone else None
 
 
 def _python() -> type[CommitStrategy]:

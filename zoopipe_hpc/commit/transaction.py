@@ -217,6 +217,7 @@ class Transaction:
                         "entry": entry,
                     }
                 )
+            _join_groups(ordered, entries)
             _step("prepared")
         except BaseException as exc:
             self.rollback(exc)
@@ -317,6 +318,21 @@ class Transaction:
                 target.staging.discard()
         _step("cleaning")
         primary.discard()
+
+
+def _join_groups(targets: Sequence[Target], items: Sequence[dict[str, Any]]) -> None:
+    """Give every target of a group (:meth:`CommitStrategy.group`) the entries of the whole
+    group, so that publishing any one of them can commit them all (``items[i]`` is the record
+    item of ``targets[i]``)."""
+    groups: dict[str, list[tuple[CommitStrategy, dict[str, Any]]]] = {}
+    for target, item in zip(targets, items, strict=True):
+        key = target.strategy.group()
+        if key is not None:
+            groups.setdefault(key, []).append((target.strategy, item))
+    for members in groups.values():
+        prepared = [item["entry"] for _, item in members]
+        for strategy, item in members:
+            item["entry"] = strategy.join(item["entry"], prepared)
 
 
 def _as_commit_error(exc: BaseException, operation: str) -> BaseException:

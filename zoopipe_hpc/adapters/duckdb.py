@@ -1,0 +1,138 @@
+"""DuckDB output: Parquet parts loaded into tables of one DuckDB file, in one transaction per run.
+
+Writers (the pipes of a run, or the shards of ``parallelize_pipe``) write Parquet parts into a
+staging folder next to the database file. The run's commit (the ``"duckdb"`` strategy,
+:mod:`zoopipe_hpc.commit._duckdb`) loads every table the run writes into that database in one
+DuckDB transaction, which also records the run id in ``_zoopipe_runs``: all the run's tables of
+the database or none, and a run is never loaded twice. See ``docs/duckdb.md``.
+
+duckdb is imported only when a database is used (``pip install 'zoopipe_hpc[duckdb]'``).
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import pyarrow as pa
+
+from ..commit._locks import LOCK_TIMEOUT
+from ..commit._staging import StagingArea
+from ..errors import ConfigurationError
+from .base import BaseOutputAdapter, _FileSink
+from .parquet import _ParquetSink
+
+__all__ = ["DuckDBOutputAdapter", "MODES", "RUNS_TABLE", "require_duckdb"]
+
+#: What a run does to its table: ``replace`` its contents, or ``append`` to them.
+MODES = ("replace", "append")
+#: The table of a database that names every run loaded into it.
+RUNS_TABLE = "_zoopipe_runs"
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def require_duckdb() -> None:
+    """Raise :class:`ConfigurationError` saying how to install duckdb when it is missing."""
+    if importlib.util.find_spec("duckdb") is None:
+        raise ConfigurationError(
+            "DuckDBOutputAdapter needs the duckdb package: pip install 'zoopipe_hpc[duckdb]'"
+        )
+
+
+class DuckDBOutputAdapter(BaseOutputAdapter):
+    """Writes the valid records to table ``table_name`` of the DuckDB file ``database``.
+
+    ``mode="replace"`` (default): after the run the table holds exactly the run's rows (it is
+    created if needed); ``"append"``: the run's rows are inserted after the existing ones
+    (matched by column name). Every table of one database written by one run is committed in one
+    DuckDB transaction; two runs on one database wait for each other on the database's commit
+    lock (``lock_timeout`` seconds at most). ``table_name`` is a plain SQL identifier.
+
+    The adapter writes Parquet like :class:`~zoopipe_hpc.ParquetOutputAdapter`; its ``path``
+    (``<database>#<table>``) names the target in errors and its staging folder, never a file.
+    """
+
+    format = "parquet"
+    commit_strategy = "duckdb"
+
+    def __init__(
+        self,
+        database: str | os.PathLike[str],
+        table_name: str,
+        *,
+        mode: str = "replace",
+        compression: str = "snappy",
+        lock_timeout: float = LOCK_TIMEOUT,
+    ) -> None:
+        require_duckdb()
+        if not isinstance(table_name, str) or not _IDENTIFIER.fullmatch(table_name):
+            raise ConfigurationError(
+                f"table_name must be a plain SQL identifier (letters, digits, _), got "
+                f"{table_name!r}"
+            )
+        if table_name.lower() == RUNS_TABLE:
+            raise ConfigurationError(f"{RUNS_TABLE} is zoopipe_hpc's own table of {database}")
+        if mode not in MODES:
+            raise ConfigurationError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        if not isinstance(lock_timeout, (int, float)) or lock_timeout <= 0:
+            raise ConfigurationError(f"lock_timeout must be > 0 seconds, got {lock_timeout!r}")
+        self.database = Path(database).absolute()
+        self.table_name = table_name
+        self.mode = mode
+        self.compression = compression
+        self.lock_timeout = float(lock_timeout)
+        super().__init__(self.database.with_name(f"{self.database.name}#{table_name}"))
+
+    # -- identity -------------------------------------------------------------------------------
+
+    def commit_key(self) -> str:
+        """The target: one table of one database file (``..`` and symlinks resolved)."""
+        return f"{os.path.realpath(self.database)}#{self.table_name}"
+
+    def describe(self) -> str:
+        return (
+            f"DuckDBOutputAdapter({str(self.database)!r}, table_name={self.table_name!r}, "
+            f"mode={self.mode!r})"
+        )
+
+    def _clone(self) -> DuckDBOutputAdapter:
+        clone = copy.copy(self)
+        clone._part_of = None
+        clone._part_index = None
+        clone._sole = False
+        return clone
+
+    def numbered(self, index: int) -> DuckDBOutputAdapter:
+        """Shard ``index``'s own table ``<table>_part_NNNNN`` (``parallelize_pipe(merge=False)``),
+        committed with the other shards' tables in the same transaction."""
+        clone = self._clone()
+        clone.table_name = f"{self.table_name}_part_{index:05d}"
+        clone.path = self.database.with_name(f"{self.database.name}#{clone.table_name}")
+        return clone
+
+    # -- writing --------------------------------------------------------------------------------
+
+    @property
+    def part_suffix(self) -> str:
+        return ".parquet"
+
+    def as_part(
+        self, staging: StagingArea, index: int, attempt_id: str = "", *, sole: bool = False
+    ) -> BaseOutputAdapter:
+        part = super().as_part(staging, index, attempt_id, sole=sole)
+        part.path = staging.part_path(index, self.part_suffix, attempt_id)
+        return part
+
+    def _open_file(self, path: Path, schema: pa.Schema | None) -> _FileSink:
+        return _ParquetSink(path, schema, self.compression)
+
+    def merge(self, parts: Sequence[Path], destination: Path) -> None:
+        raise ConfigurationError(
+            f"{self.describe()} is loaded into its database by its run's transaction, not "
+            "merged into a file"
+        )

@@ -1,0 +1,182 @@
+"""SQL output: Parquet parts loaded into tables of one SQL database, in one transaction per run.
+
+Like :mod:`zoopipe_hpc.adapters.duckdb`, for any database SQLAlchemy reaches by URL (SQLite,
+a file, is the embedded default and the tested one). Writers stage Parquet parts; the run's
+commit (the ``"sql"`` strategy, :mod:`zoopipe_hpc.commit._sql`) loads every table the run
+writes to one database in one database transaction that also records the run id in
+``_zoopipe_runs``. The database must have transactional DDL (SQLite, PostgreSQL) for
+``mode="replace"`` to be all or nothing.
+
+sqlalchemy is imported only when a database is used (``pip install 'zoopipe_hpc[sql]'``).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import importlib.util
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import pyarrow as pa
+
+from ..commit._locks import LOCK_TIMEOUT
+from ..commit._staging import StagingArea
+from ..errors import ConfigurationError
+from .base import BaseOutputAdapter, _FileSink
+from .parquet import _ParquetSink
+
+__all__ = ["SQLOutputAdapter", "MODES", "RUNS_TABLE", "sqlite_file"]
+
+#: What a run does to its table: ``replace`` its contents, or ``append`` to them.
+MODES = ("replace", "append")
+#: The table of a database that names every run loaded into it.
+RUNS_TABLE = "_zoopipe_runs"
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_SQLITE = re.compile(r"sqlite(\+\w+)?:///(?P<path>.+)")
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of a ``sqlite:///path`` URL (absolute), or None for any other URL."""
+    match = _SQLITE.fullmatch(url.split("?", 1)[0])
+    if match is None or match["path"] == ":memory:":
+        return None
+    return Path(match["path"]).absolute()
+
+
+def _hidden(url: str) -> str:
+    """The URL without its password, for messages."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+class SQLOutputAdapter(BaseOutputAdapter):
+    """Writes the valid records to table ``table_name`` of the database at SQLAlchemy ``url``.
+
+    ``url`` is a SQLAlchemy URL (``"sqlite:///analytics.db"``); a plain path means a SQLite
+    file. ``mode="replace"`` (default): after the run the table holds exactly the run's rows
+    (dropped and created from the rows' schema); ``"append"``: the rows are inserted (the table
+    is created by the first run). Every table of one database written by one run is committed
+    in one transaction, recorded in ``_zoopipe_runs``; runs on one database queue on its commit
+    lock (``lock_timeout`` seconds at most). ``staging_dir``: where parts wait (required unless
+    the URL is a SQLite file, next to which they wait by default); it must be on a filesystem
+    every writer sees.
+    """
+
+    format = "parquet"
+    commit_strategy = "sql"
+
+    def __init__(
+        self,
+        url: str | os.PathLike[str],
+        table_name: str,
+        *,
+        mode: str = "replace",
+        staging_dir: str | os.PathLike[str] | None = None,
+        compression: str = "snappy",
+        lock_timeout: float = LOCK_TIMEOUT,
+        batch_rows: int = 10_000,
+    ) -> None:
+        if importlib.util.find_spec("sqlalchemy") is None:
+            raise ConfigurationError(
+                "SQLOutputAdapter needs the sqlalchemy package: pip install 'zoopipe_hpc[sql]'"
+            )
+        text = os.fspath(url)
+        if "://" not in text:
+            text = f"sqlite:///{Path(text).absolute()}"
+        if not isinstance(table_name, str) or not _IDENTIFIER.fullmatch(table_name):
+            raise ConfigurationError(
+                f"table_name must be a plain SQL identifier (letters, digits, _), got "
+                f"{table_name!r}"
+            )
+        if table_name.lower() == RUNS_TABLE:
+            raise ConfigurationError(f"{RUNS_TABLE} is zoopipe_hpc's own table")
+        if mode not in MODES:
+            raise ConfigurationError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        if not isinstance(batch_rows, int) or batch_rows < 1:
+            raise ConfigurationError(f"batch_rows must be >= 1, got {batch_rows!r}")
+        if not isinstance(lock_timeout, (int, float)) or lock_timeout <= 0:
+            raise ConfigurationError(f"lock_timeout must be > 0 seconds, got {lock_timeout!r}")
+        self.database = sqlite_file(text)
+        if self.database is not None:  # the same file whatever the directory of the commit
+            from sqlalchemy.engine import make_url
+
+            text = make_url(text).set(database=str(self.database)).render_as_string(False)
+        self.url = text
+        self.table_name = table_name
+        self.mode = mode
+        self.compression = compression
+        self.lock_timeout = float(lock_timeout)
+        self.batch_rows = batch_rows
+        if self.database is not None and staging_dir is None:
+            folder, name = self.database.parent, self.database.name
+        elif staging_dir is not None:
+            digest = hashlib.sha256(text.encode()).hexdigest()[:12]
+            folder, name = Path(staging_dir).absolute(), f"sql-{digest}"
+        else:
+            raise ConfigurationError(
+                f"SQLOutputAdapter({_hidden(text)!r}) needs staging_dir= (a folder every writer "
+                "sees) for a database that is not a SQLite file"
+            )
+        #: The file whose commit lock orders the runs on this database.
+        self.anchor = folder / name
+        super().__init__(folder / f"{name}#{table_name}")
+
+    # -- identity -------------------------------------------------------------------------------
+
+    @property
+    def shown_url(self) -> str:
+        """The URL without its password."""
+        return _hidden(self.url)
+
+    def commit_key(self) -> str:
+        """The target: one table of one database."""
+        where = os.path.realpath(self.database) if self.database is not None else self.shown_url
+        return f"sql:{where}#{self.table_name}"
+
+    def describe(self) -> str:
+        return (
+            f"SQLOutputAdapter({self.shown_url!r}, table_name={self.table_name!r}, "
+            f"mode={self.mode!r})"
+        )
+
+    def _clone(self) -> SQLOutputAdapter:
+        clone = copy.copy(self)
+        clone._part_of = None
+        clone._part_index = None
+        clone._sole = False
+        return clone
+
+    def numbered(self, index: int) -> SQLOutputAdapter:
+        """Shard ``index``'s own table ``<table>_part_NNNNN`` (``parallelize_pipe(merge=False)``),
+        committed with the other shards' tables in the same transaction."""
+        clone = self._clone()
+        clone.table_name = f"{self.table_name}_part_{index:05d}"
+        clone.path = self.anchor.with_name(f"{self.anchor.name}#{clone.table_name}")
+        return clone
+
+    # -- writing --------------------------------------------------------------------------------
+
+    @property
+    def part_suffix(self) -> str:
+        return ".parquet"
+
+    def as_part(
+        self, staging: StagingArea, index: int, attempt_id: str = "", *, sole: bool = False
+    ) -> BaseOutputAdapter:
+        part = super().as_part(staging, index, attempt_id, sole=sole)
+        part.path = staging.part_path(index, self.part_suffix, attempt_id)
+        return part
+
+    def _open_file(self, path: Path, schema: pa.Schema | None) -> _FileSink:
+        return _ParquetSink(path, schema, self.compression)
+
+    def merge(self, parts: Sequence[Path], destination: Path) -> None:
+        raise ConfigurationError(
+            f"{self.describe()} is loaded into its database by its run's transaction, not "
+            "merged into a file"
+        )
