@@ -14,7 +14,7 @@ from typing import Any
 from ..errors import CommitError
 from ._locks import locked_all
 from ._staging import RECORD_FILE, TRANSACTION_FILE, StagingArea, owner_is_dead, run_folders
-from .strategies import CommitStrategy, FileStrategy
+from .strategies import CommitStrategy, entry_publisher
 
 __all__ = [
     "RECORD_FORMAT",
@@ -105,13 +105,14 @@ def publish_record(
         entry = item["entry"]
         strategy = strategies.get(item["key"])
         if strategy is None:
-            if entry.get("kind") != FileStrategy.name:
+            standalone = entry_publisher(str(entry.get("kind")))
+            if standalone is None:
                 raise CommitError(
                     f"run {record['run_id']}: {item['name']} needs its adapter to be finished; "
                     f"rerun the job that wrote it (commit record {record['primary']})",
                     path=item["key"],
                 )
-            publish: Callable[[dict[str, Any]], None] = FileStrategy.publish_entry
+            publish: Callable[[dict[str, Any]], None] = standalone
         else:
             publish = strategy.publish
         if item.get("external"):
