@@ -256,3 +256,14 @@ class TestParquetDataset(CommitStrategyConformance):
 
     def read_target(self, adapter: BaseOutputAdapter) -> list[dict[str, Any]]:
         return _read(adapter.path) or []
+
+
+def test_duckdb_reads_the_dataset_through_its_link(tmp_path: Path) -> None:
+    duckdb = pytest.importorskip("duckdb")
+    source = write_csv(tmp_path / "in.csv", users(120))
+    target = tmp_path / "users"
+    pipe = Pipe(CSVInputAdapter(source), ParquetOutputAdapter(target, layout="dataset"), User)
+    assert PipeManager.parallelize_pipe(pipe, workers=3).run(timeout=120)
+    query = f"SELECT id FROM read_parquet('{target}/*.parquet') ORDER BY filename, file_row_number"
+    ids = [row[0] for row in duckdb.connect().sql(query).fetchall()]
+    assert ids == list(range(120))
