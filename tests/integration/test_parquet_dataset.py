@@ -267,3 +267,18 @@ def test_duckdb_reads_the_dataset_through_its_link(tmp_path: Path) -> None:
     query = f"SELECT id FROM read_parquet('{target}/*.parquet') ORDER BY filename, file_row_number"
     ids = [row[0] for row in duckdb.connect().sql(query).fetchall()]
     assert ids == list(range(120))
+
+
+def test_an_undone_commit_with_its_parts_kept_commits_again(tmp_path: Path) -> None:
+    """A durable job whose commit died before its decision is undone with its staged parts
+    kept (``recover(keep_undone=True)``) and commits again without rerunning its shards:
+    prepare links the parts, so they are still there, and a second prepare starts afresh."""
+    adapter = ParquetOutputAdapter(tmp_path / "out", layout="dataset")
+    suite = TestParquetDataset()
+    chunks = [suite.rows(0, 4), suite.rows(4, 3)]
+    run, outcomes = suite._run(adapter, chunks, run_id="durable")
+    target = run.targets[0]
+    target.strategy.prepare(run.files_for(target, outcomes))  # then the process died
+    assert _read(adapter.path) is None, "nothing visible"
+    run.commit(outcomes)  # the job's next process commits the same outcomes
+    assert _read(adapter.path) == chunks[0] + chunks[1]
