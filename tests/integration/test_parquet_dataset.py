@@ -28,6 +28,7 @@ from zoopipe_hpc import CSVInputAdapter, JSONOutputAdapter, ParquetOutputAdapter
 from zoopipe_hpc.adapters.base import BaseOutputAdapter
 from zoopipe_hpc.commit import transaction
 from zoopipe_hpc.errors import CommitError, ConfigurationError
+from zoopipe_hpc.jobs.config import DataSpec
 from zoopipe_hpc.testing import CommitStrategyConformance
 
 REPO = Path(__file__).resolve().parents[2]
@@ -322,3 +323,10 @@ def test_a_file_at_the_target_is_replaced_by_the_dataset(tmp_path: Path) -> None
     assert target.is_file()
     _commit_rows(target, tmp_path, 30, 2)
     assert target.is_symlink() and [r["id"] for r in _read(target) or []] == list(range(30))
+
+
+def test_a_job_file_asks_for_the_dataset_layout_through_its_options(tmp_path: Path) -> None:
+    spec = DataSpec(format="parquet", path="out/users", options={"layout": "dataset"})
+    adapter = spec.output_adapter(tmp_path)
+    assert isinstance(adapter, ParquetOutputAdapter)
+    assert (adapter.layout, adapter.commit_strategy) == ("dataset", "dataset")
