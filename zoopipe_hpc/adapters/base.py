@@ -7,7 +7,7 @@ import os
 import stat
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import pyarrow as pa
 
@@ -178,13 +178,15 @@ class BaseOutputAdapter(abc.ABC):
     every output becomes a *part* of its target (:meth:`as_part`): a file in the target's
     staging folder that the worker writes and closes, and that only the run's transaction
     publishes (see :mod:`zoopipe_hpc.commit`). ``commit_strategy`` names how the parts become
-    the target (``"file"``: merged into one file; ``"iceberg"``: one table snapshot).
+    the target (``"file"``: merged into one file; ``"dataset"``: one folder of the parts;
+    ``"iceberg"``: one table snapshot).
     """
 
     #: File format name: ``csv``, ``jsonl``, ``json``, ``parquet`` or ``arrow``.
     format: str = ""
-    #: How a run's transaction commits this adapter's parts (a registered strategy name).
-    commit_strategy: ClassVar[str] = "file"
+    #: How a run's transaction commits this adapter's parts (a registered strategy name); an
+    #: adapter may choose it per instance (``ParquetOutputAdapter(layout="dataset")``).
+    commit_strategy: str = "file"
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)

@@ -5,16 +5,17 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Literal
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..commit._atomic import fsync_path
-from ..errors import InputError, OutputError
+from ..errors import ConfigurationError, InputError, OutputError
 from ..validation._arrow import rows_to_table
 from .base import BaseInputAdapter, BaseOutputAdapter, InputBatch, Record, _FileSink, check_workers
 
-__all__ = ["ParquetInputAdapter", "ParquetOutputAdapter"]
+__all__ = ["ParquetInputAdapter", "ParquetLayout", "ParquetOutputAdapter"]
 
 
 class ParquetInputAdapter(BaseInputAdapter):
@@ -140,17 +141,54 @@ class _ParquetSink(_FileSink):
         fsync_path(self._path)
 
 
+#: How a Parquet target is laid out: one file, or a folder of the shards' part files.
+ParquetLayout = Literal["file", "dataset"]
+
+
 class ParquetOutputAdapter(BaseOutputAdapter):
-    """Writes one Parquet file; merged shards become one valid file, row groups in shard order."""
+    """Writes Parquet: ``layout="file"`` (the default) makes one file, the shards' parts merged
+    into one valid file, row groups in shard order; ``layout="dataset"`` makes ``path`` a
+    folder holding each shard's part file as it was written (``part-NNNNN-<run id>.parquet``,
+    in shard order), with no merge. A dataset is published atomically: ``path`` is a symbolic
+    link to the run's version folder ``<name>.v-<run id>``, replaced by one ``rename`` (see
+    ``docs/parquet-layouts.md``)."""
 
     format = "parquet"
 
-    def __init__(self, path: str | os.PathLike[str], *, compression: str = "snappy") -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        compression: str = "snappy",
+        layout: ParquetLayout = "file",
+    ) -> None:
         super().__init__(path)
+        if layout not in ("file", "dataset"):
+            raise ConfigurationError(
+                f"ParquetOutputAdapter layout must be 'file' or 'dataset', got {layout!r}"
+            )
         self.compression = compression
+        self.layout: ParquetLayout = layout
+        self.commit_strategy = layout
+
+    def describe(self) -> str:
+        if self.layout == "file":
+            return super().describe()
+        return f"{type(self).__name__}({str(self.path)!r}, layout='dataset')"
+
+    def commit_key(self) -> str:
+        """A dataset's path is a link to its current version: the target is the link itself
+        (its folder resolved), so that every run of it takes the same lock."""
+        if self.layout == "file":
+            return os.path.realpath(self.path)
+        return os.path.join(os.path.realpath(self.path.parent), self.path.name)
+
+    @property
+    def part_suffix(self) -> str:
+        return ".parquet" if self.layout == "dataset" else super().part_suffix
 
     def _clone(self) -> ParquetOutputAdapter:
-        return ParquetOutputAdapter(self.path, compression=self.compression)
+        return ParquetOutputAdapter(self.path, compression=self.compression, layout=self.layout)
 
     def _open_file(self, path: Path, schema: pa.Schema | None) -> _FileSink:
         return _ParquetSink(path, schema, self.compression)

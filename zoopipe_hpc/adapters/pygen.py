@@ -22,7 +22,7 @@ import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import pyarrow as pa
 
@@ -228,7 +228,7 @@ class PyGeneratorOutputAdapter(BaseOutputAdapter):
     """
 
     format = "python"
-    commit_strategy: ClassVar[str] = "python"
+    commit_strategy = "python"
 
     def __init__(self, queue_size: int = 1000) -> None:
         folder = tempfile.mkdtemp(prefix="zoopipe-pygen-")

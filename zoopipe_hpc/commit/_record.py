@@ -14,7 +14,7 @@ from typing import Any
 from ..errors import CommitError
 from ._locks import locked_all
 from ._staging import RECORD_FILE, TRANSACTION_FILE, StagingArea, owner_is_dead, run_folders
-from .strategies import CommitStrategy, FileStrategy, standalone_strategy
+from .strategies import CommitStrategy, standalone_strategy
 
 __all__ = [
     "RECORD_FORMAT",
@@ -123,13 +123,11 @@ def publish_record(
         if alone is not None:
             publish: Callable[[dict[str, Any]], None] = alone.publish_alone
         elif strategy is None:
-            if entry.get("kind") != FileStrategy.name:
-                raise CommitError(
-                    f"run {record['run_id']}: {item['name']} needs its adapter to be finished; "
-                    f"rerun the job that wrote it (commit record {record['primary']})",
-                    path=item["key"],
-                )
-            publish = FileStrategy.publish_entry
+            raise CommitError(
+                f"run {record['run_id']}: {item['name']} needs its adapter to be finished; "
+                f"rerun the job that wrote it (commit record {record['primary']})",
+                path=item["key"],
+            )
         else:
             publish = strategy.publish
         if item.get("external"):

@@ -23,11 +23,13 @@ opened with ``O_NOFOLLOW``, the staging folder, the run's folder and the file it
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
 import shutil
 import socket
+import stat
 import time
 import uuid
 from pathlib import Path
@@ -56,6 +58,7 @@ __all__ = [
     "staging_root",
     "owner_is_dead",
     "publish_staged",
+    "publish_staged_folder",
     "run_folders",
     "staging_use",
 ]
@@ -272,6 +275,166 @@ def _replace_checked(
     os.replace(ready.name, target.name, src_dir_fd=run_fd, dst_dir_fd=parent_fd)
     os.fsync(parent_fd)
     return True
+
+
+def publish_staged_folder(ready: Path, target: Path, files: dict[str, int]) -> bool:
+    """Publish the staged version folder ``ready`` as the dataset ``target``: move it next to
+    the target (``<target>.v-<run id>``, its name), point a new symbolic link at it and rename
+    the link over ``target`` (the one atomic step a reader can see), then remove every other
+    version of ``target``. False if there was nothing left to do.
+
+    Idempotent, for recovery from the commit record: each step is skipped when done already (a
+    folder moved, a link in place). The folder is moved only from ``target``'s own private
+    staging folders, after checking it and each of its ``files`` (name -> size) through
+    descriptors opened with ``O_NOFOLLOW``, as :func:`publish_staged` checks a file. Raises
+    :class:`CommitError` (or ``OSError`` from the filesystem).
+    """
+    root = staging_root(target)
+    run = ready.parent
+    if run.parent != root or not run.name.startswith(f"{target.name}.run-"):
+        raise CommitError(
+            f"refusing to publish {ready} as {target}: it is not in a staging folder of "
+            f"{target} ({root}/{target.name}.run-<run id>/); nothing was renamed",
+            path=str(target),
+            operation="rename",
+        )
+    version = ready.name
+    use = staging_use(target, f"commit {target}")
+    parent_fd = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        root_fd = open_private_dir(root.name, "staging folder", use, dir_fd=parent_fd, shown=root)
+        try:
+            moved = _move_version(ready, target, files, use, root_fd, parent_fd)
+            if moved is None:
+                return False  # published and replaced since: nothing of it is left
+            linked = _link_version(version, target, root_fd, parent_fd)
+            removed = _remove_other_versions(version, target, root_fd, parent_fd)
+        finally:
+            os.close(root_fd)
+    finally:
+        os.close(parent_fd)
+    return moved or linked or removed
+
+
+def _move_version(
+    ready: Path, target: Path, files: dict[str, int], use: Use, root_fd: int, parent_fd: int
+) -> bool | None:
+    """Move the version folder from the run's staging folder next to the target: True if
+    moved now, False if it was there already, None if it is nowhere (nothing to publish)."""
+    version, run = ready.name, ready.parent
+    try:
+        info = os.stat(version, dir_fd=parent_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        info = None
+    if info is not None:
+        check_private_stat(info, target.parent / version, "dataset version", use, modes=False)
+        return False
+    try:
+        os.stat(run.name, dir_fd=root_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+    run_fd = open_private_dir(run.name, "run staging folder", use, dir_fd=root_fd, shown=run)
+    try:
+        try:
+            info = os.stat(version, dir_fd=run_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return None
+        check_private_stat(info, ready, "staged dataset version", use, modes=False)
+        version_fd = os.open(
+            version, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=run_fd
+        )
+        try:
+            _check_version_files(ready, target, files, use, version_fd)
+        finally:
+            os.close(version_fd)
+        os.rename(version, version, src_dir_fd=run_fd, dst_dir_fd=parent_fd)
+        os.fsync(parent_fd)
+    finally:
+        os.close(run_fd)
+    return True
+
+
+def _check_version_files(
+    ready: Path, target: Path, files: dict[str, int], use: Use, version_fd: int
+) -> None:
+    present = set(os.listdir(version_fd))
+    if present != set(files):
+        raise CommitError(
+            f"refusing to publish {ready} as {target}: it holds {sorted(present)}, "
+            f"{sorted(files)} were staged (changed after it was prepared); nothing was renamed",
+            path=str(target),
+            operation="rename",
+        )
+    for name, size in files.items():
+        info = os.stat(name, dir_fd=version_fd, follow_symlinks=False)
+        check_private_stat(info, ready / name, "staged file", use, kind="file", modes=False)
+        if info.st_size != size:
+            raise CommitError(
+                f"refusing to publish {ready} as {target}: {name} has {info.st_size} bytes, "
+                f"{size} were staged (changed after it was prepared); nothing was renamed",
+                path=str(target),
+                operation="rename",
+            )
+
+
+def _link_version(version: str, target: Path, root_fd: int, parent_fd: int) -> bool:
+    """Point ``target`` at ``version`` (a relative link) by renaming a new link over it; False
+    if it points there already. The new link is made in the private staging folder under a
+    fixed name (only the holder of the target's lock makes it), so a crash leaves no litter."""
+    try:
+        if os.readlink(target.name, dir_fd=parent_fd) == version:
+            return False
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        if exc.errno != errno.EINVAL:  # EINVAL: not a link (a file of the "file" layout)
+            raise
+        if stat.S_ISDIR(os.stat(target.name, dir_fd=parent_fd, follow_symlinks=False).st_mode):
+            raise CommitError(
+                f"cannot publish the dataset {target}: it is a folder that is not a dataset "
+                "version link; move it away, then run again",
+                path=str(target),
+                operation="rename",
+            ) from exc
+    temp = f".{target.name}.next-link"
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(temp, dir_fd=root_fd)
+    os.symlink(version, temp, dir_fd=root_fd)
+    os.rename(temp, target.name, src_dir_fd=root_fd, dst_dir_fd=parent_fd)
+    os.fsync(parent_fd)
+    return True
+
+
+def _remove_other_versions(version: str, target: Path, root_fd: int, parent_fd: int) -> bool:
+    """Remove the versions of ``target`` other than ``version`` (the one it now points to);
+    an entry that is not a folder of this user is left alone, with a warning.
+
+    Each is first renamed into the private staging folder (one atomic step), then deleted
+    there: a reader that resolved the link to an old version before the swap, and lists or
+    opens it only now, gets "no such file" instead of the part of it not deleted yet.
+    """
+    removed = False
+    prefix = f"{target.name}.v-"
+    for name in sorted(os.listdir(root_fd)):  # what a crash while deleting left
+        if name.startswith(prefix) and name.endswith(_REMOVED):
+            shutil.rmtree(name, dir_fd=root_fd)
+    for name in sorted(os.listdir(parent_fd)):
+        if not name.startswith(prefix) or name == version:
+            continue
+        info = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
+        problem = private_problem(info, modes=False)
+        if problem is not None:
+            log.warning("not removing %s: it %s", target.parent / name, problem)
+            continue
+        os.rename(name, name + _REMOVED, src_dir_fd=parent_fd, dst_dir_fd=root_fd)
+        os.fsync(parent_fd)
+        shutil.rmtree(name + _REMOVED, dir_fd=root_fd)
+        removed = True
+    return removed
+
+
+#: The suffix of an old version being deleted in the staging folder.
+_REMOVED = ".removed"
 
 
 def owner_is_dead(folder: Path) -> bool:

@@ -21,15 +21,17 @@ The adapters never import this module, so the commit layer can import them.
 from __future__ import annotations
 
 import abc
+import errno
 import logging
 import os
+import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import CommitError, ConfigurationError
 from ._atomic import fsync_path
-from ._staging import StagingArea, publish_staged
+from ._staging import StagingArea, publish_staged, publish_staged_folder
 from .staged import StagedFile
 
 if TYPE_CHECKING:
@@ -37,6 +39,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CommitStrategy",
+    "DatasetStrategy",
     "FileStrategy",
     "register_strategy",
     "standalone_strategy",
@@ -54,7 +57,6 @@ class CommitStrategy(abc.ABC):
     #: Whether ``publish`` can fail for reasons other than the filesystem (a catalog, a
     #: database): such targets are published last, after every file target.
     external: ClassVar[bool] = False
-
     #: Whether an entry alone is enough to publish it and to tell whether it landed
     #: (:meth:`publish_alone`, :meth:`landed_alone`): then a run that settles a dead run's record
     #: finishes this target even when it does not write the target itself.
@@ -122,6 +124,7 @@ class FileStrategy(CommitStrategy):
     with one part written in the final format is published as it is, without a copy."""
 
     name = "file"
+    standalone = True
 
     def prepare(self, files: Sequence[StagedFile]) -> dict[str, Any]:
         target = self.staging.target
@@ -146,6 +149,10 @@ class FileStrategy(CommitStrategy):
     def publish(self, entry: dict[str, Any]) -> None:
         self.publish_entry(entry)
 
+    @classmethod
+    def publish_alone(cls, entry: dict[str, Any]) -> None:
+        cls.publish_entry(entry)
+
     @staticmethod
     def publish_entry(entry: dict[str, Any]) -> None:
         """Publish a file entry of a commit record; needs nothing but the entry (recovery of
@@ -162,7 +169,104 @@ class FileStrategy(CommitStrategy):
             ) from exc
 
 
-_REGISTRY: dict[str, Callable[[], type[CommitStrategy]]] = {"file": lambda: FileStrategy}
+class DatasetStrategy(CommitStrategy):
+    """A folder of part files, published whole: ``prepare`` hard-links (or copies, where the
+    filesystem has no hard links) each part that has rows into a version folder
+    ``<name>.v-<run id>/`` inside the run's staging folder, as ``part-NNNNN-<run id><suffix>``
+    in part order (nothing is re-encoded); ``publish`` moves that folder next to the target,
+    renames a new symbolic link ``<name> -> <name>.v-<run id>`` over the target (the atomic
+    step) and removes the previous versions. The staged parts stay where they are, so that an
+    undone commit can be prepared again. See ``docs/parquet-layouts.md``."""
+
+    name = "dataset"
+    standalone = True
+
+    def begin(self) -> None:
+        target = self.staging.target
+        if target.is_dir() and not target.is_symlink():
+            raise CommitError(
+                f"cannot write the dataset {target}: it is a folder that is not a dataset "
+                "version link (a dataset is a link to its version folder); move it away or "
+                "choose another path",
+                path=str(target),
+                operation="begin",
+            )
+
+    def prepare(self, files: Sequence[StagedFile]) -> dict[str, Any]:
+        target, run_id = self.staging.target, self.staging.run_id
+        version = self.staging.path / f"{target.name}.v-{run_id}"
+        suffix = self.adapter.part_suffix
+        kept = [(i, f) for i, f in enumerate(files) if f.rows > 0] or [(0, files[0])]
+        sizes: dict[str, int] = {}
+        try:
+            if version.exists():  # an earlier prepare of this run, undone: start again
+                shutil.rmtree(version)
+            os.mkdir(version)
+            for index, staged in kept:
+                name = f"part-{index:05d}-{run_id}{suffix}"
+                _link_or_copy(Path(staged.path), version / name)
+                sizes[name] = staged.size
+            fsync_path(version)
+            fsync_path(self.staging.path)
+        except OSError as exc:
+            shutil.rmtree(version, ignore_errors=True)
+            raise CommitError(
+                f"gathering {len(files)} parts into {version} failed: {exc}; nothing was "
+                f"committed and {target} is untouched",
+                path=str(target),
+                operation="prepare",
+            ) from exc
+        return {
+            "kind": self.name,
+            "target": str(target),
+            "ready": str(version),
+            "files": sizes,
+        }
+
+    def publish(self, entry: dict[str, Any]) -> None:
+        self.publish_entry(entry)
+
+    @classmethod
+    def publish_alone(cls, entry: dict[str, Any]) -> None:
+        cls.publish_entry(entry)
+
+    @staticmethod
+    def publish_entry(entry: dict[str, Any]) -> None:
+        """Publish a dataset entry of a commit record from the entry alone (recovery of
+        another run's record uses it); each step already done before a crash is skipped."""
+        ready, target = Path(entry["ready"]), Path(entry["target"])
+        files = {str(name): int(size) for name, size in dict(entry["files"]).items()}
+        try:
+            publish_staged_folder(ready, target, files)
+        except OSError as exc:
+            raise CommitError(
+                f"publishing the dataset {target} from {ready} failed: {exc}",
+                path=str(target),
+                operation="rename",
+            ) from exc
+
+    def published(self, entry: dict[str, Any]) -> str:
+        return (
+            f"committed the dataset {self.target_name} ({len(entry['files'])} files, "
+            f"version {Path(entry['ready']).name})"
+        )
+
+
+def _link_or_copy(source: Path, destination: Path) -> None:
+    try:
+        os.link(source, destination, follow_symlinks=False)
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
+            raise
+        log.warning("no hard link for %s (%s): copying it", source, exc)
+        shutil.copyfile(source, destination, follow_symlinks=False)
+        fsync_path(destination)
+
+
+_REGISTRY: dict[str, Callable[[], type[CommitStrategy]]] = {
+    "file": lambda: FileStrategy,
+    "dataset": lambda: DatasetStrategy,
+}
 
 
 def register_strategy(name: str, factory: Callable[[], type[CommitStrategy]]) -> None:
