@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import csv
 import gzip
+import importlib
 import importlib.util
+import inspect
 import json
 import re
 import sqlite3
@@ -1257,7 +1259,7 @@ PM_CASES = [
         "pipemanager.md#parallelizing-a-single-pipe",
         PM_PARALLELIZE,
         _users_csv(),
-        _rows_jsonl("out.jsonl", len(USERS)),
+        _rows_jsonl("out.jsonl", len(USERS) + 1),
         prelude=PM_SCHEMAS
         + """
 source_pipe = Pipe(
@@ -1370,3 +1372,155 @@ def test_rewrite_touches_import_lines_only() -> None:
     assert to_zoopipe_hpc(code) == (
         "from zoopipe_hpc import Pipe\nimport zoopipe_hpc.engines\nx = 'zoopipe'\n"
     )
+
+
+# -- the compatibility table (docs/zoopipe.md), checked by introspection ------------------------
+
+TABLE = ROOT / "docs" / "zoopipe.md"
+_ROW = re.compile(r"^\| `([^`]+)` \| (`[^`]+`|—) \| (same|alias|different|left out) \|.*\|$")
+_NAME = re.compile(r"^([\w.]+?)(?:\((.*)\))?$")
+#: Where a ZooPipe name left out is looked for, to check that it is really absent.
+_HOMES = ("zoopipe_hpc", "zoopipe_hpc.adapters", "zoopipe_hpc.engines", "zoopipe_hpc.coordinators")
+
+
+@dataclass(frozen=True)
+class Row:
+    zoopipe: str
+    params: tuple[str, ...] | None  # None: no parentheses (a class, property, field or member)
+    target: str | None
+    target_params: tuple[str, ...] | None
+    kind: str
+
+
+def _split_name(text: str) -> tuple[str, tuple[str, ...] | None]:
+    match = _NAME.match(text)
+    assert match, text
+    name, params = match.groups()
+    if params is None:
+        return name, None
+    return name, tuple(p.strip() for p in params.split(",") if p.strip())
+
+
+def table_rows() -> list[Row]:
+    rows = []
+    for line in TABLE.read_text(encoding="utf-8").splitlines():
+        match = _ROW.match(line)
+        if not match:
+            continue
+        zoopipe, target, kind = match.groups()
+        name, params = _split_name(zoopipe)
+        if target == "—":
+            rows.append(Row(name, params, None, None, kind))
+        else:
+            target_name, target_params = _split_name(target.strip("`"))
+            rows.append(Row(name, params, target_name, target_params, kind))
+    return rows
+
+
+def _resolve(dotted: str) -> Any:
+    """The object at a dotted path: the longest importable module, then attributes."""
+    parts = dotted.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            obj: Any = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        for attr in parts[cut:]:
+            obj = _member(obj, attr)
+        return obj
+    raise ImportError(dotted)
+
+
+def _member(owner: Any, name: str) -> Any:
+    """An attribute, or a field that exists only on instances (dataclass, TypedDict key)."""
+    try:
+        return inspect.getattr_static(owner, name)
+    except AttributeError:
+        pass
+    if hasattr(owner, name):
+        return getattr(owner, name)
+    fields = getattr(owner, "__dataclass_fields__", {})
+    if name in fields:
+        return fields[name]
+    if name in getattr(owner, "__annotations__", {}):
+        return owner.__annotations__[name]
+    raise AttributeError(f"{owner!r} has no {name!r}")
+
+
+def _parameters(obj: Any) -> list[str]:
+    function = obj.__func__ if isinstance(obj, classmethod | staticmethod) else obj
+    names = list(inspect.signature(function).parameters)
+    return names[1:] if names and names[0] in ("self", "cls") else names
+
+
+def _check_offered(row: Row) -> None:
+    assert row.target is not None
+    obj = _resolve(row.target)
+    if row.params is None:
+        # ZooPipe reads it as an attribute (``report.is_finished``), so it must not be a method.
+        assert not inspect.isfunction(obj), f"{row.target} is a method, ZooPipe's is not"
+        return
+    assert callable(obj) or isinstance(obj, classmethod | staticmethod), row
+    have = _parameters(obj)
+    claimed = row.target_params if row.target_params is not None else row.params
+    if row.kind == "same":
+        assert have[: len(row.params)] == list(row.params), (row.zoopipe, have)
+    elif row.kind == "alias":
+        assert len(claimed) == len(row.params), row
+        assert have[: len(claimed)] == list(claimed), (row.zoopipe, have)
+    else:
+        missing = [p for p in claimed if p not in have]
+        assert not missing, (row.zoopipe, missing, have)
+
+
+def _check_left_out(row: Row) -> None:
+    head, _, member = row.zoopipe.partition(".")
+    owners = []
+    for home in _HOMES:
+        try:
+            owners.append(_member(importlib.import_module(home), head))
+        except AttributeError:
+            continue
+    if not member and row.params is not None and owners and row.params:
+        # Parameters left out of a class that is offered.
+        for owner in owners:
+            have = _parameters(owner)
+            assert not set(row.params) & set(have), (row.zoopipe, have)
+        return
+    if not member:
+        assert not owners, f"{row.zoopipe} is marked left out but zoopipe_hpc has it"
+        return
+    for owner in owners:
+        with pytest.raises(AttributeError):
+            _member(owner, member)
+
+
+def test_compatibility_table() -> None:
+    rows = table_rows()
+    kinds = {k: sum(r.kind == k for r in rows) for k in ("same", "alias", "different", "left out")}
+    assert len(rows) > 150 and all(kinds.values()), kinds
+    for row in rows:
+        if row.kind == "left out":
+            _check_left_out(row)
+        else:
+            _check_offered(row)
+
+
+def test_table_covers_zoopipes_top_level_names() -> None:
+    """Every name of ZooPipe 2026.2.2's ``__all__`` has a row."""
+    names = {r.zoopipe.split(".")[0] for r in table_rows()}
+    missing = set(ZOOPIPE_ALL) - names
+    assert not missing, missing
+
+
+ZOOPIPE_ALL = (
+    "Pipe PipeManager BaseEngine MultiProcessEngine PipeReport PipeStatus BaseHook HookStore "
+    "EntryStatus EntryTypedDict get_logger SingleThreadExecutor MultiThreadExecutor "
+    "SQLExpansionHook ArrowInputAdapter CSVInputAdapter ExcelInputAdapter JSONInputAdapter "
+    "PyGeneratorInputAdapter SQLInputAdapter SQLPaginationInputAdapter ParquetInputAdapter "
+    "KafkaInputAdapter IcebergInputAdapter DeltaInputAdapter ArrowOutputAdapter "
+    "CSVOutputAdapter ExcelOutputAdapter JSONOutputAdapter PyGeneratorOutputAdapter "
+    "SQLOutputAdapter ParquetOutputAdapter KafkaOutputAdapter IcebergOutputAdapter "
+    "DeltaOutputAdapter HookPriority BaseCoordinator DefaultShardingCoordinator "
+    "FileMergeCoordinator CompositeCoordinator IcebergCoordinator"
+).split()
