@@ -877,7 +877,7 @@ pipe = Pipe(
 
 JSON_IMPORTS = "from zoopipe import JSONInputAdapter, JSONOutputAdapter, Pipe\n"
 NO_SQL = pytest.mark.xfail(
-    strict=True, raises=ImportError, reason="SQL adapters are left out: docs/zoopipe.md"
+    strict=True, raises=ImportError, reason="SQL inputs are left out: docs/zoopipe.md"
 )
 
 
@@ -1010,7 +1010,6 @@ JSON_CASES = [
         JSON_SQL_MIGRATION,
         _data_jsonl,
         _printed(),
-        marks=[NO_SQL],
     ),
     Case(
         "json-error-handling",
