@@ -325,7 +325,7 @@ def _json_column(column: pa.Array) -> pa.Array | _Quoted | None:
         return _json_string(column)
     if pa.types.is_float64(typ):
         return _json_float(column)
-    if pa.types.is_date32(typ) or typ == pa.timestamp("us"):
+    if pa.types.is_date32(typ) or typ == pa.timestamp("us") or typ == pa.time64("us"):
         return _pydantic_json(column)
     return None
 

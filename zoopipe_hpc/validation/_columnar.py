@@ -27,15 +27,20 @@ What is covered (anything else: the model is not compiled, and a debug log says 
 
 from __future__ import annotations
 
+import datetime as dt
+import decimal
+import enum
 import logging
 import os
+import uuid
+from collections.abc import Callable
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
-from ._arrow import schema_for_model
+from ._arrow import _column, schema_for_model
 from ._columnar_plan import FieldPlan, NotCompiled, compile_model
 
 __all__ = ["ColumnarValidator", "columnar_enabled"]
@@ -111,19 +116,20 @@ class ColumnarValidator:
                 return self.schema.empty_table(), _false(n)
             column = table.column(indexes[0])
             column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-            try:
-                converted = self._field(plan, column)
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-                # pyarrow cannot convert this column at all: pydantic validates the whole
-                # batch row by row, so the outcome is the row path's.
-                log.debug("column %r left to pydantic: %s", plan.key, exc)
-                return self.schema.empty_table(), _false(n)
+            converted = None
+            if plan.kind != "pydantic":
+                try:
+                    converted = self._field(plan, column)
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                    log.debug("column %r: %s", plan.key, exc)
             if converted is None:
-                return self.schema.empty_table(), _false(n)
+                # A column the checks do not cover: pydantic validates it alone, and only the
+                # rows it cannot vouch for go to pydantic whole.
+                converted = by_pydantic(plan, column)
             values, good = converted
             ok = good if ok is None else pc.and_(ok, good)
             columns.append(values)
-        accepted = pa.Table.from_arrays(columns, schema=self.schema)
+        accepted = pa.Table.from_arrays(columns, names=self.schema.names)
         if ok is not None and not pc.all(ok).as_py():
             accepted = accepted.filter(ok)
         return accepted, ok
@@ -236,3 +242,70 @@ def _real_days(text: pa.Array, good: pa.Array) -> tuple[pa.Array, pa.Array]:
     stamps = pc.strptime(candidates, format="%Y-%m-%d", unit="s", error_is_null=True)
     same = _fill(pc.equal(pc.strftime(stamps, format="%Y-%m-%d"), candidates))
     return pc.and_(good, same), pc.if_else(same, stamps, pa.scalar(0, pa.timestamp("s")))
+
+
+def by_pydantic(plan: FieldPlan, column: pa.Array) -> tuple[pa.Array, pa.Array]:
+    """The column validated by pydantic alone (the field's type and constraints), in one call;
+    the rows vouched for are those it accepts whose values are written as the row path writes
+    them (see ``_written_alike``). Others go to pydantic whole, as rows."""
+    n = len(column)
+    adapter = plan.adapter
+    if adapter is None:  # pragma: no cover - every plan has one
+        return pa.nulls(n, plan.arrow_type), _false(n)
+    values = column.to_pylist()
+    keep: list[int] | range = range(n)
+    try:
+        out = adapter.validate_python(values)
+    except ValidationError as exc:
+        bad = {e["loc"][0] for e in exc.errors(include_url=False, include_input=False)}
+        keep = [i for i in range(n) if i not in bad]
+        try:
+            out = adapter.validate_python([values[i] for i in keep])
+        except Exception:  # noqa: BLE001 - pydantic decides on the whole row
+            return pa.nulls(n, plan.arrow_type), _false(n)
+    except Exception:  # noqa: BLE001 - pydantic decides on the whole row
+        return pa.nulls(n, plan.arrow_type), _false(n)
+    try:
+        dumped = adapter.dump_python(out, by_alias=True, warnings=False)
+    except Exception:  # noqa: BLE001 - the row path decides
+        return pa.nulls(n, plan.arrow_type), _false(n)
+    alike = _written_alike(plan.arrow_type)
+    full: list[Any] = [None] * n
+    good = [False] * n
+    for i, value in zip(keep, dumped, strict=True):
+        if alike(value):
+            full[i] = value
+            good[i] = True
+    try:
+        written = _column(full, plan.arrow_type)
+    except Exception:  # noqa: BLE001 - the row path decides
+        return pa.nulls(n, plan.arrow_type), _false(n)
+    return written, pa.array(good, pa.bool_())
+
+
+def _written_alike(arrow_type: pa.DataType) -> Callable[[Any], bool]:
+    """A test of a dumped value: is its column value (and the JSON text the fast path writes
+    from it) what the row path writes from the value itself?"""
+    if pa.types.is_string(arrow_type):
+        # Written as str(): the JSON text is that of a string for these only.
+        return lambda v: (
+            v is None
+            or isinstance(v, str | decimal.Decimal | uuid.UUID)
+            or (isinstance(v, enum.Enum) and isinstance(v.value, str))
+        )
+    if pa.types.is_int64(arrow_type):
+        return lambda v: (
+            v is None or type(v) is int or (isinstance(v, enum.Enum) and type(v.value) is int)
+        )
+    if pa.types.is_float64(arrow_type):
+        return lambda v: v is None or type(v) is float
+    if pa.types.is_boolean(arrow_type):
+        return lambda v: v is None or type(v) is bool
+    if pa.types.is_date32(arrow_type):
+        return lambda v: v is None or type(v) is dt.date
+    if pa.types.is_time64(arrow_type):
+        # The column has no offset: only naive times are written alike.
+        return lambda v: v is None or (type(v) is dt.time and v.tzinfo is None)
+    if pa.types.is_timestamp(arrow_type) and arrow_type.tz is None:
+        return lambda v: v is None or (type(v) is dt.datetime and v.tzinfo is None)
+    return lambda v: False
