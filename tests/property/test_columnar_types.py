@@ -48,6 +48,7 @@ class Code(int, enum.Enum):  # noqa: UP042 - the int mixin is what is tested
 
 
 KINDS = (
+    "zoned",
     "datetime",
     "time",
     "decimal",

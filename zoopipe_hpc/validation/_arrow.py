@@ -181,6 +181,16 @@ def _column(values: list[Any], arrow_type: pa.DataType) -> pa.Array:
     return pa.array(values, type=arrow_type)
 
 
+def without_zones(table: pa.Table) -> pa.Table:
+    """``table`` with its zoned timestamp columns as naive ones of the same instants (UTC),
+    which is how a table of rows stores aware datetimes (see :func:`rows_to_table`)."""
+    schema = original = table.schema
+    for index, field in enumerate(original):
+        if pa.types.is_timestamp(field.type) and field.type.tz is not None:
+            schema = schema.set(index, field.with_type(pa.timestamp(field.type.unit)))
+    return table if schema is original else table.cast(schema)
+
+
 def column_fits(values: list[Any], arrow_type: pa.DataType) -> bool:
     """True if ``values`` (JSON-serializable) can be stored in a column of ``arrow_type``."""
     try:
@@ -325,7 +335,12 @@ def _json_column(column: pa.Array) -> pa.Array | _Quoted | None:
         return _json_string(column)
     if pa.types.is_float64(typ):
         return _json_float(column)
-    if pa.types.is_date32(typ) or typ == pa.timestamp("us") or typ == pa.time64("us"):
+    if (
+        pa.types.is_date32(typ)
+        or (pa.types.is_timestamp(typ) and typ.unit == "us")
+        or typ == pa.time64("us")
+    ):
+        # A zoned timestamp column's values are aware datetimes in its zone (``Z`` for UTC).
         return _pydantic_json(column)
     return None
 

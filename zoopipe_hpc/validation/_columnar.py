@@ -56,6 +56,8 @@ _DATETIME_RE = (
     r"^[12][0-9]{3}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
     r"[T ]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?$"
 )
+#: A time zone pydantic reads as a fixed offset: ``Z`` or ``+HH:MM`` / ``-HH:MM``.
+_ZONED_RE = _DATETIME_RE[:-1] + r"(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"
 _TRUE = ("1", "on", "t", "true", "y", "yes")
 _FALSE = ("0", "off", "f", "false", "n", "no")
 
@@ -202,9 +204,7 @@ class ColumnarValidator:
                 return None
         elif kind == "datetime":
             if text:
-                good = _fill(pc.match_substring_regex(column, _DATETIME_RE))
-                good, _ = _real_days(pc.utf8_slice_codeunits(column, 0, 10), good)
-                values = _cast_where(good, column, "2000-01-01 00:00:00", pa.timestamp("us"))
+                values, good = _datetimes(column)
             elif pa.types.is_timestamp(typ) and typ.tz is None and typ.unit in ("s", "ms", "us"):
                 values = column.cast(pa.timestamp("us"))
                 good = pc.is_valid(values)
@@ -224,7 +224,9 @@ class ColumnarValidator:
             # A null input is None for pydantic; constraints do not apply to it.
             good = pc.or_(good, pc.is_null(column))
             values = pc.if_else(pc.is_null(column), pa.scalar(None, values.type), values)
-        if values.type != plan.arrow_type:
+        if values.type != plan.arrow_type and not (
+            kind == "datetime" and values.type.equals(pa.timestamp("us", tz=values.type.tz))
+        ):
             return None
         return values, good
 
@@ -242,6 +244,42 @@ def _real_days(text: pa.Array, good: pa.Array) -> tuple[pa.Array, pa.Array]:
     stamps = pc.strptime(candidates, format="%Y-%m-%d", unit="s", error_is_null=True)
     same = _fill(pc.equal(pc.strftime(stamps, format="%Y-%m-%d"), candidates))
     return pc.and_(good, same), pc.if_else(same, stamps, pa.scalar(0, pa.timestamp("s")))
+
+
+def _datetimes(text: pa.Array) -> tuple[pa.Array, pa.Array]:
+    """Timestamps of the datetime texts of a batch, and the mask of those vouched for.
+
+    pydantic keeps each value's offset (``Z``, ``+00:00`` and ``-00:00`` are all UTC), and an
+    Arrow column has one time zone: the batch's most common zone (or none) is that of the
+    column, and rows in another zone go to pydantic. A zoned column holds the instants (in
+    UTC), as the row path stores aware datetimes; the JSON text keeps the offset.
+    """
+    naive = _fill(pc.match_substring_regex(text, _DATETIME_RE))
+    zoned = _fill(pc.match_substring_regex(text, _ZONED_RE))
+    zone = ""
+    good = naive
+    if pc.any(zoned).as_py():
+        suffix = pc.if_else(
+            pc.ends_with(text, "Z"), "+00:00", pc.utf8_slice_codeunits(text, -6, 2**31 - 1)
+        )
+        suffix = pc.if_else(pc.equal(suffix, "-00:00"), "+00:00", suffix)
+        key = pc.if_else(zoned, suffix, pc.if_else(naive, "", pa.scalar(None, pa.string())))
+        counts = pc.value_counts(key).to_pylist()
+        best = max(
+            (c for c in counts if c["values"] is not None),
+            key=lambda c: c["counts"],
+            default=None,
+        )
+        if best is not None and best["values"]:
+            zone = best["values"]
+            good = _fill(pc.equal(key, zone))
+        else:
+            good = naive
+    good, _ = _real_days(pc.utf8_slice_codeunits(text, 0, 10), good)
+    if not zone:
+        return _cast_where(good, text, "2000-01-01 00:00:00", pa.timestamp("us")), good
+    instants = _cast_where(good, text, "2000-01-01 00:00:00Z", pa.timestamp("us", tz="UTC"))
+    return instants.cast(pa.timestamp("us", tz="UTC" if zone == "+00:00" else zone)), good
 
 
 def by_pydantic(plan: FieldPlan, column: pa.Array) -> tuple[pa.Array, pa.Array]:
