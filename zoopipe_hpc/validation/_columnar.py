@@ -19,10 +19,15 @@ What is covered (anything else: the model is not compiled, and a debug log says 
   classes of ASCII ranges, ``.``, anchors, groups, alternation, quantifiers, escaped punctuation).
 * ``bool``: the spellings pydantic accepts, in lower, upper or title case; boolean columns.
 * ``date``: ``YYYY-MM-DD`` (years 1000-2999) that is a real day; date32 columns.
-* ``datetime``: naive ``YYYY-MM-DD[T ]HH:MM:SS[.f{1,6}]``; naive timestamp columns in s/ms/us.
+* ``datetime``: ``YYYY-MM-DD[T ]HH:MM:SS[.f{1,6}]``, naive or ending in ``Z`` or ``+HH:MM``
+  (rows in another zone than most of the batch go to pydantic: one zone a column, see
+  ``_datetimes``); naive timestamp columns in s/ms/us.
 * enums whose values are all strings, and ``Literal`` of strings: membership of text values.
 * ``Optional[X]`` of the above: nulls (from typed inputs) become None; an empty CSV string is
   *not* None, exactly as for pydantic.
+* other scalar fields (``Decimal``, ``UUID``, ``time``, ints in ``Literal`` or enums, constraints
+  the checks do not read), and columns of a type their kind does not cover: pydantic validates
+  the column alone (:func:`by_pydantic`); only the rows it rejects go to pydantic whole.
 """
 
 from __future__ import annotations
@@ -195,8 +200,8 @@ class ColumnarValidator:
         elif kind == "date":
             if text:
                 good = _fill(pc.match_substring_regex(column, _DATE_RE))
-                good, stamps = _real_days(column, good)
-                values = stamps.cast(pa.date32())
+                good = _real_day_mask(column, good)
+                values = _cast_where(good, column, "2000-01-01", pa.date32())
             elif pa.types.is_date32(typ):
                 values = column
                 good = pc.is_valid(values)
@@ -238,12 +243,29 @@ def _cast_where(good: pa.Array, text: pa.Array, dummy: str, to: pa.DataType) -> 
     return text.cast(to)
 
 
-def _real_days(text: pa.Array, good: pa.Array) -> tuple[pa.Array, pa.Array]:
-    """``good`` narrowed to the ``YYYY-MM-DD`` texts that are real days, and their timestamps."""
-    candidates = pc.if_else(good, text, "2000-01-01")
-    stamps = pc.strptime(candidates, format="%Y-%m-%d", unit="s", error_is_null=True)
-    same = _fill(pc.equal(pc.strftime(stamps, format="%Y-%m-%d"), candidates))
-    return pc.and_(good, same), pc.if_else(same, stamps, pa.scalar(0, pa.timestamp("s")))
+_DAYS_IN_MONTH = pa.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], pa.int8())
+
+
+def _real_day_mask(text: pa.Array, good: pa.Array) -> pa.Array:
+    """``good`` narrowed to the texts starting ``YYYY-MM-DD`` (where ``good``: the form is
+    checked) with a real day, by arithmetic (parsing and printing dates costs more)."""
+    if not len(text):
+        return good
+    if not pc.all(good).as_py():
+        text = pc.if_else(good, text, "2000-01-01")
+
+    def part(start: int, stop: int) -> pa.Array:
+        return pc.utf8_slice_codeunits(text, start, stop).cast(pa.int16())
+
+    year, month, day = part(0, 4), part(5, 7), part(8, 10)
+    within = pc.less_equal(day, pc.take(_DAYS_IN_MONTH, month))
+
+    def divisible(by: int) -> pa.Array:
+        return pc.equal(pc.subtract(year, pc.multiply(pc.divide(year, by), by)), 0)
+
+    leap = pc.and_(divisible(4), pc.or_(pc.invert(divisible(100)), divisible(400)))
+    leap_day = pc.and_(pc.and_(pc.equal(month, 2), pc.equal(day, 29)), leap)
+    return pc.and_(good, pc.or_(within, leap_day))
 
 
 def _datetimes(text: pa.Array) -> tuple[pa.Array, pa.Array]:
@@ -258,24 +280,27 @@ def _datetimes(text: pa.Array) -> tuple[pa.Array, pa.Array]:
     zoned = _fill(pc.match_substring_regex(text, _ZONED_RE))
     zone = ""
     good = naive
-    if pc.any(zoned).as_py():
-        suffix = pc.if_else(
-            pc.ends_with(text, "Z"), "+00:00", pc.utf8_slice_codeunits(text, -6, 2**31 - 1)
-        )
-        suffix = pc.if_else(pc.equal(suffix, "-00:00"), "+00:00", suffix)
-        key = pc.if_else(zoned, suffix, pc.if_else(naive, "", pa.scalar(None, pa.string())))
-        counts = pc.value_counts(key).to_pylist()
-        best = max(
-            (c for c in counts if c["values"] is not None),
-            key=lambda c: c["counts"],
-            default=None,
-        )
-        if best is not None and best["values"]:
-            zone = best["values"]
-            good = _fill(pc.equal(key, zone))
+    n_zoned = pc.sum(zoned).as_py() or 0
+    if n_zoned:
+        zulu = pc.and_(zoned, pc.ends_with(text, "Z"))
+        if (pc.sum(zulu).as_py() or 0) == n_zoned:
+            # One zone, UTC (the common case): no per-row zone keys.
+            if n_zoned >= (pc.sum(naive).as_py() or 0):
+                zone, good = "+00:00", zoned
         else:
-            good = naive
-    good, _ = _real_days(pc.utf8_slice_codeunits(text, 0, 10), good)
+            suffix = pc.if_else(zulu, "+00:00", pc.utf8_slice_codeunits(text, -6, 2**31 - 1))
+            suffix = pc.if_else(pc.equal(suffix, "-00:00"), "+00:00", suffix)
+            key = pc.if_else(zoned, suffix, pc.if_else(naive, "", pa.scalar(None, pa.string())))
+            counts = pc.value_counts(key).to_pylist()
+            best = max(
+                (c for c in counts if c["values"] is not None),
+                key=lambda c: c["counts"],
+                default=None,
+            )
+            if best is not None and best["values"]:
+                zone = best["values"]
+                good = _fill(pc.equal(key, zone))
+    good = _real_day_mask(text, good)
     if not zone:
         return _cast_where(good, text, "2000-01-01 00:00:00", pa.timestamp("us")), good
     instants = _cast_where(good, text, "2000-01-01 00:00:00Z", pa.timestamp("us", tz="UTC"))
