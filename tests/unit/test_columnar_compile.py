@@ -132,6 +132,31 @@ def test_bool_spellings_are_pydantic_s() -> None:
 
 
 @pytest.mark.parametrize(
+    ("text", "vouched", "value"),
+    [
+        ("tRuE", True, True),
+        ("yEs", True, True),
+        ("OfF", True, False),
+        ("nO", True, False),
+        ("T", True, True),
+        ("ON ", False, None),
+        ("\u0131", False, None),  # dotless i: not ASCII, not a spelling for anyone
+        ("truE\n", False, None),
+    ],
+)
+def test_bool_in_any_case(text: str, vouched: bool, value: bool | None) -> None:
+    class M(BaseModel):
+        x: bool
+
+    validator = ColumnarValidator.compile(M)
+    assert validator is not None
+    accepted, ok = validator(pa.table({"x": [text]}))
+    assert ok.to_pylist() == [vouched]
+    if vouched:
+        assert accepted.to_pylist() == [{"x": value}] == [M(x=text).model_dump()]
+
+
+@pytest.mark.parametrize(
     ("text", "vouched"),
     [
         ("2020-02-29", True),

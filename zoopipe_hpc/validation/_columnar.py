@@ -17,7 +17,7 @@ What is covered (anything else: the model is not compiled, and a debug log says 
 * ``str``: text columns; ``min_length``/``max_length`` (characters) and ``pattern`` when the
   pattern uses only a syntax RE2 and Rust's regex crate read the same way (ASCII literals,
   classes of ASCII ranges, ``.``, anchors, groups, alternation, quantifiers, escaped punctuation).
-* ``bool``: the spellings pydantic accepts, in lower, upper or title case; boolean columns.
+* ``bool``: the spellings pydantic accepts, in any case; boolean columns.
 * ``date``: ``YYYY-MM-DD`` (years 1000-2999) that is a real day; date32 columns.
 * ``datetime``: ``YYYY-MM-DD[T ]HH:MM:SS[.f{1,6}]``, naive or ending in ``Z`` or ``+HH:MM``
   (rows in another zone than most of the batch go to pydantic: one zone a column, see
@@ -67,12 +67,9 @@ _TRUE = ("1", "on", "t", "true", "y", "yes")
 _FALSE = ("0", "off", "f", "false", "n", "no")
 
 
-def _spellings(words: tuple[str, ...]) -> pa.Array:
-    return pa.array(sorted({form for w in words for form in (w, w.upper(), w.title())}))
-
-
-_TRUE_SET = _spellings(_TRUE)
-_FALSE_SET = _spellings(_FALSE)
+#: pydantic reads these words in any case (``tRuE``); no other letter lowercases into them.
+_TRUE_SET = pa.array(_TRUE)
+_FALSE_SET = pa.array(_FALSE)
 
 
 def columnar_enabled() -> bool:
@@ -189,8 +186,9 @@ class ColumnarValidator:
                 good = pc.and_(good, _fill(pc.match_substring_regex(values, plan.pattern)))
         elif kind == "bool":
             if text:
-                true = pc.is_in(column, value_set=_TRUE_SET)
-                good = pc.or_(true, pc.is_in(column, value_set=_FALSE_SET))
+                lower = pc.ascii_lower(column)
+                true = pc.is_in(lower, value_set=_TRUE_SET)
+                good = pc.or_(true, pc.is_in(lower, value_set=_FALSE_SET))
                 values = true
             elif pa.types.is_boolean(typ):
                 values = column
