@@ -107,6 +107,7 @@ NEAR_MISSES = [
     "null",
 ]
 
+UUID_FORM = r"\A[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\Z"
 OFFSETS = st.integers(-(23 * 60 + 59), 23 * 60 + 59).map(lambda m: dt.timedelta(minutes=m))
 
 
@@ -133,7 +134,11 @@ def _value_for(kind: str, offsets: list[dt.timedelta]) -> st.SearchStrategy[str]
         "time": st.times().map(str) | st.times().map(lambda t: t.isoformat("minutes")),
         "decimal": st.decimals(allow_nan=False, allow_infinity=False, places=2).map(str)
         | st.decimals(allow_nan=True, allow_infinity=True).map(str),
-        "uuid": st.uuids().map(str) | st.uuids().map(lambda u: u.hex.upper()),
+        "uuid": st.uuids().map(str)
+        | st.uuids().map(lambda u: str(u).upper())
+        | st.uuids().map(lambda u: u.hex.upper())
+        # Any version and variant nibbles, mixed case.
+        | st.from_regex(UUID_FORM),
         "int_literal": st.sampled_from(["1", "2", "3", "4"]),
         "int_enum": st.sampled_from(["1", "20", "3"]),
         "code": st.sampled_from(["0", "-3", "3"]),
@@ -244,7 +249,7 @@ TYPED: dict[str, tuple[pa.DataType, st.SearchStrategy[Any]]] = {
     "datetime": (pa.timestamp("ms"), st.datetimes().map(lambda d: d.replace(microsecond=0))),
     "time": (pa.time64("us"), st.times()),
     "decimal": (pa.string(), st.decimals(allow_nan=False, places=2).map(str)),
-    "uuid": (pa.string(), st.uuids().map(str)),
+    "uuid": (pa.string(), st.uuids().map(str) | st.uuids().map(lambda u: u.hex)),
     "int_literal": (pa.int64(), st.integers(0, 4)),
     "int_enum": (pa.int16(), st.sampled_from([1, 20, 3])),
     "code": (pa.float64(), st.sampled_from([0.0, -3.0, 3.0, 0.5])),

@@ -22,6 +22,7 @@ What is covered (anything else: the model is not compiled, and a debug log says 
 * ``datetime``: ``YYYY-MM-DD[T ]HH:MM:SS[.f{1,6}]``, naive or ending in ``Z`` or ``+HH:MM``
   (rows in another zone than most of the batch go to pydantic: one zone a column, see
   ``_datetimes``); naive timestamp columns in s/ms/us.
+* ``UUID``: the hyphenated hex form, in any case (written in lowercase, as ``str(UUID)``).
 * enums whose values are all strings, and ``Literal`` of strings: membership of text values.
 * ``Optional[X]`` of the above: nulls (from typed inputs) become None; an empty CSV string is
   *not* None, exactly as for pydantic.
@@ -61,6 +62,7 @@ _DATETIME_RE = (
     r"^[12][0-9]{3}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
     r"[T ]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?$"
 )
+_UUID_RE = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 #: A time zone pydantic reads as a fixed offset: ``Z`` or ``+HH:MM`` / ``-HH:MM``.
 _ZONED_RE = _DATETIME_RE[:-1] + r"(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"
 _TRUE = ("1", "on", "t", "true", "y", "yes")
@@ -184,6 +186,12 @@ class ColumnarValidator:
                     good = pc.and_(good, _fill(pc.less_equal(length, plan.max_length)))
             if plan.pattern is not None:
                 good = pc.and_(good, _fill(pc.match_substring_regex(values, plan.pattern)))
+        elif kind == "uuid":
+            # The hyphenated form, in any case: pydantic's value prints as its lowercase.
+            if not text:
+                return None
+            good = _fill(pc.match_substring_regex(column, _UUID_RE))
+            values = pc.ascii_lower(column)
         elif kind == "bool":
             if text:
                 lower = pc.ascii_lower(column)

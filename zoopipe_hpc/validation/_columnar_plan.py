@@ -82,7 +82,7 @@ class FieldPlan:
     name: str  # the attribute
     key: str  # input key (the validation alias, or the name)
     out: str  # output key (as schema_for_model names it)
-    kind: str  # int, float, str, bool, date, datetime, choice; pydantic (see by_pydantic)
+    kind: str  # int, float, str, bool, date, datetime, uuid, choice; pydantic (by_pydantic)
     optional: bool
     arrow_type: pa.DataType
     bounds: list[tuple[str, int | float]] = field(default_factory=list)
@@ -144,6 +144,7 @@ def _kind_of(annotation: Any) -> tuple[str, bool, pa.Array | None]:
         ("bool", bool),
         ("date", dt.date),
         ("datetime", dt.datetime),
+        ("uuid", uuid.UUID),
     ):
         if annotation is python:
             return kind, optional, None
