@@ -5,6 +5,7 @@
     python benchmarks/throughput.py --json out.json
     python benchmarks/throughput.py --columnar-table   # fast path: clean and 2 % dirty input
     python benchmarks/throughput.py --hooks        # a hook adding a field: row vs Arrow hook
+    python benchmarks/throughput.py --columnar-table --zoned  # ... with a time-zoned column
 
 Every measurement runs in a fresh child process (this script again, with ``--child``), so the
 memory and caches of one run do not leak into the next; the parent only generates the data,
@@ -16,6 +17,7 @@ invocation, on the same file, on the same machine. See ``benchmarks/README.md``.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import multiprocessing
 import os
@@ -63,6 +65,16 @@ NO_HOOK, ROW_HOOK, ARROW_HOOK = "none", "row", "arrow"
 HOOK_LABEL = {NO_HOOK: "no hook", ROW_HOOK: "row hook", ARROW_HOOK: "Arrow hook"}
 
 QUICK_ROWS = 50_000
+
+
+class ZonedPerson(Person):
+    """:class:`Person` with an ISO-8601 timestamp in a time zone (``--zoned``)."""
+
+    seen: dt.datetime
+
+
+#: The model the children validate against (``--zoned``: :class:`ZonedPerson`).
+MODEL: type[Person] = Person
 QUICK_RSS_ROWS = (50_000, 200_000)
 
 
@@ -209,7 +221,7 @@ def _run_hpc(
     pipe = zh.Pipe(
         input_adapter=zh.CSVInputAdapter(source),
         output_adapter=out,
-        schema_model=Person if hook == NO_HOOK else TaggedPerson,
+        schema_model=MODEL if hook == NO_HOOK else TaggedPerson,
         pre_validation_hooks=_hpc_hooks(hook),
     )
     if workers == 1:
@@ -253,7 +265,7 @@ def _run_zoopipe(
     pipe = zp.Pipe(
         input_adapter=zp.CSVInputAdapter(str(source.resolve())),
         output_adapter=out,
-        schema_model=Person if hook == NO_HOOK else TaggedPerson,
+        schema_model=MODEL if hook == NO_HOOK else TaggedPerson,
         pre_validation_hooks=hooks,
     )
     if workers == 1:
@@ -285,6 +297,9 @@ def _cpu_seconds() -> float:
 
 
 def child_main(args: argparse.Namespace) -> int:
+    global MODEL
+    if args.zoned:
+        MODEL = ZonedPerson
     source = Path(args.input).resolve()
     out_dir = Path(args.out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -351,6 +366,7 @@ class Case:
     invalid: int = 0  # rows of the input that are invalid (dirty inputs)
     columnar: bool = True  # False: zoopipe_hpc with ZOOPIPE_HPC_COLUMNAR=0 (the row path)
     hook: str = NO_HOOK  # --hooks: the hook that adds a field before validation
+    zoned: bool = False  # validate against ZonedPerson (input from ensure_zoned_csv)
 
     @property
     def label(self) -> str:
@@ -387,6 +403,7 @@ def measure(case: Case, work_dir: Path, timeout: float) -> dict[str, Any]:
         str(out_dir),
         "--hook",
         case.hook,
+        *(["--zoned"] if case.zoned else []),
     ]
     env = None
     if not case.columnar:
@@ -623,12 +640,38 @@ def ensure_dirty_csv(clean: Path) -> tuple[Path, int]:
     return path, invalid
 
 
+def ensure_zoned_csv(clean: Path) -> Path:
+    """A copy of ``clean`` with a ``seen`` column: ISO-8601 timestamps ending in ``Z``
+    (``ZOOPIPE_BENCH_MIXED_ZONES=1``: every 7th in ``+02:00``, so batches mix two zones)."""
+    mixed = os.environ.get("ZOOPIPE_BENCH_MIXED_ZONES") == "1"
+    path = clean.with_name(f"{clean.stem}-zoned{'-mixed' if mixed else ''}.csv")
+    if path.exists():
+        return path
+    start = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+    zone = dt.timezone(dt.timedelta(hours=2))
+    tmp = path.with_name(path.name + ".tmp")
+    with open(clean, encoding="utf-8", newline="") as f, open(tmp, "w", encoding="utf-8") as out:
+        out.write(f.readline().rstrip("\n") + ",seen\n")
+        for index, line in enumerate(f):
+            moment = start + dt.timedelta(seconds=37 * index, microseconds=index % 1000)
+            if mixed and index % 7 == 3:
+                text = moment.astimezone(zone).isoformat()
+            else:
+                text = moment.isoformat().replace("+00:00", "Z")
+            out.write(f"{line.rstrip(chr(10))},{text}\n")
+    os.replace(tmp, path)
+    return path
+
+
 def columnar_main(args: argparse.Namespace, rows: int, data_dir: Path) -> int:
     """Clean and 2 %-dirty CSV to Parquet and JSON Lines, one worker: zoopipe_hpc with the
     columnar fast path, zoopipe_hpc on the row path, ZooPipe, and plain pyarrow."""
     began = time.perf_counter()
     clean = ensure_people_csv(rows, data_dir, seed=args.seed)
+    if args.zoned:
+        clean = ensure_zoned_csv(clean)
     dirty, invalid = ensure_dirty_csv(clean)
+    zoned = bool(args.zoned)
     if args.no_zoopipe:
         have_zoopipe, zoopipe_note = False, "zoopipe skipped (--no-zoopipe)"
     else:
@@ -638,14 +681,16 @@ def columnar_main(args: argparse.Namespace, rows: int, data_dir: Path) -> int:
     results: list[dict[str, Any]] = []
     try:
         cases: list[tuple[str, Case]] = [
-            ("clean", Case(PYARROW, output, 1, rows, clean)) for output in OUTPUTS
+            ("clean", Case(PYARROW, output, 1, rows, clean, zoned=zoned)) for output in OUTPUTS
         ]
         for name, source, bad in inputs:
             for output in OUTPUTS:
-                cases.append((name, Case(HPC, output, 1, rows, source, bad)))
-                cases.append((name, Case(HPC, output, 1, rows, source, bad, columnar=False)))
+                cases.append((name, Case(HPC, output, 1, rows, source, bad, zoned=zoned)))
+                cases.append(
+                    (name, Case(HPC, output, 1, rows, source, bad, columnar=False, zoned=zoned))
+                )
                 if have_zoopipe:
-                    cases.append((name, Case(ZOOPIPE, output, 1, rows, source, bad)))
+                    cases.append((name, Case(ZOOPIPE, output, 1, rows, source, bad, zoned=zoned)))
         runs: dict[tuple[str, str, str, bool], list[dict[str, Any]]] = {}
         for _ in range(args.repeat):
             for name, case in cases:
@@ -685,7 +730,8 @@ def columnar_main(args: argparse.Namespace, rows: int, data_dir: Path) -> int:
     env = environment()
     print()
     print(
-        f"columnar fast path: {rows:,}-row CSV, 4-field model, one worker "
+        f"columnar fast path: {rows:,}-row CSV, "
+        f"{'5-field model with a time-zoned timestamp' if zoned else '4-field model'}, one worker "
         f"(dirty: {invalid:,} invalid rows); pyarrow baselines: clean input, no validation, "
         "pyarrow/this against the baseline of the same output"
     )
@@ -1060,6 +1106,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="only the hooks table: a hook adding a field, CSV -> Parquet, one worker: "
         "zoopipe_hpc without hook, with a row hook, with an Arrow hook, and zoopipe's row hook",
+    )
+    parser.add_argument(
+        "--zoned",
+        action="store_true",
+        help="with --columnar-table: add a time-zoned ISO-8601 timestamp column (ending in Z) "
+        "to the input and the model",
     )
     parser.add_argument(
         "--rss-hpc-only",

@@ -17,6 +17,7 @@ from zoopipe_hpc.adapters._csv_lines import LineLocator
 from zoopipe_hpc.adapters.base import _jsonl_items
 from zoopipe_hpc.commit._staging import StagingArea
 from zoopipe_hpc.validation._arrow import (
+    _json_column,
     _json_float,
     _json_string,
     joined_lines,
@@ -254,3 +255,18 @@ def test_without_error_output_only_logged_records_are_located(
     assert len(calls) == 200
     got = [json.loads(line)["line"] for line in errors.read_text("utf-8").splitlines()]
     assert got == [i + 2 for i in range(2000) if i % 10 == 3]
+
+
+@pytest.mark.parametrize("zone", ["UTC", "+00:00", "+05:30", "-11:45", "+23:59"])
+def test_zoned_timestamps_json_as_pydantic_writes_them(zone: str) -> None:
+    texts = [
+        "2020-01-01T12:00:00Z",
+        "2020-01-01T12:00:00.5Z",
+        "2020-02-29T23:59:59.000001Z",
+        "1000-01-01T23:00:00Z",
+        "0999-12-31T23:00:00Z",  # a local year below 1000 in some zones: pydantic's own text
+        None,
+    ]
+    column = pa.array(texts).cast(pa.timestamp("us", tz="UTC")).cast(pa.timestamp("us", tz=zone))
+    expected = [pydantic_core.to_json(v).decode() for v in column.to_pylist()]
+    assert _json_column(column).to_pylist() == expected  # type: ignore[union-attr]

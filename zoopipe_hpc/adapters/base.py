@@ -13,7 +13,7 @@ import pyarrow as pa
 
 from ..commit._staging import StagingArea
 from ..errors import ConfigurationError, OutputError
-from ..validation._arrow import joined_lines, json_rows, rows_to_table
+from ..validation._arrow import joined_lines, json_rows, rows_to_table, without_zones
 
 __all__ = [
     "InputBatch",
@@ -343,6 +343,7 @@ class _StagedWriter(OutputWriter):
             super().write_table(table, rows, order)
             return
         # These sinks turn rows into a table first (rows_to_table), which passes a table on.
+        table = without_zones(table)
         if rows:
             table = pa.concat_tables([table, rows_to_table(rows, table.schema)])
             if order is not None:

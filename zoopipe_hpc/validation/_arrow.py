@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import enum
+import re
 import types
 import typing
 import uuid
@@ -181,6 +182,16 @@ def _column(values: list[Any], arrow_type: pa.DataType) -> pa.Array:
     return pa.array(values, type=arrow_type)
 
 
+def without_zones(table: pa.Table) -> pa.Table:
+    """``table`` with its zoned timestamp columns as naive ones of the same instants (UTC),
+    which is how a table of rows stores aware datetimes (see :func:`rows_to_table`)."""
+    schema = original = table.schema
+    for index, field in enumerate(original):
+        if pa.types.is_timestamp(field.type) and field.type.tz is not None:
+            schema = schema.set(index, field.with_type(pa.timestamp(field.type.unit)))
+    return table if schema is original else table.cast(schema)
+
+
 def column_fits(values: list[Any], arrow_type: pa.DataType) -> bool:
     """True if ``values`` (JSON-serializable) can be stored in a column of ``arrow_type``."""
     try:
@@ -325,9 +336,41 @@ def _json_column(column: pa.Array) -> pa.Array | _Quoted | None:
         return _json_string(column)
     if pa.types.is_float64(typ):
         return _json_float(column)
-    if pa.types.is_date32(typ) or typ == pa.timestamp("us"):
+    if pa.types.is_timestamp(typ) and typ.unit == "us" and typ.tz is not None:
+        return _json_zoned(column)
+    if pa.types.is_date32(typ) or typ == pa.timestamp("us") or typ == pa.time64("us"):
         return _pydantic_json(column)
     return None
+
+
+_ZONE = re.compile(r"([+-])([01][0-9]|2[0-3]):([0-5][0-9])")
+
+
+def _json_zoned(column: pa.Array) -> pa.Array:
+    """JSON text of a timestamp column in a fixed zone (``UTC`` or ``+HH:MM``), as pydantic-core
+    writes aware datetimes: local time, microseconds only when not zero, then ``Z`` or the
+    offset. Built with pyarrow (pyarrow's aware Python values cost microseconds each)."""
+    zone = column.type.tz
+    m = _ZONE.fullmatch(zone)
+    if zone == "UTC":
+        offset, suffix = 0, "Z"
+    elif m is not None:
+        minutes = int(m.group(2)) * 60 + int(m.group(3))
+        offset = (-minutes if m.group(1) == "-" else minutes) * 60_000_000
+        suffix = zone if offset else "Z"
+    else:
+        return _pydantic_json(column)
+    local = pc.add(column.cast(pa.timestamp("us")), pa.scalar(offset, pa.duration("us")))
+    span = pc.min_max(pc.year(local)).as_py()
+    if span["min"] is not None and not 1000 <= span["min"] <= span["max"] <= 9999:
+        return _pydantic_json(column)  # four-digit years only
+    text = local.cast(pa.string())  # YYYY-MM-DD HH:MM:SS.ffffff
+    fraction = pc.utf8_slice_codeunits(text, 19, 26)
+    fraction = pc.if_else(pc.equal(fraction, ".000000"), "", fraction)
+    date = pc.utf8_slice_codeunits(text, 0, 10)
+    time = pc.utf8_slice_codeunits(text, 11, 19)
+    joined = pc.binary_join_element_wise('"', date, "T", time, fraction, suffix + '"', "")
+    return pc.fill_null(joined, "null")
 
 
 def _pydantic_json(column: pa.Array) -> pa.Array:

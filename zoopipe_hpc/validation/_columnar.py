@@ -17,25 +17,36 @@ What is covered (anything else: the model is not compiled, and a debug log says 
 * ``str``: text columns; ``min_length``/``max_length`` (characters) and ``pattern`` when the
   pattern uses only a syntax RE2 and Rust's regex crate read the same way (ASCII literals,
   classes of ASCII ranges, ``.``, anchors, groups, alternation, quantifiers, escaped punctuation).
-* ``bool``: the spellings pydantic accepts, in lower, upper or title case; boolean columns.
+* ``bool``: the spellings pydantic accepts, in any case; boolean columns.
 * ``date``: ``YYYY-MM-DD`` (years 1000-2999) that is a real day; date32 columns.
-* ``datetime``: naive ``YYYY-MM-DD[T ]HH:MM:SS[.f{1,6}]``; naive timestamp columns in s/ms/us.
+* ``datetime``: ``YYYY-MM-DD[T ]HH:MM:SS[.f{1,6}]``, naive or ending in ``Z`` or ``+HH:MM``
+  (rows in another zone than most of the batch go to pydantic: one zone a column, see
+  ``_datetimes``); naive timestamp columns in s/ms/us.
+* ``UUID``: the hyphenated hex form, in any case (written in lowercase, as ``str(UUID)``).
 * enums whose values are all strings, and ``Literal`` of strings: membership of text values.
 * ``Optional[X]`` of the above: nulls (from typed inputs) become None; an empty CSV string is
   *not* None, exactly as for pydantic.
+* other scalar fields (``Decimal``, ``UUID``, ``time``, ints in ``Literal`` or enums, constraints
+  the checks do not read), and columns of a type their kind does not cover: pydantic validates
+  the column alone (:func:`by_pydantic`); only the rows it rejects go to pydantic whole.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import decimal
+import enum
 import logging
 import os
+import uuid
+from collections.abc import Callable
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
-from ._arrow import schema_for_model
+from ._arrow import _column, schema_for_model
 from ._columnar_plan import FieldPlan, NotCompiled, compile_model
 
 __all__ = ["ColumnarValidator", "columnar_enabled"]
@@ -51,16 +62,16 @@ _DATETIME_RE = (
     r"^[12][0-9]{3}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
     r"[T ]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?$"
 )
+_UUID_RE = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+#: A time zone pydantic reads as a fixed offset: ``Z`` or ``+HH:MM`` / ``-HH:MM``.
+_ZONED_RE = _DATETIME_RE[:-1] + r"(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"
 _TRUE = ("1", "on", "t", "true", "y", "yes")
 _FALSE = ("0", "off", "f", "false", "n", "no")
 
 
-def _spellings(words: tuple[str, ...]) -> pa.Array:
-    return pa.array(sorted({form for w in words for form in (w, w.upper(), w.title())}))
-
-
-_TRUE_SET = _spellings(_TRUE)
-_FALSE_SET = _spellings(_FALSE)
+#: pydantic reads these words in any case (``tRuE``); no other letter lowercases into them.
+_TRUE_SET = pa.array(_TRUE)
+_FALSE_SET = pa.array(_FALSE)
 
 
 def columnar_enabled() -> bool:
@@ -111,19 +122,20 @@ class ColumnarValidator:
                 return self.schema.empty_table(), _false(n)
             column = table.column(indexes[0])
             column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-            try:
-                converted = self._field(plan, column)
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-                # pyarrow cannot convert this column at all: pydantic validates the whole
-                # batch row by row, so the outcome is the row path's.
-                log.debug("column %r left to pydantic: %s", plan.key, exc)
-                return self.schema.empty_table(), _false(n)
+            converted = None
+            if plan.kind != "pydantic":
+                try:
+                    converted = self._field(plan, column)
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                    log.debug("column %r: %s", plan.key, exc)
             if converted is None:
-                return self.schema.empty_table(), _false(n)
+                # A column the checks do not cover: pydantic validates it alone, and only the
+                # rows it cannot vouch for go to pydantic whole.
+                converted = by_pydantic(plan, column)
             values, good = converted
             ok = good if ok is None else pc.and_(ok, good)
             columns.append(values)
-        accepted = pa.Table.from_arrays(columns, schema=self.schema)
+        accepted = pa.Table.from_arrays(columns, names=self.schema.names)
         if ok is not None and not pc.all(ok).as_py():
             accepted = accepted.filter(ok)
         return accepted, ok
@@ -174,10 +186,17 @@ class ColumnarValidator:
                     good = pc.and_(good, _fill(pc.less_equal(length, plan.max_length)))
             if plan.pattern is not None:
                 good = pc.and_(good, _fill(pc.match_substring_regex(values, plan.pattern)))
+        elif kind == "uuid":
+            # The hyphenated form, in any case: pydantic's value prints as its lowercase.
+            if not text:
+                return None
+            good = _fill(pc.match_substring_regex(column, _UUID_RE))
+            values = pc.ascii_lower(column)
         elif kind == "bool":
             if text:
-                true = pc.is_in(column, value_set=_TRUE_SET)
-                good = pc.or_(true, pc.is_in(column, value_set=_FALSE_SET))
+                lower = pc.ascii_lower(column)
+                true = pc.is_in(lower, value_set=_TRUE_SET)
+                good = pc.or_(true, pc.is_in(lower, value_set=_FALSE_SET))
                 values = true
             elif pa.types.is_boolean(typ):
                 values = column
@@ -187,8 +206,8 @@ class ColumnarValidator:
         elif kind == "date":
             if text:
                 good = _fill(pc.match_substring_regex(column, _DATE_RE))
-                good, stamps = _real_days(column, good)
-                values = stamps.cast(pa.date32())
+                good = _real_day_mask(column, good)
+                values = _cast_where(good, column, "2000-01-01", pa.date32())
             elif pa.types.is_date32(typ):
                 values = column
                 good = pc.is_valid(values)
@@ -196,9 +215,7 @@ class ColumnarValidator:
                 return None
         elif kind == "datetime":
             if text:
-                good = _fill(pc.match_substring_regex(column, _DATETIME_RE))
-                good, _ = _real_days(pc.utf8_slice_codeunits(column, 0, 10), good)
-                values = _cast_where(good, column, "2000-01-01 00:00:00", pa.timestamp("us"))
+                values, good = _datetimes(column)
             elif pa.types.is_timestamp(typ) and typ.tz is None and typ.unit in ("s", "ms", "us"):
                 values = column.cast(pa.timestamp("us"))
                 good = pc.is_valid(values)
@@ -218,7 +235,9 @@ class ColumnarValidator:
             # A null input is None for pydantic; constraints do not apply to it.
             good = pc.or_(good, pc.is_null(column))
             values = pc.if_else(pc.is_null(column), pa.scalar(None, values.type), values)
-        if values.type != plan.arrow_type:
+        if values.type != plan.arrow_type and not (
+            kind == "datetime" and values.type.equals(pa.timestamp("us", tz=values.type.tz))
+        ):
             return None
         return values, good
 
@@ -230,9 +249,132 @@ def _cast_where(good: pa.Array, text: pa.Array, dummy: str, to: pa.DataType) -> 
     return text.cast(to)
 
 
-def _real_days(text: pa.Array, good: pa.Array) -> tuple[pa.Array, pa.Array]:
-    """``good`` narrowed to the ``YYYY-MM-DD`` texts that are real days, and their timestamps."""
-    candidates = pc.if_else(good, text, "2000-01-01")
-    stamps = pc.strptime(candidates, format="%Y-%m-%d", unit="s", error_is_null=True)
-    same = _fill(pc.equal(pc.strftime(stamps, format="%Y-%m-%d"), candidates))
-    return pc.and_(good, same), pc.if_else(same, stamps, pa.scalar(0, pa.timestamp("s")))
+_DAYS_IN_MONTH = pa.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], pa.int8())
+
+
+def _real_day_mask(text: pa.Array, good: pa.Array) -> pa.Array:
+    """``good`` narrowed to the texts starting ``YYYY-MM-DD`` (where ``good``: the form is
+    checked) with a real day, by arithmetic (parsing and printing dates costs more)."""
+    if not len(text):
+        return good
+    if not pc.all(good).as_py():
+        text = pc.if_else(good, text, "2000-01-01")
+
+    def part(start: int, stop: int) -> pa.Array:
+        return pc.utf8_slice_codeunits(text, start, stop).cast(pa.int16())
+
+    year, month, day = part(0, 4), part(5, 7), part(8, 10)
+    within = pc.less_equal(day, pc.take(_DAYS_IN_MONTH, month))
+
+    def divisible(by: int) -> pa.Array:
+        return pc.equal(pc.subtract(year, pc.multiply(pc.divide(year, by), by)), 0)
+
+    leap = pc.and_(divisible(4), pc.or_(pc.invert(divisible(100)), divisible(400)))
+    leap_day = pc.and_(pc.and_(pc.equal(month, 2), pc.equal(day, 29)), leap)
+    return pc.and_(good, pc.or_(within, leap_day))
+
+
+def _datetimes(text: pa.Array) -> tuple[pa.Array, pa.Array]:
+    """Timestamps of the datetime texts of a batch, and the mask of those vouched for.
+
+    pydantic keeps each value's offset (``Z``, ``+00:00`` and ``-00:00`` are all UTC), and an
+    Arrow column has one time zone: the batch's most common zone (or none) is that of the
+    column, and rows in another zone go to pydantic. A zoned column holds the instants (in
+    UTC), as the row path stores aware datetimes; the JSON text keeps the offset.
+    """
+    naive = _fill(pc.match_substring_regex(text, _DATETIME_RE))
+    zoned = _fill(pc.match_substring_regex(text, _ZONED_RE))
+    zone = ""
+    good = naive
+    n_zoned = pc.sum(zoned).as_py() or 0
+    if n_zoned:
+        zulu = pc.and_(zoned, pc.ends_with(text, "Z"))
+        if (pc.sum(zulu).as_py() or 0) == n_zoned:
+            # One zone, UTC (the common case): no per-row zone keys.
+            if n_zoned >= (pc.sum(naive).as_py() or 0):
+                zone, good = "+00:00", zoned
+        else:
+            suffix = pc.if_else(zulu, "+00:00", pc.utf8_slice_codeunits(text, -6, 2**31 - 1))
+            suffix = pc.if_else(pc.equal(suffix, "-00:00"), "+00:00", suffix)
+            key = pc.if_else(zoned, suffix, pc.if_else(naive, "", pa.scalar(None, pa.string())))
+            counts = pc.value_counts(key).to_pylist()
+            best = max(
+                (c for c in counts if c["values"] is not None),
+                key=lambda c: c["counts"],
+                default=None,
+            )
+            if best is not None and best["values"]:
+                zone = best["values"]
+                good = _fill(pc.equal(key, zone))
+    good = _real_day_mask(text, good)
+    if not zone:
+        return _cast_where(good, text, "2000-01-01 00:00:00", pa.timestamp("us")), good
+    instants = _cast_where(good, text, "2000-01-01 00:00:00Z", pa.timestamp("us", tz="UTC"))
+    return instants.cast(pa.timestamp("us", tz="UTC" if zone == "+00:00" else zone)), good
+
+
+def by_pydantic(plan: FieldPlan, column: pa.Array) -> tuple[pa.Array, pa.Array]:
+    """The column validated by pydantic alone (the field's type and constraints), in one call;
+    the rows vouched for are those it accepts whose values are written as the row path writes
+    them (see ``_written_alike``). Others go to pydantic whole, as rows."""
+    n = len(column)
+    adapter = plan.adapter
+    if adapter is None:  # pragma: no cover - every plan has one
+        return pa.nulls(n, plan.arrow_type), _false(n)
+    values = column.to_pylist()
+    keep: list[int] | range = range(n)
+    try:
+        out = adapter.validate_python(values)
+    except ValidationError as exc:
+        bad = {e["loc"][0] for e in exc.errors(include_url=False, include_input=False)}
+        keep = [i for i in range(n) if i not in bad]
+        try:
+            out = adapter.validate_python([values[i] for i in keep])
+        except Exception:  # noqa: BLE001 - pydantic decides on the whole row
+            return pa.nulls(n, plan.arrow_type), _false(n)
+    except Exception:  # noqa: BLE001 - pydantic decides on the whole row
+        return pa.nulls(n, plan.arrow_type), _false(n)
+    try:
+        dumped = adapter.dump_python(out, by_alias=True, warnings=False)
+    except Exception:  # noqa: BLE001 - the row path decides
+        return pa.nulls(n, plan.arrow_type), _false(n)
+    alike = _written_alike(plan.arrow_type)
+    full: list[Any] = [None] * n
+    good = [False] * n
+    for i, value in zip(keep, dumped, strict=True):
+        if alike(value):
+            full[i] = value
+            good[i] = True
+    try:
+        written = _column(full, plan.arrow_type)
+    except Exception:  # noqa: BLE001 - the row path decides
+        return pa.nulls(n, plan.arrow_type), _false(n)
+    return written, pa.array(good, pa.bool_())
+
+
+def _written_alike(arrow_type: pa.DataType) -> Callable[[Any], bool]:
+    """A test of a dumped value: is its column value (and the JSON text the fast path writes
+    from it) what the row path writes from the value itself?"""
+    if pa.types.is_string(arrow_type):
+        # Written as str(): the JSON text is that of a string for these only.
+        return lambda v: (
+            v is None
+            or isinstance(v, str | decimal.Decimal | uuid.UUID)
+            or (isinstance(v, enum.Enum) and isinstance(v.value, str))
+        )
+    if pa.types.is_int64(arrow_type):
+        return lambda v: (
+            v is None or type(v) is int or (isinstance(v, enum.Enum) and type(v.value) is int)
+        )
+    if pa.types.is_float64(arrow_type):
+        return lambda v: v is None or type(v) is float
+    if pa.types.is_boolean(arrow_type):
+        return lambda v: v is None or type(v) is bool
+    if pa.types.is_date32(arrow_type):
+        return lambda v: v is None or type(v) is dt.date
+    if pa.types.is_time64(arrow_type):
+        # The column has no offset: only naive times are written alike.
+        return lambda v: v is None or (type(v) is dt.time and v.tzinfo is None)
+    if pa.types.is_timestamp(arrow_type) and arrow_type.tz is None:
+        return lambda v: v is None or (type(v) is dt.datetime and v.tzinfo is None)
+    return lambda v: False

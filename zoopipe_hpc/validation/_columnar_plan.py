@@ -9,17 +9,19 @@ plans are in :mod:`._columnar`, whose docstring lists what is covered.
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import enum
 import re
 import types
 import typing
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 import annotated_types
 import pyarrow as pa
 import pyarrow.compute as pc
-from pydantic import BaseModel, RootModel
+from pydantic import BaseModel, RootModel, TypeAdapter
 
 from ._arrow import arrow_type_for
 
@@ -80,7 +82,7 @@ class FieldPlan:
     name: str  # the attribute
     key: str  # input key (the validation alias, or the name)
     out: str  # output key (as schema_for_model names it)
-    kind: str  # int, float, str, bool, date, datetime, choice
+    kind: str  # int, float, str, bool, date, datetime, uuid, choice; pydantic (by_pydantic)
     optional: bool
     arrow_type: pa.DataType
     bounds: list[tuple[str, int | float]] = field(default_factory=list)
@@ -88,6 +90,39 @@ class FieldPlan:
     max_length: int | None = None
     pattern: str | None = None
     choices: pa.Array | None = None
+    #: The field alone (annotation and constraints) over a list of values: validates a column
+    #: in one call where the column checks cannot vouch for it (kind ``pydantic``, or a column
+    #: whose type the kind does not cover).
+    adapter: TypeAdapter[list[Any]] | None = None
+
+
+#: Types whose values pydantic validates column by column (``by_pydantic``): scalars that are
+#: written to a column of their own type, or as their ``str()`` to a text column.
+_BY_PYDANTIC = (decimal.Decimal, uuid.UUID, dt.time, int, float, str, bool, dt.date, dt.datetime)
+
+
+def _scalar(annotation: Any) -> bool:
+    """True for a field type whose values the column-wide pydantic validation may vouch for."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(annotation)
+        rest = [a for a in args if a is not type(None)]
+        return len(rest) == 1 and len(args) == 2 and _scalar(rest[0])
+    if origin is typing.Literal:
+        return all(type(v) in (str, int, bool) for v in typing.get_args(annotation))
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        return not issubclass(annotation, enum.Flag) and all(
+            type(member.value) in (str, int) for member in annotation
+        )
+    return annotation in _BY_PYDANTIC
+
+
+def _adapter(info: Any) -> TypeAdapter[list[Any]]:
+    """A validator of a list of the field's values, with the field's constraints."""
+    inner = info.annotation
+    if info.metadata:
+        inner = typing.Annotated[(inner, *info.metadata)]
+    return TypeAdapter(list[inner])  # type: ignore[valid-type]
 
 
 def _kind_of(annotation: Any) -> tuple[str, bool, pa.Array | None]:
@@ -109,6 +144,7 @@ def _kind_of(annotation: Any) -> tuple[str, bool, pa.Array | None]:
         ("bool", bool),
         ("date", dt.date),
         ("datetime", dt.datetime),
+        ("uuid", uuid.UUID),
     ):
         if annotation is python:
             return kind, optional, None
@@ -143,6 +179,33 @@ def _compile_field(model: type[BaseModel], name: str, info: Any) -> FieldPlan:
         key = alias
     if alias is not None and validation_alias not in (None, alias):
         raise NotCompiled("alias and validation alias differ")
+    for meta in info.metadata:
+        module = type(meta).__module__
+        if module.startswith("pydantic.functional") or not (
+            module == "annotated_types" or module.startswith("pydantic.")
+        ):
+            raise NotCompiled(f"annotation {meta!r} may run code")
+    adapter = _adapter(info)
+    try:
+        plan = _native(name, key, info)
+    except NotCompiled:
+        if not _scalar(info.annotation):
+            raise
+        # Not covered by the column checks: pydantic validates the column (see by_pydantic).
+        plan = FieldPlan(
+            name=name,
+            key=key,
+            out=info.serialization_alias or name,
+            kind="pydantic",
+            optional=False,
+            arrow_type=arrow_type_for(info.annotation),
+        )
+    plan.adapter = adapter
+    return plan
+
+
+def _native(name: str, key: str, info: Any) -> FieldPlan:
+    """The plan of a field the column checks cover, or NotCompiled."""
     kind, optional, choices = _kind_of(info.annotation)
     plan = FieldPlan(
         name=name,
