@@ -4,6 +4,8 @@ through a Pipe and through parallelize_pipe, every record once and in the snapsh
 from __future__ import annotations
 
 import pickle
+import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from types import SimpleNamespace
@@ -175,3 +177,25 @@ class TestIcebergInput(InputAdapterConformance):
         for attempt in (adapter.check, lambda: adapter.split(2), lambda: list(adapter.batches())):
             with pytest.raises(InputError, match="conformance.missing"):
                 attempt()
+
+
+def test_an_unknown_snapshot_is_an_input_error_naming_the_table(lake: Path) -> None:
+    with pytest.raises(InputError, match="lake.users.*no snapshot 12345"):
+        IcebergInputAdapter(TABLE, warehouse=lake, snapshot_id=12345)
+
+
+def test_a_table_created_after_the_adapter_is_pinned_on_first_use(tmp_path: Path) -> None:
+    warehouse = tmp_path / "wh"
+    adapter = IcebergInputAdapter(TABLE, warehouse=warehouse)
+    _write_runs(tmp_path, warehouse, [range(0, 10)])
+    assert [r["id"] for r in _read(adapter)] == list(range(10))
+    assert adapter.snapshot_id is not None and adapter.source.endswith("users")
+
+
+def test_importing_the_input_adapter_does_not_import_pyiceberg() -> None:
+    code = (
+        "import sys, zoopipe_hpc, zoopipe_hpc.adapters.iceberg_input;"
+        "zoopipe_hpc.IcebergInputAdapter; print('pyiceberg' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -15,6 +15,7 @@ import os
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlparse
 
 import pyarrow as pa
 
@@ -93,9 +94,15 @@ class IcebergInputAdapter(IcebergTableAccess, BaseInputAdapter):
         self._pinned = False
         self._location: str | None = None
         self._try_pin()
-        super().__init__(self._location if self._location is not None else self.identifier)
+        super().__init__(self.source)
 
     # -- identity and pickling ----------------------------------------------------------------
+
+    @property
+    def source(self) -> str:
+        """The table's location (kept as text: it may be a URI), or its identifier until the
+        table is found."""
+        return self._location if self._location is not None else self.identifier
 
     def describe(self) -> str:
         snapshot = f", snapshot {self.snapshot_id}" if self.snapshot_id is not None else ""
@@ -129,14 +136,13 @@ class IcebergInputAdapter(IcebergTableAccess, BaseInputAdapter):
         if table is None:
             return
         location = table.location()
-        self._location = location[len("file://") :] if location.startswith("file://") else location
+        parsed = urlparse(location)
+        self._location = unquote(parsed.path) if parsed.scheme == "file" else location
         if self.snapshot_id is None:
             current = table.current_snapshot()
             self.snapshot_id = int(current.snapshot_id) if current is not None else None
         elif table.snapshot_by_id(self.snapshot_id) is None:
-            raise ConfigurationError(
-                f"Iceberg table {self.identifier} has no snapshot {self.snapshot_id}"
-            )
+            raise self._error(f"no snapshot {self.snapshot_id}")
         self._pinned = True
 
     def _table(self) -> Table:
