@@ -1,9 +1,9 @@
 """Input and output adapters: CSV, JSON Lines / JSON arrays, Parquet, Arrow IPC, Iceberg and
 DuckDB tables, SQL databases, and in-process Python iterables.
 
-``IcebergOutputAdapter`` imports pyiceberg only when used (``zoopipe_hpc[iceberg]``),
-``DuckDBOutputAdapter`` duckdb (``zoopipe_hpc[duckdb]``), ``SQLOutputAdapter`` sqlalchemy
-(``zoopipe_hpc[sql]``).
+``IcebergInputAdapter`` and ``IcebergOutputAdapter`` import pyiceberg only when used
+(``zoopipe_hpc[iceberg]``), ``DuckDBOutputAdapter`` duckdb (``zoopipe_hpc[duckdb]``),
+``SQLOutputAdapter`` sqlalchemy (``zoopipe_hpc[sql]``).
 """
 
 from .arrow import ArrowInputAdapter, ArrowOutputAdapter
@@ -11,6 +11,7 @@ from .base import BaseInputAdapter, BaseOutputAdapter, InputBatch, OutputWriter
 from .csv import CSVInputAdapter, CSVOutputAdapter
 from .duckdb import DuckDBOutputAdapter
 from .iceberg import IcebergOutputAdapter
+from .iceberg_input import IcebergInputAdapter
 from .json import JSONInputAdapter, JSONOutputAdapter
 from .parquet import ParquetInputAdapter, ParquetOutputAdapter
 from .pygen import PyGeneratorInputAdapter, PyGeneratorOutputAdapter
@@ -26,6 +27,7 @@ __all__ = [
     "CSVInputAdapter",
     "CSVOutputAdapter",
     "DuckDBOutputAdapter",
+    "IcebergInputAdapter",
     "IcebergOutputAdapter",
     "JSONInputAdapter",
     "JSONOutputAdapter",
