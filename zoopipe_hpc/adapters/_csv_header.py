@@ -34,7 +34,8 @@ _FOREIGN_BOMS = (
 )
 
 _NEEDS_UTF8 = (
-    "this reader needs UTF-8 (encoding= support comes with issue 14); convert the file first, "
+    "this reader needs UTF-8 unless told the encoding: give encoding= (e.g. "
+    'CSVInputAdapter(path, encoding="utf-16"), or "latin-1", "cp1252"), or convert the file, '
     "e.g. with iconv -f {encoding} -t UTF-8"
 )
 

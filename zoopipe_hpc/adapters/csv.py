@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import codecs
 import csv as _csv
 import io
 import os
+import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from ..errors import ConfigurationError, InputError
@@ -44,6 +47,17 @@ class CSVInputAdapter(BaseInputAdapter):
     (a field count other than the header's) and a quoted field that never closes are error
     records; a record longer than ``block_size`` is read with a larger block, up to 64 MiB (see
     ``docs/guide.md``, "Bad input").
+
+    Missing values and encodings (``docs/guide.md``, "CSV options"):
+
+    * ``null_values``: a cell equal to one of these texts is None (a null on the fast path), so
+      ``int | None`` fields accept it; ``true_values`` / ``false_values``: a cell equal to one
+      of these reads as ``"true"`` / ``"false"``, which bool fields accept;
+    * ``encoding``: the file's text encoding (``"utf-8"``, the default, is read as before).
+      Any other (``"latin-1"``, ``"cp1252"``, ``"utf-16"`` with its BOM...) is decoded into a
+      private UTF-8 copy that is then read as usual; such a file is one shard (``split(n)``
+      gives one shard and ``n - 1`` empty ones). A byte the encoding cannot decode stops the
+      read with an ``InputError`` naming the file, the line and the byte offset.
     """
 
     def __init__(
@@ -58,6 +72,10 @@ class CSVInputAdapter(BaseInputAdapter):
         quote_char: str | None = None,
         block_size: int = 1 << 20,
         byte_range: tuple[int, int, int] | None = None,
+        null_values: Sequence[str] | None = None,
+        true_values: Sequence[str] | None = None,
+        false_values: Sequence[str] | None = None,
+        encoding: str = "utf-8",
     ) -> None:
         super().__init__(source)
         if quotechar is not None and quote_char is not None and quotechar != quote_char:
@@ -92,6 +110,22 @@ class CSVInputAdapter(BaseInputAdapter):
         self.generate_ids = bool(generate_ids)
         self.block_size = block_size
         self.byte_range = ByteRange(*byte_range) if byte_range is not None else None
+        self.null_values = _markers(self.source, "null_values", null_values)
+        self.true_values = _markers(self.source, "true_values", true_values)
+        self.false_values = _markers(self.source, "false_values", false_values)
+        both = set(self.true_values or ()) & set(self.false_values or ())
+        if both:
+            raise ConfigurationError(
+                f"{self.source}: {sorted(both)} are both true_values and false_values"
+            )
+        if not isinstance(encoding, str):
+            raise ConfigurationError(f"{self.source}: encoding must be a name, got {encoding!r}")
+        try:
+            codec = codecs.lookup(encoding).name
+        except LookupError as exc:
+            raise ConfigurationError(f"{self.source}: unknown encoding {encoding!r}") from exc
+        self.encoding = encoding
+        self._transcode = codec != "utf-8"
 
     @property
     def quote_char(self) -> str:
@@ -150,10 +184,16 @@ class CSVInputAdapter(BaseInputAdapter):
             generate_ids=self.generate_ids,
             block_size=self.block_size,
             byte_range=(r.start, r.end, r.line),
+            null_values=self.null_values,
+            true_values=self.true_values,
+            false_values=self.false_values,
         )
 
     def split(self, workers: int) -> list[BaseInputAdapter]:
         check_workers(workers)
+        if self._transcode:
+            # Decoded whole: the first shard reads the file, the others nothing.
+            return [self, *(_EmptyCSV(self.path) for _ in range(workers - 1))]
         _, whole, _ = self._layout()
         r = self.byte_range or whole
         with open(self.path, "rb") as f:
@@ -169,6 +209,60 @@ class CSVInputAdapter(BaseInputAdapter):
         return [self._with_range(part) for part in ranges]
 
     def batches(self) -> Iterator[InputBatch]:
+        if self._transcode:
+            yield from self._decoded_batches()
+            return
+        if not (self.null_values or self.true_values or self.false_values):
+            yield from self._utf8_batches()
+            return
+        for batch in self._utf8_batches():
+            if batch.table is not None:
+                batch.table = self._apply_markers(batch.table)
+            yield batch
+
+    def _apply_markers(self, table: pa.Table) -> pa.Table:
+        """``table`` with null, true and false markers replaced (string columns only)."""
+        columns = []
+        for column in table.columns:
+            if pa.types.is_string(column.type):
+                for values, to in (
+                    (self.true_values, pa.scalar("true")),
+                    (self.false_values, pa.scalar("false")),
+                    (self.null_values, pa.scalar(None, pa.string())),
+                ):
+                    if values:
+                        hit = pc.is_in(column, value_set=pa.array(values, pa.string()))
+                        column = pc.if_else(hit, to, column)
+            columns.append(column)
+        return pa.Table.from_arrays(columns, names=table.column_names)
+
+    def _decoded_batches(self) -> Iterator[InputBatch]:
+        """The batches of a file in another encoding than UTF-8: decoded into a private UTF-8
+        copy first, read from it, with the original file named in every record."""
+        self.check()
+        with tempfile.TemporaryDirectory(prefix="zoopipe-csv-") as folder:
+            copy = Path(folder) / "utf8.csv"
+            _decode_to_utf8(self.path, self.source, self.encoding, copy)
+            inner = CSVInputAdapter(
+                copy,
+                delimiter=self.delimiter,
+                quotechar=self.quotechar,
+                skip_rows=self.skip_rows,
+                fieldnames=self.fieldnames,
+                block_size=self.block_size,
+                null_values=self.null_values,
+                true_values=self.true_values,
+                false_values=self.false_values,
+            )
+            inner_source = str(copy)
+            for batch in inner.batches():
+                batch.source = self.source
+                for record in batch.malformed:
+                    if record.get("source") == inner_source:
+                        record["source"] = self.source
+                yield batch
+
+    def _utf8_batches(self) -> Iterator[InputBatch]:
         header, whole, columns = self._layout()
         if not header:
             return
@@ -188,6 +282,84 @@ class CSVInputAdapter(BaseInputAdapter):
 
 
 _BOM = b"\xef\xbb\xbf"
+#: Bytes decoded at a time when a file is decoded into UTF-8.
+_DECODE_CHUNK = 1 << 20
+
+
+def _markers(source: str, name: str, values: Sequence[str] | None) -> list[str] | None:
+    """The marker texts of option ``name`` (None when not given); refuses anything else than a
+    list of strings."""
+    if values is None:
+        return None
+    if isinstance(values, str) or not all(isinstance(v, str) for v in values):
+        raise ConfigurationError(f"{source}: {name} must be a list of texts, got {values!r}")
+    return list(values)
+
+
+def _decode_to_utf8(path: Path, source: str, encoding: str, destination: Path) -> None:
+    """Write ``path`` decoded from ``encoding`` into ``destination`` as UTF-8 (a BOM, with
+    the encodings that have one, is dropped). A byte that does not decode is an InputError
+    naming the file, its line and its byte offset."""
+    decoder = codecs.getincrementaldecoder(encoding)("strict")
+    offset = 0
+    with open(path, "rb") as f, open(destination, "wb") as out:
+        while True:
+            chunk = f.read(_DECODE_CHUNK)
+            final = not chunk
+            try:
+                text = decoder.decode(chunk, final)
+            except UnicodeDecodeError as exc:
+                # exc.object: the bytes the decoder held back before this chunk, and the chunk.
+                where = offset + len(chunk) - len(exc.object) + exc.start
+                raise InputError(
+                    f"cannot decode the file as {encoding}: bytes "
+                    f"{exc.object[exc.start : exc.end]!r} at byte {where} ({exc.reason})",
+                    path=source,
+                    line=1 + _count_lines(_prefix(path, encoding, where)),
+                    offset=where,
+                ) from exc
+            out.write(text.encode("utf-8"))
+            offset += len(chunk)
+            if final:
+                break
+
+
+def _prefix(path: Path, encoding: str, end: int) -> str:
+    """The text of the first ``end`` bytes of ``path`` (to count the lines before a byte that
+    does not decode)."""
+    decoder = codecs.getincrementaldecoder(encoding)("replace")
+    parts = []
+    with open(path, "rb") as f:
+        left = end
+        while left > 0:
+            chunk = f.read(min(left, _DECODE_CHUNK))
+            if not chunk:
+                break
+            left -= len(chunk)
+            parts.append(decoder.decode(chunk, False))
+    return "".join(parts)
+
+
+def _count_lines(text: str) -> int:
+    """Line ends in ``text`` (LF, CR LF or CR each end one)."""
+    return text.count("\n") + text.count("\r") - text.count("\r\n")
+
+
+class _EmptyCSV(BaseInputAdapter):
+    """A shard of a file decoded whole by another shard: no records."""
+
+    def describe(self) -> str:
+        return f"CSVInputAdapter({self.source!r}, empty shard: decoded whole by the first)"
+
+    def check(self) -> None:
+        return None
+
+    def split(self, workers: int) -> list[BaseInputAdapter]:
+        check_workers(workers)
+        return [self, *(_EmptyCSV(self.path) for _ in range(workers - 1))]
+
+    def batches(self) -> Iterator[InputBatch]:
+        return iter(())
 
 
 class _CSVSink(_FileSink):
