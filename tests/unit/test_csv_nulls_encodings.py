@@ -246,3 +246,46 @@ def test_property_null_markers_match_pydantic(
         valid, errors = _run(tmp_path, source, Maybe, columnar=columnar, null_values=markers)
         assert valid == expected_valid
         assert [e["line"] for e in errors] == expected_lines
+
+
+def test_single_byte_files_are_split_by_byte_ranges(tmp_path: Path) -> None:
+    names = [f"Zoë{i}" for i in range(3000)]
+    source = tmp_path / "p.csv"
+    source.write_bytes(
+        ("id,nàme\n" + "".join(f"{i},{n}\n" for i, n in enumerate(names))).encode("cp1252")
+    )
+    shards = CSVInputAdapter(source, encoding="cp1252").split(3)
+    read = []
+    for shard in shards:
+        assert isinstance(shard, CSVInputAdapter) and shard.byte_range is not None
+        for batch in shard.batches():
+            read.extend(batch.records)
+    assert read == [{"id": str(i), "nàme": n} for i, n in enumerate(names)]
+
+
+def test_decode_error_in_a_later_shard_names_its_line(tmp_path: Path) -> None:
+    rows = [f"{i},caf\xe9\n".encode("cp1252") for i in range(3000)]
+    rows[2500] = b"2500,\x81\n"
+    data = b"id,name\n" + b"".join(rows)
+    source = tmp_path / "bad.csv"
+    source.write_bytes(data)
+    messages = []
+    for shard in CSVInputAdapter(source, encoding="cp1252").split(3):
+        try:
+            list(shard.batches())
+        except InputError as exc:
+            messages.append(str(exc))
+    offset = data.index(b"\x81")
+    assert messages == [
+        f"{source}:2502: cannot decode the file as cp1252: bytes b'\\x81' at byte "
+        f"{offset} (character maps to <undefined>)"
+    ]
+
+
+def test_utf16_is_one_shard(tmp_path: Path) -> None:
+    source = tmp_path / "u.csv"
+    source.write_bytes(("id,name\n" + "1,a\n" * 100).encode("utf-16"))
+    shards = CSVInputAdapter(source, encoding="utf-16").split(3)
+    assert len(shards) == 3
+    counts = [sum(len(b.records) for b in shard.batches()) for shard in shards]
+    assert counts == [100, 0, 0]

@@ -54,10 +54,12 @@ class CSVInputAdapter(BaseInputAdapter):
       ``int | None`` fields accept it; ``true_values`` / ``false_values``: a cell equal to one
       of these reads as ``"true"`` / ``"false"``, which bool fields accept;
     * ``encoding``: the file's text encoding (``"utf-8"``, the default, is read as before).
-      Any other (``"latin-1"``, ``"cp1252"``, ``"utf-16"`` with its BOM...) is decoded into a
-      private UTF-8 copy that is then read as usual; such a file is one shard (``split(n)``
-      gives one shard and ``n - 1`` empty ones). A byte the encoding cannot decode stops the
-      read with an ``InputError`` naming the file, the line and the byte offset.
+      A single-byte encoding that keeps ASCII (``"latin-1"``, ``"cp1252"``...) is split by
+      byte ranges as UTF-8 is, each shard decoding its range into a private UTF-8 copy; any
+      other (``"utf-16"`` with its BOM...) cannot be cut exactly at byte offsets, so the file is
+      decoded whole by one shard (``split(n)`` gives it and ``n - 1`` empty shards). A byte the
+      encoding cannot decode stops the read with an ``InputError`` naming the file, the line
+      and the byte offset.
     """
 
     def __init__(
@@ -125,7 +127,11 @@ class CSVInputAdapter(BaseInputAdapter):
         except LookupError as exc:
             raise ConfigurationError(f"{self.source}: unknown encoding {encoding!r}") from exc
         self.encoding = encoding
-        self._transcode = codec != "utf-8"
+        #: "utf-8": read as it is; "bytewise": a single-byte encoding keeping ASCII, split by
+        #: byte ranges, each decoded by its shard; "whole": decoded whole, one shard.
+        self._mode = "utf-8" if codec == "utf-8" else "bytewise" if _bytewise(codec) else "whole"
+        self._codec = codec
+        self._transcode = self._mode == "whole"
 
     @property
     def quote_char(self) -> str:
@@ -156,7 +162,8 @@ class CSVInputAdapter(BaseInputAdapter):
             with open(self.path, "rb") as f:
                 line += line_ends(f.read(start))
         if self.fieldnames is not None:
-            check_encoding(self.path, self.source)
+            if self._mode == "utf-8":
+                check_encoding(self.path, self.source)
             size = file_size(self.path)
             if start == 0:
                 with open(self.path, "rb") as f:
@@ -170,8 +177,11 @@ class CSVInputAdapter(BaseInputAdapter):
             self.delimiter.encode(),
             start=start,
             line=line,
+            encoding=self._codec,
         )
-        columns = column_names(header, self.source, self.delimiter, self.quotechar, line)
+        columns = column_names(
+            header, self.source, self.delimiter, self.quotechar, line, encoding=self._codec
+        )
         return header, ByteRange(start + len(header), size, line + line_ends(header)), columns
 
     def _with_range(self, r: ByteRange) -> CSVInputAdapter:
@@ -187,6 +197,7 @@ class CSVInputAdapter(BaseInputAdapter):
             null_values=self.null_values,
             true_values=self.true_values,
             false_values=self.false_values,
+            encoding=self.encoding,
         )
 
     def split(self, workers: int) -> list[BaseInputAdapter]:
@@ -209,8 +220,11 @@ class CSVInputAdapter(BaseInputAdapter):
         return [self._with_range(part) for part in ranges]
 
     def batches(self) -> Iterator[InputBatch]:
-        if self._transcode:
+        if self._mode == "whole":
             yield from self._decoded_batches()
+            return
+        if self._mode == "bytewise":
+            yield from self._range_decoded_batches()
             return
         if not (self.null_values or self.true_values or self.false_values):
             yield from self._utf8_batches()
@@ -242,7 +256,7 @@ class CSVInputAdapter(BaseInputAdapter):
         self.check()
         with tempfile.TemporaryDirectory(prefix="zoopipe-csv-") as folder:
             copy = Path(folder) / "utf8.csv"
-            _decode_to_utf8(self.path, self.source, self.encoding, copy)
+            _decode_to_utf8(self.path, self.source, self._codec, copy, ByteRange(0, -1, 1))
             inner = CSVInputAdapter(
                 copy,
                 delimiter=self.delimiter,
@@ -254,13 +268,42 @@ class CSVInputAdapter(BaseInputAdapter):
                 true_values=self.true_values,
                 false_values=self.false_values,
             )
-            inner_source = str(copy)
-            for batch in inner.batches():
-                batch.source = self.source
-                for record in batch.malformed:
-                    if record.get("source") == inner_source:
-                        record["source"] = self.source
-                yield batch
+            yield from self._renamed(inner, copy)
+
+    def _range_decoded_batches(self) -> Iterator[InputBatch]:
+        """The batches of this byte range of a file in a single-byte encoding: the range is
+        decoded into a private UTF-8 copy, read as records of the columns of the header."""
+        header, whole, columns = self._layout()
+        if not header and self.fieldnames is None:
+            return
+        r = self.byte_range or whole
+        if r.empty:
+            return
+        with tempfile.TemporaryDirectory(prefix="zoopipe-csv-") as folder:
+            copy = Path(folder) / "utf8.csv"
+            size = _decode_to_utf8(self.path, self.source, self._codec, copy, r)
+            inner = CSVInputAdapter(
+                copy,
+                delimiter=self.delimiter,
+                quotechar=self.quotechar,
+                fieldnames=columns,
+                block_size=self.block_size,
+                byte_range=(0, size, r.line),
+                null_values=self.null_values,
+                true_values=self.true_values,
+                false_values=self.false_values,
+            )
+            yield from self._renamed(inner, copy)
+
+    def _renamed(self, inner: CSVInputAdapter, copy: Path) -> Iterator[InputBatch]:
+        """``inner``'s batches, naming this file instead of the private ``copy``."""
+        inner_source = str(copy)
+        for batch in inner.batches():
+            batch.source = self.source
+            for record in batch.malformed:
+                if record.get("source") == inner_source:
+                    record["source"] = self.source
+            yield batch
 
     def _utf8_batches(self) -> Iterator[InputBatch]:
         header, whole, columns = self._layout()
@@ -296,41 +339,66 @@ def _markers(source: str, name: str, values: Sequence[str] | None) -> list[str] 
     return list(values)
 
 
-def _decode_to_utf8(path: Path, source: str, encoding: str, destination: Path) -> None:
-    """Write ``path`` decoded from ``encoding`` into ``destination`` as UTF-8 (a BOM, with
-    the encodings that have one, is dropped). A byte that does not decode is an InputError
-    naming the file, its line and its byte offset."""
+def _bytewise(codec: str) -> bool:
+    """Whether ``codec`` is a single-byte encoding that keeps ASCII (latin-1, cp1252...): a
+    byte range of its file can then be cut at the same bytes as in UTF-8."""
+    ascii_bytes = bytes(range(128))
+    try:
+        if ascii_bytes.decode(codec) != ascii_bytes.decode("ascii"):
+            return False
+    except UnicodeDecodeError:
+        return False
+    alone = 0
+    for byte in range(128, 256):
+        try:
+            alone += len(bytes([byte]).decode(codec)) == 1
+        except UnicodeDecodeError:
+            pass
+    return alone >= 120  # a code page: (nearly) every high byte a character of its own
+
+
+def _decode_to_utf8(path: Path, source: str, encoding: str, destination: Path, r: ByteRange) -> int:
+    """Write bytes ``r.start`` to ``r.end`` (-1: the end) of ``path`` decoded from
+    ``encoding`` into ``destination`` as UTF-8 (a BOM, with the encodings that have one, is
+    dropped); the bytes written. A byte that does not decode is an InputError naming the file,
+    its line (``r.start`` being line ``r.line``) and its byte offset."""
     decoder = codecs.getincrementaldecoder(encoding)("strict")
-    offset = 0
+    offset, written = r.start, 0
     with open(path, "rb") as f, open(destination, "wb") as out:
+        f.seek(r.start)
         while True:
-            chunk = f.read(_DECODE_CHUNK)
+            want = _DECODE_CHUNK if r.end < 0 else min(_DECODE_CHUNK, r.end - offset)
+            chunk = f.read(want) if want > 0 else b""
             final = not chunk
             try:
                 text = decoder.decode(chunk, final)
             except UnicodeDecodeError as exc:
                 # exc.object: the bytes the decoder held back before this chunk, and the chunk.
                 where = offset + len(chunk) - len(exc.object) + exc.start
+                before = _prefix(path, encoding, r.start, where)
                 raise InputError(
                     f"cannot decode the file as {encoding}: bytes "
                     f"{exc.object[exc.start : exc.end]!r} at byte {where} ({exc.reason})",
                     path=source,
-                    line=1 + _count_lines(_prefix(path, encoding, where)),
+                    line=r.line + _count_lines(before),
                     offset=where,
                 ) from exc
-            out.write(text.encode("utf-8"))
+            data = text.encode("utf-8")
+            out.write(data)
+            written += len(data)
             offset += len(chunk)
             if final:
-                break
+                return written
 
 
-def _prefix(path: Path, encoding: str, end: int) -> str:
-    """The text of the first ``end`` bytes of ``path`` (to count the lines before a byte that
-    does not decode)."""
+def _prefix(path: Path, encoding: str, start: int, end: int) -> str:
+    """The text of bytes ``start`` to ``end`` of ``path`` (to count the lines before a byte
+    that does not decode)."""
     decoder = codecs.getincrementaldecoder(encoding)("replace")
     parts = []
     with open(path, "rb") as f:
-        left = end
+        f.seek(start)
+        left = end - start
         while left > 0:
             chunk = f.read(min(left, _DECODE_CHUNK))
             if not chunk:
