@@ -289,3 +289,19 @@ def test_utf16_is_one_shard(tmp_path: Path) -> None:
     assert len(shards) == 3
     counts = [sum(len(b.records) for b in shard.batches()) for shard in shards]
     assert counts == [100, 0, 0]
+
+
+@pytest.mark.parametrize("encoding", ["latin-1", "utf-16"])
+def test_skip_rows_and_fieldnames_with_an_encoding(tmp_path: Path, encoding: str) -> None:
+    source = tmp_path / "s.csv"
+    source.write_bytes("title é\n1,Zoë\n2,NA\n".encode(encoding))
+    adapter = CSVInputAdapter(
+        source, encoding=encoding, skip_rows=1, fieldnames=["id", "name"], null_values=["NA"]
+    )
+    rows, lines = [], []
+    for shard in adapter.split(2):
+        for batch in shard.batches():
+            rows.extend(batch.records)
+            lines.extend(batch.locate(i) for i in range(len(batch.records)))
+    assert rows == [{"id": "1", "name": "Zoë"}, {"id": "2", "name": None}]
+    assert lines == [2, 3]
