@@ -167,7 +167,7 @@ def test_a_file_that_is_not_utf8_is_refused_naming_the_encoding(
     source.write_bytes(data)
     message = _refused(tmp_path, source, workers)
     assert message.startswith(f"{source}:1: {problem}")
-    assert "this reader needs UTF-8 (encoding= support comes with issue 14)" in message
+    assert "this reader needs UTF-8 unless told the encoding: give encoding=" in message
 
 
 # -- 4. a record longer than a block ----------------------------------------------------------

@@ -473,7 +473,10 @@ def test_adapter_options_are_checked(tmp_path: Path) -> None:
     error = load_error(job)
     assert error.key == "input.options.delimeter"
     assert "unknown option 'delimeter' for a csv input" in str(error)
-    assert "block_size, delimiter, fieldnames, generate_ids, quote_char, quotechar" in str(error)
+    assert (
+        "block_size, delimiter, encoding, false_values, fieldnames, generate_ids, null_values, "
+        "quote_char, quotechar, skip_rows, true_values"
+    ) in str(error)
     bad = write(
         tmp_path / "bad.yaml",
         "name: j\ninput: {format: csv, path: a, options: {delimiter: ';;'}}\n"

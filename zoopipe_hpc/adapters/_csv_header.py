@@ -34,7 +34,8 @@ _FOREIGN_BOMS = (
 )
 
 _NEEDS_UTF8 = (
-    "this reader needs UTF-8 (encoding= support comes with issue 14); convert the file first, "
+    "this reader needs UTF-8 unless told the encoding: give encoding= (e.g. "
+    'CSVInputAdapter(path, encoding="utf-16"), or "latin-1", "cp1252"), or convert the file, '
     "e.g. with iconv -f {encoding} -t UTF-8"
 )
 
@@ -86,12 +87,20 @@ def header_of(fieldnames: list[str], delimiter: str, quote_char: str) -> bytes:
 
 
 def read_header(
-    path: Path, source: str, quote: bytes, delimiter: bytes, start: int = 0, line: int = 1
+    path: Path,
+    source: str,
+    quote: bytes,
+    delimiter: bytes,
+    start: int = 0,
+    line: int = 1,
+    encoding: str = "utf-8",
 ) -> tuple[bytes, int]:
     """(the bytes of the header line that starts at ``start``, which is line ``line``; the
-    file's size), refusing what cannot be a UTF-8 header."""
+    file's size), refusing what cannot be a header in ``encoding`` (UTF-8 or a single-byte
+    encoding that keeps ASCII)."""
     size = file_size(path)
-    check_encoding(path, source)
+    if encoding == "utf-8":
+        check_encoding(path, source)
     with open(path, "rb") as f:
         limit = min(size, start + HEADER_LIMIT)
         end = header_end(f, limit, quote, delimiter, start)
@@ -106,6 +115,18 @@ def read_header(
             path=source,
             line=line,
         )
+    if encoding != "utf-8":
+        try:
+            header.decode(encoding)
+        except UnicodeDecodeError as exc:
+            raise InputError(
+                f"the header is not {encoding} (byte 0x{header[exc.start]:02x} at byte "
+                f"{start + exc.start} of the file)",
+                path=source,
+                line=line,
+                offset=start + exc.start,
+            ) from None
+        return header, size
     nul = header.find(b"\x00")
     if nul >= 0:
         raise InputError(
@@ -127,10 +148,18 @@ def read_header(
 
 
 def column_names(
-    header: bytes, source: str, delimiter: str, quote_char: str, line: int = 1
+    header: bytes,
+    source: str,
+    delimiter: str,
+    quote_char: str,
+    line: int = 1,
+    encoding: str = "utf-8",
 ) -> list[str]:
     """The column names of a header read by :func:`read_header`, each one once."""
-    text = header.removeprefix(_UTF8_BOM).decode("utf-8")
+    if encoding == "utf-8":
+        text = header.removeprefix(_UTF8_BOM).decode("utf-8")
+    else:
+        text = header.decode(encoding)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quotechar=quote_char)
     try:
         rows = list(reader)

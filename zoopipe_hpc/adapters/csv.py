@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import codecs
 import csv as _csv
 import io
 import os
+import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from ..errors import ConfigurationError, InputError
@@ -44,6 +47,19 @@ class CSVInputAdapter(BaseInputAdapter):
     (a field count other than the header's) and a quoted field that never closes are error
     records; a record longer than ``block_size`` is read with a larger block, up to 64 MiB (see
     ``docs/guide.md``, "Bad input").
+
+    Missing values and encodings (``docs/guide.md``, "CSV options"):
+
+    * ``null_values``: a cell equal to one of these texts is None (a null on the fast path), so
+      ``int | None`` fields accept it; ``true_values`` / ``false_values``: a cell equal to one
+      of these reads as ``"true"`` / ``"false"``, which bool fields accept;
+    * ``encoding``: the file's text encoding (``"utf-8"``, the default, is read as before).
+      A single-byte encoding that keeps ASCII (``"latin-1"``, ``"cp1252"``...) is split by
+      byte ranges as UTF-8 is, each shard decoding its range into a private UTF-8 copy; any
+      other (``"utf-16"`` with its BOM...) cannot be cut exactly at byte offsets, so the file is
+      decoded whole by one shard (``split(n)`` gives it and ``n - 1`` empty shards). A byte the
+      encoding cannot decode stops the read with an ``InputError`` naming the file, the line
+      and the byte offset.
     """
 
     def __init__(
@@ -58,6 +74,10 @@ class CSVInputAdapter(BaseInputAdapter):
         quote_char: str | None = None,
         block_size: int = 1 << 20,
         byte_range: tuple[int, int, int] | None = None,
+        null_values: Sequence[str] | None = None,
+        true_values: Sequence[str] | None = None,
+        false_values: Sequence[str] | None = None,
+        encoding: str = "utf-8",
     ) -> None:
         super().__init__(source)
         if quotechar is not None and quote_char is not None and quotechar != quote_char:
@@ -92,6 +112,26 @@ class CSVInputAdapter(BaseInputAdapter):
         self.generate_ids = bool(generate_ids)
         self.block_size = block_size
         self.byte_range = ByteRange(*byte_range) if byte_range is not None else None
+        self.null_values = _markers(self.source, "null_values", null_values)
+        self.true_values = _markers(self.source, "true_values", true_values)
+        self.false_values = _markers(self.source, "false_values", false_values)
+        both = set(self.true_values or ()) & set(self.false_values or ())
+        if both:
+            raise ConfigurationError(
+                f"{self.source}: {sorted(both)} are both true_values and false_values"
+            )
+        if not isinstance(encoding, str):
+            raise ConfigurationError(f"{self.source}: encoding must be a name, got {encoding!r}")
+        try:
+            codec = codecs.lookup(encoding).name
+        except LookupError as exc:
+            raise ConfigurationError(f"{self.source}: unknown encoding {encoding!r}") from exc
+        self.encoding = encoding
+        #: "utf-8": read as it is; "bytewise": a single-byte encoding keeping ASCII, split by
+        #: byte ranges, each decoded by its shard; "whole": decoded whole, one shard.
+        self._mode = "utf-8" if codec == "utf-8" else "bytewise" if _bytewise(codec) else "whole"
+        self._codec = codec
+        self._transcode = self._mode == "whole"
 
     @property
     def quote_char(self) -> str:
@@ -122,7 +162,8 @@ class CSVInputAdapter(BaseInputAdapter):
             with open(self.path, "rb") as f:
                 line += line_ends(f.read(start))
         if self.fieldnames is not None:
-            check_encoding(self.path, self.source)
+            if self._mode == "utf-8":
+                check_encoding(self.path, self.source)
             size = file_size(self.path)
             if start == 0:
                 with open(self.path, "rb") as f:
@@ -136,8 +177,11 @@ class CSVInputAdapter(BaseInputAdapter):
             self.delimiter.encode(),
             start=start,
             line=line,
+            encoding=self._codec,
         )
-        columns = column_names(header, self.source, self.delimiter, self.quotechar, line)
+        columns = column_names(
+            header, self.source, self.delimiter, self.quotechar, line, encoding=self._codec
+        )
         return header, ByteRange(start + len(header), size, line + line_ends(header)), columns
 
     def _with_range(self, r: ByteRange) -> CSVInputAdapter:
@@ -150,10 +194,17 @@ class CSVInputAdapter(BaseInputAdapter):
             generate_ids=self.generate_ids,
             block_size=self.block_size,
             byte_range=(r.start, r.end, r.line),
+            null_values=self.null_values,
+            true_values=self.true_values,
+            false_values=self.false_values,
+            encoding=self.encoding,
         )
 
     def split(self, workers: int) -> list[BaseInputAdapter]:
         check_workers(workers)
+        if self._transcode:
+            # Decoded whole: the first shard reads the file, the others nothing.
+            return [self, *(_EmptyCSV(self.path) for _ in range(workers - 1))]
         _, whole, _ = self._layout()
         r = self.byte_range or whole
         with open(self.path, "rb") as f:
@@ -169,6 +220,92 @@ class CSVInputAdapter(BaseInputAdapter):
         return [self._with_range(part) for part in ranges]
 
     def batches(self) -> Iterator[InputBatch]:
+        if self._mode == "whole":
+            yield from self._decoded_batches()
+            return
+        if self._mode == "bytewise":
+            yield from self._range_decoded_batches()
+            return
+        if not (self.null_values or self.true_values or self.false_values):
+            yield from self._utf8_batches()
+            return
+        for batch in self._utf8_batches():
+            if batch.table is not None:
+                batch.table = self._apply_markers(batch.table)
+            yield batch
+
+    def _apply_markers(self, table: pa.Table) -> pa.Table:
+        """``table`` with null, true and false markers replaced (string columns only)."""
+        columns = []
+        for column in table.columns:
+            if pa.types.is_string(column.type):
+                for values, to in (
+                    (self.true_values, pa.scalar("true")),
+                    (self.false_values, pa.scalar("false")),
+                    (self.null_values, pa.scalar(None, pa.string())),
+                ):
+                    if values:
+                        hit = pc.is_in(column, value_set=pa.array(values, pa.string()))
+                        column = pc.if_else(hit, to, column)
+            columns.append(column)
+        return pa.Table.from_arrays(columns, names=table.column_names)
+
+    def _decoded_batches(self) -> Iterator[InputBatch]:
+        """The batches of a file in another encoding than UTF-8: decoded into a private UTF-8
+        copy first, read from it, with the original file named in every record."""
+        self.check()
+        with tempfile.TemporaryDirectory(prefix="zoopipe-csv-") as folder:
+            copy = Path(folder) / "utf8.csv"
+            _decode_to_utf8(self.path, self.source, self._codec, copy, ByteRange(0, -1, 1))
+            inner = CSVInputAdapter(
+                copy,
+                delimiter=self.delimiter,
+                quotechar=self.quotechar,
+                skip_rows=self.skip_rows,
+                fieldnames=self.fieldnames,
+                block_size=self.block_size,
+                null_values=self.null_values,
+                true_values=self.true_values,
+                false_values=self.false_values,
+            )
+            yield from self._renamed(inner, copy)
+
+    def _range_decoded_batches(self) -> Iterator[InputBatch]:
+        """The batches of this byte range of a file in a single-byte encoding: the range is
+        decoded into a private UTF-8 copy, read as records of the columns of the header."""
+        header, whole, columns = self._layout()
+        if not header and self.fieldnames is None:
+            return
+        r = self.byte_range or whole
+        if r.empty:
+            return
+        with tempfile.TemporaryDirectory(prefix="zoopipe-csv-") as folder:
+            copy = Path(folder) / "utf8.csv"
+            size = _decode_to_utf8(self.path, self.source, self._codec, copy, r)
+            inner = CSVInputAdapter(
+                copy,
+                delimiter=self.delimiter,
+                quotechar=self.quotechar,
+                fieldnames=columns,
+                block_size=self.block_size,
+                byte_range=(0, size, r.line),
+                null_values=self.null_values,
+                true_values=self.true_values,
+                false_values=self.false_values,
+            )
+            yield from self._renamed(inner, copy)
+
+    def _renamed(self, inner: CSVInputAdapter, copy: Path) -> Iterator[InputBatch]:
+        """``inner``'s batches, naming this file instead of the private ``copy``."""
+        inner_source = str(copy)
+        for batch in inner.batches():
+            batch.source = self.source
+            for record in batch.malformed:
+                if record.get("source") == inner_source:
+                    record["source"] = self.source
+            yield batch
+
+    def _utf8_batches(self) -> Iterator[InputBatch]:
         header, whole, columns = self._layout()
         if not header:
             return
@@ -188,6 +325,109 @@ class CSVInputAdapter(BaseInputAdapter):
 
 
 _BOM = b"\xef\xbb\xbf"
+#: Bytes decoded at a time when a file is decoded into UTF-8.
+_DECODE_CHUNK = 1 << 20
+
+
+def _markers(source: str, name: str, values: Sequence[str] | None) -> list[str] | None:
+    """The marker texts of option ``name`` (None when not given); refuses anything else than a
+    list of strings."""
+    if values is None:
+        return None
+    if isinstance(values, str) or not all(isinstance(v, str) for v in values):
+        raise ConfigurationError(f"{source}: {name} must be a list of texts, got {values!r}")
+    return list(values)
+
+
+def _bytewise(codec: str) -> bool:
+    """Whether ``codec`` is a single-byte encoding that keeps ASCII (latin-1, cp1252...): a
+    byte range of its file can then be cut at the same bytes as in UTF-8."""
+    ascii_bytes = bytes(range(128))
+    try:
+        if ascii_bytes.decode(codec) != ascii_bytes.decode("ascii"):
+            return False
+    except UnicodeDecodeError:
+        return False
+    alone = 0
+    for byte in range(128, 256):
+        try:
+            alone += len(bytes([byte]).decode(codec)) == 1
+        except UnicodeDecodeError:
+            pass
+    return alone >= 120  # a code page: (nearly) every high byte a character of its own
+
+
+def _decode_to_utf8(path: Path, source: str, encoding: str, destination: Path, r: ByteRange) -> int:
+    """Write bytes ``r.start`` to ``r.end`` (-1: the end) of ``path`` decoded from
+    ``encoding`` into ``destination`` as UTF-8 (a BOM, with the encodings that have one, is
+    dropped); the bytes written. A byte that does not decode is an InputError naming the file,
+    its line (``r.start`` being line ``r.line``) and its byte offset."""
+    decoder = codecs.getincrementaldecoder(encoding)("strict")
+    offset, written = r.start, 0
+    with open(path, "rb") as f, open(destination, "wb") as out:
+        f.seek(r.start)
+        while True:
+            want = _DECODE_CHUNK if r.end < 0 else min(_DECODE_CHUNK, r.end - offset)
+            chunk = f.read(want) if want > 0 else b""
+            final = not chunk
+            try:
+                text = decoder.decode(chunk, final)
+            except UnicodeDecodeError as exc:
+                # exc.object: the bytes the decoder held back before this chunk, and the chunk.
+                where = offset + len(chunk) - len(exc.object) + exc.start
+                before = _prefix(path, encoding, r.start, where)
+                raise InputError(
+                    f"cannot decode the file as {encoding}: bytes "
+                    f"{exc.object[exc.start : exc.end]!r} at byte {where} ({exc.reason})",
+                    path=source,
+                    line=r.line + _count_lines(before),
+                    offset=where,
+                ) from exc
+            data = text.encode("utf-8")
+            out.write(data)
+            written += len(data)
+            offset += len(chunk)
+            if final:
+                return written
+
+
+def _prefix(path: Path, encoding: str, start: int, end: int) -> str:
+    """The text of bytes ``start`` to ``end`` of ``path`` (to count the lines before a byte
+    that does not decode)."""
+    decoder = codecs.getincrementaldecoder(encoding)("replace")
+    parts = []
+    with open(path, "rb") as f:
+        f.seek(start)
+        left = end - start
+        while left > 0:
+            chunk = f.read(min(left, _DECODE_CHUNK))
+            if not chunk:
+                break
+            left -= len(chunk)
+            parts.append(decoder.decode(chunk, False))
+    return "".join(parts)
+
+
+def _count_lines(text: str) -> int:
+    """Line ends in ``text`` (LF, CR LF or CR each end one)."""
+    return text.count("\n") + text.count("\r") - text.count("\r\n")
+
+
+class _EmptyCSV(BaseInputAdapter):
+    """A shard of a file decoded whole by another shard: no records."""
+
+    def describe(self) -> str:
+        return f"CSVInputAdapter({self.source!r}, empty shard: decoded whole by the first)"
+
+    def check(self) -> None:
+        return None
+
+    def split(self, workers: int) -> list[BaseInputAdapter]:
+        check_workers(workers)
+        return [self, *(_EmptyCSV(self.path) for _ in range(workers - 1))]
+
+    def batches(self) -> Iterator[InputBatch]:
+        return iter(())
 
 
 class _CSVSink(_FileSink):
