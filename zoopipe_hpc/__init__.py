@@ -10,6 +10,7 @@ from .adapters import (
     ArrowOutputAdapter,
     CSVInputAdapter,
     CSVOutputAdapter,
+    DuckDBInputAdapter,
     DuckDBOutputAdapter,
     IcebergOutputAdapter,
     JSONInputAdapter,
@@ -18,6 +19,7 @@ from .adapters import (
     ParquetOutputAdapter,
     PyGeneratorInputAdapter,
     PyGeneratorOutputAdapter,
+    SQLInputAdapter,
     SQLOutputAdapter,
 )
 from .engines import BaseEngine, MultiProcessEngine
@@ -47,6 +49,7 @@ __all__ = [
     "ArrowOutputAdapter",
     "CSVInputAdapter",
     "CSVOutputAdapter",
+    "DuckDBInputAdapter",
     "DuckDBOutputAdapter",
     "IcebergOutputAdapter",
     "JSONInputAdapter",
@@ -55,6 +58,7 @@ __all__ = [
     "ParquetOutputAdapter",
     "PyGeneratorInputAdapter",
     "PyGeneratorOutputAdapter",
+    "SQLInputAdapter",
     "SQLOutputAdapter",
     "BatchExecutor",
     "SingleThreadExecutor",

@@ -1,20 +1,20 @@
 """Input and output adapters: CSV, JSON Lines / JSON arrays, Parquet, Arrow IPC, Iceberg and
 DuckDB tables, SQL databases, and in-process Python iterables.
 
-``IcebergOutputAdapter`` imports pyiceberg only when used (``zoopipe_hpc[iceberg]``),
-``DuckDBOutputAdapter`` duckdb (``zoopipe_hpc[duckdb]``), ``SQLOutputAdapter`` sqlalchemy
+``IcebergOutputAdapter`` imports pyiceberg only when used (``zoopipe_hpc[iceberg]``), the
+DuckDB adapters duckdb (``zoopipe_hpc[duckdb]``), the SQL adapters sqlalchemy
 (``zoopipe_hpc[sql]``).
 """
 
 from .arrow import ArrowInputAdapter, ArrowOutputAdapter
 from .base import BaseInputAdapter, BaseOutputAdapter, InputBatch, OutputWriter
 from .csv import CSVInputAdapter, CSVOutputAdapter
-from .duckdb import DuckDBOutputAdapter
+from .duckdb import DuckDBInputAdapter, DuckDBOutputAdapter
 from .iceberg import IcebergOutputAdapter
 from .json import JSONInputAdapter, JSONOutputAdapter
 from .parquet import ParquetInputAdapter, ParquetOutputAdapter
 from .pygen import PyGeneratorInputAdapter, PyGeneratorOutputAdapter
-from .sql import SQLOutputAdapter
+from .sql import SQLInputAdapter, SQLOutputAdapter
 
 __all__ = [
     "ArrowInputAdapter",
@@ -25,6 +25,7 @@ __all__ = [
     "OutputWriter",
     "CSVInputAdapter",
     "CSVOutputAdapter",
+    "DuckDBInputAdapter",
     "DuckDBOutputAdapter",
     "IcebergOutputAdapter",
     "JSONInputAdapter",
@@ -33,5 +34,6 @@ __all__ = [
     "ParquetOutputAdapter",
     "PyGeneratorInputAdapter",
     "PyGeneratorOutputAdapter",
+    "SQLInputAdapter",
     "SQLOutputAdapter",
 ]
