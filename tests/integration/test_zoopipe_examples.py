@@ -877,6 +877,7 @@ pipe = Pipe(
 
 JSON_IMPORTS = "from zoopipe import JSONInputAdapter, JSONOutputAdapter, Pipe\n"
 
+
 def _jsonl(name: str) -> Callable[[Path], None]:
     def make(d: Path) -> None:
         _write_jsonl(d / name, USERS)
