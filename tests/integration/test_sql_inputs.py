@@ -169,7 +169,6 @@ def test_identifiers_are_checked_and_bounds_are_parameters(kind: str, tmp_path: 
             _adapter(kind, tmp_path / str(len(bad)), [], **bad)
     with pytest.raises(ConfigurationError):
         _adapter(kind, tmp_path, [], query="SELECT 1", table_name="items")
-    adapter = _adapter(kind, tmp_path / "ok", [], table_name="items")
     text_keys = [
         {"id": 1, "name": name, "score": 0.0} for name in ("a'); DROP TABLE items; --", "b", "c")
     ]
@@ -182,7 +181,6 @@ def test_identifiers_are_checked_and_bounds_are_parameters(kind: str, tmp_path: 
         r["name"] for r in text_keys
     )
     assert len(_read(by_name)) == 3
-    del adapter
 
 
 @KINDS

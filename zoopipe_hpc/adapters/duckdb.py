@@ -200,10 +200,10 @@ class DuckDBInputAdapter(KeyRangeInputAdapter):
                 reader = getattr(relation, "to_arrow_reader", relation.fetch_record_batch)(
                     self.batch_size
                 )
+                for batch in reader:
+                    if batch.num_rows:
+                        yield InputBatch(source=self.source, table=pa.Table.from_batches([batch]))
             except duckdb.Error as exc:
                 raise self._fail("query", exc) from exc
-            for batch in reader:
-                if batch.num_rows:
-                    yield InputBatch(source=self.source, table=pa.Table.from_batches([batch]))
         finally:
             connection.close()
