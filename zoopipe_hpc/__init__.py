@@ -10,6 +10,7 @@ from .adapters import (
     ArrowOutputAdapter,
     CSVInputAdapter,
     CSVOutputAdapter,
+    DuckDBInputAdapter,
     DuckDBOutputAdapter,
     IcebergInputAdapter,
     IcebergOutputAdapter,
@@ -19,6 +20,7 @@ from .adapters import (
     ParquetOutputAdapter,
     PyGeneratorInputAdapter,
     PyGeneratorOutputAdapter,
+    SQLInputAdapter,
     SQLOutputAdapter,
 )
 from .engines import BaseEngine, MultiProcessEngine
@@ -48,6 +50,7 @@ __all__ = [
     "ArrowOutputAdapter",
     "CSVInputAdapter",
     "CSVOutputAdapter",
+    "DuckDBInputAdapter",
     "DuckDBOutputAdapter",
     "IcebergInputAdapter",
     "IcebergOutputAdapter",
@@ -57,6 +60,7 @@ __all__ = [
     "ParquetOutputAdapter",
     "PyGeneratorInputAdapter",
     "PyGeneratorOutputAdapter",
+    "SQLInputAdapter",
     "SQLOutputAdapter",
     "BatchExecutor",
     "SingleThreadExecutor",

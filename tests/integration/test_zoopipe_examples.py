@@ -876,9 +876,6 @@ pipe = Pipe(
 """
 
 JSON_IMPORTS = "from zoopipe import JSONInputAdapter, JSONOutputAdapter, Pipe\n"
-NO_SQL = pytest.mark.xfail(
-    strict=True, raises=ImportError, reason="SQL inputs are left out: docs/zoopipe.md"
-)
 
 
 def _jsonl(name: str) -> Callable[[Path], None]:
@@ -994,7 +991,6 @@ JSON_CASES = [
         JSON_SQL_EXPORT,
         lambda d: None,
         _printed(),
-        marks=[NO_SQL],
     ),
     Case(
         "json-log-processing",

@@ -2,20 +2,20 @@
 DuckDB tables, SQL databases, and in-process Python iterables.
 
 ``IcebergInputAdapter`` and ``IcebergOutputAdapter`` import pyiceberg only when used
-(``zoopipe_hpc[iceberg]``), ``DuckDBOutputAdapter`` duckdb (``zoopipe_hpc[duckdb]``),
-``SQLOutputAdapter`` sqlalchemy (``zoopipe_hpc[sql]``).
+(``zoopipe_hpc[iceberg]``), the DuckDB adapters duckdb (``zoopipe_hpc[duckdb]``), the SQL
+adapters sqlalchemy (``zoopipe_hpc[sql]``).
 """
 
 from .arrow import ArrowInputAdapter, ArrowOutputAdapter
 from .base import BaseInputAdapter, BaseOutputAdapter, InputBatch, OutputWriter
 from .csv import CSVInputAdapter, CSVOutputAdapter
-from .duckdb import DuckDBOutputAdapter
+from .duckdb import DuckDBInputAdapter, DuckDBOutputAdapter
 from .iceberg import IcebergOutputAdapter
 from .iceberg_input import IcebergInputAdapter
 from .json import JSONInputAdapter, JSONOutputAdapter
 from .parquet import ParquetInputAdapter, ParquetOutputAdapter
 from .pygen import PyGeneratorInputAdapter, PyGeneratorOutputAdapter
-from .sql import SQLOutputAdapter
+from .sql import SQLInputAdapter, SQLOutputAdapter
 
 __all__ = [
     "ArrowInputAdapter",
@@ -26,6 +26,7 @@ __all__ = [
     "OutputWriter",
     "CSVInputAdapter",
     "CSVOutputAdapter",
+    "DuckDBInputAdapter",
     "DuckDBOutputAdapter",
     "IcebergInputAdapter",
     "IcebergOutputAdapter",
@@ -35,5 +36,6 @@ __all__ = [
     "ParquetOutputAdapter",
     "PyGeneratorInputAdapter",
     "PyGeneratorOutputAdapter",
+    "SQLInputAdapter",
     "SQLOutputAdapter",
 ]

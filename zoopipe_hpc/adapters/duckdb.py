@@ -15,18 +15,20 @@ import copy
 import importlib.util
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 
 from ..commit._locks import LOCK_TIMEOUT
 from ..commit._staging import StagingArea
-from ..errors import ConfigurationError
-from .base import BaseOutputAdapter, _FileSink
+from ..errors import ConfigurationError, InputError
+from ._key_ranges import KeyRangeInputAdapter
+from .base import BaseOutputAdapter, InputBatch, _FileSink
 from .parquet import _ParquetSink
 
-__all__ = ["DuckDBOutputAdapter", "MODES", "RUNS_TABLE", "require_duckdb"]
+__all__ = ["DuckDBInputAdapter", "DuckDBOutputAdapter", "MODES", "RUNS_TABLE", "require_duckdb"]
 
 #: What a run does to its table: ``replace`` its contents, or ``append`` to them.
 MODES = ("replace", "append")
@@ -136,3 +138,72 @@ class DuckDBOutputAdapter(BaseOutputAdapter):
             f"{self.describe()} is loaded into its database by its run's transaction, not "
             "merged into a file"
         )
+
+
+class DuckDBInputAdapter(KeyRangeInputAdapter):
+    """Reads table ``table_name`` (or the rows of ``query``) of the DuckDB file ``database``.
+
+    The file is opened read-only, in the process that reads, and the rows are fetched as Arrow
+    record batches of at most ``batch_size`` rows (``fetch_record_batch``). With ``key`` (a
+    column), ``split(n)`` gives ``n`` shards by ranges of the key at its quantiles, each read in
+    key order (rows whose key is NULL first, in the first shard): every row exactly once, and
+    the shards one after the other give the rows in key order. Without ``key`` the input is
+    one shard (:meth:`max_shards` is 1) and keeps the order DuckDB gives. ``table_name`` and
+    ``key`` are plain SQL identifiers; key bounds are bound as parameters.
+    """
+
+    def __init__(
+        self,
+        database: str | os.PathLike[str],
+        query: str | None = None,
+        table_name: str | None = None,
+        key: str | None = None,
+        batch_size: int = 10_000,
+    ) -> None:
+        require_duckdb()
+        self.database = Path(database).absolute()
+        super().__init__(self.database, query, table_name, key, batch_size)
+
+    def _parameter(self, index: int) -> str:
+        return "?"
+
+    def _connect(self) -> Any:
+        import duckdb
+
+        if not self.database.is_file():
+            raise InputError("no such DuckDB file", path=self.source, **self._what())
+        try:
+            return duckdb.connect(str(self.database), read_only=True)
+        except duckdb.Error as exc:
+            raise self._fail("open the database for", exc) from exc
+
+    def _scalars(self, sql: str, parameters: Sequence[Any]) -> tuple[Any, ...]:
+        import duckdb
+
+        connection = self._connect()
+        try:
+            row = connection.execute(sql, list(parameters)).fetchone()
+        except duckdb.Error as exc:
+            raise self._fail("query", exc) from exc
+        finally:
+            connection.close()
+        return tuple(row) if row is not None else (None,)
+
+    def _rows(self, sql: str, parameters: Sequence[Any]) -> Iterator[InputBatch]:
+        import duckdb
+
+        connection = self._connect()
+        try:
+            try:
+                relation = connection.sql(sql, params=list(parameters))
+                # A relation streams record batches: ``fetch_record_batch`` before duckdb 2.
+                reader = getattr(relation, "to_arrow_reader", relation.fetch_record_batch)(
+                    self.batch_size
+                )
+                for batch in reader:
+                    if batch.num_rows:
+                        yield InputBatch(source=self.source, table=pa.Table.from_batches([batch]))
+            except duckdb.Error as exc:
+                raise self._fail("query", exc) from exc
+        finally:
+            connection.close()

@@ -17,18 +17,20 @@ import hashlib
 import importlib.util
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 
 from ..commit._locks import LOCK_TIMEOUT
 from ..commit._staging import StagingArea
-from ..errors import ConfigurationError
-from .base import BaseOutputAdapter, _FileSink
+from ..errors import ConfigurationError, InputError
+from ._key_ranges import KeyRangeInputAdapter
+from .base import BaseOutputAdapter, InputBatch, _FileSink
 from .parquet import _ParquetSink
 
-__all__ = ["SQLOutputAdapter", "MODES", "RUNS_TABLE", "sqlite_file"]
+__all__ = ["SQLInputAdapter", "SQLOutputAdapter", "MODES", "RUNS_TABLE", "sqlite_file"]
 
 #: What a run does to its table: ``replace`` its contents, or ``append`` to them.
 MODES = ("replace", "append")
@@ -180,3 +182,90 @@ class SQLOutputAdapter(BaseOutputAdapter):
             f"{self.describe()} is loaded into its database by its run's transaction, not "
             "merged into a file"
         )
+
+
+class SQLInputAdapter(KeyRangeInputAdapter):
+    """Reads table ``table_name`` (or the rows of ``query``) of the database at SQLAlchemy URL
+    ``url_or_path`` (a plain path means a SQLite file, opened read-only).
+
+    The rows are streamed (``yield_per``) in batches of at most ``batch_size`` rows, each a list
+    of records. With ``key`` (a column), ``split(n)`` gives ``n`` shards by ranges of the key at
+    its quantiles, each read in key order (rows whose key is NULL first, in the first shard):
+    every row exactly once, and the shards one after the other give the rows in key order.
+    Without ``key`` the input is one shard (:meth:`max_shards` is 1). ``table_name`` and ``key``
+    are plain SQL identifiers (quoted); key bounds are bound as parameters. The engine is made
+    in the process that reads, so the adapter pickles (its URL, password included, travels).
+    """
+
+    def __init__(
+        self,
+        url_or_path: str | os.PathLike[str],
+        query: str | None = None,
+        table_name: str | None = None,
+        key: str | None = None,
+        batch_size: int = 10_000,
+    ) -> None:
+        if importlib.util.find_spec("sqlalchemy") is None:
+            raise ConfigurationError(
+                "SQLInputAdapter needs the sqlalchemy package: pip install 'zoopipe_hpc[sql]'"
+            )
+        text = os.fspath(url_or_path)
+        self.database = sqlite_file(text) if "://" in text else Path(text).absolute()
+        self.url = text if "://" in text else f"sqlite:///{self.database}"
+        super().__init__(self.database or text, query, table_name, key, batch_size)
+
+    @property
+    def source(self) -> str:
+        """The SQLite file, or the URL without its password."""
+        return str(self.database) if self.database is not None else _hidden(self.url)
+
+    def _parameter(self, index: int) -> str:
+        return f":p{index}"
+
+    def _engine(self) -> Any:
+        import sqlalchemy
+
+        if self.database is not None:
+            if not self.database.is_file():
+                raise InputError("no such SQLite file", path=self.source, **self._what())
+            # Read-only: SQLite's URI form with mode=ro.
+            return sqlalchemy.create_engine(
+                f"sqlite:///file:{self.database}?mode=ro&uri=true", poolclass=sqlalchemy.NullPool
+            )
+        return sqlalchemy.create_engine(self.url, poolclass=sqlalchemy.NullPool)
+
+    def _statement(self, sql: str, parameters: Sequence[Any]) -> tuple[Any, dict[str, Any]]:
+        import sqlalchemy
+
+        return sqlalchemy.text(sql), {f"p{i}": value for i, value in enumerate(parameters)}
+
+    def _scalars(self, sql: str, parameters: Sequence[Any]) -> tuple[Any, ...]:
+        import sqlalchemy
+
+        engine = self._engine()
+        try:
+            with engine.connect() as connection:
+                row = connection.execute(*self._statement(sql, parameters)).first()
+        except sqlalchemy.exc.SQLAlchemyError as exc:
+            raise self._fail("query", exc) from exc
+        finally:
+            engine.dispose()
+        return tuple(row) if row is not None else (None,)
+
+    def _rows(self, sql: str, parameters: Sequence[Any]) -> Iterator[InputBatch]:
+        import sqlalchemy
+
+        engine = self._engine()
+        try:
+            with engine.connect() as connection:
+                streaming = connection.execution_options(yield_per=self.batch_size)
+                try:
+                    result = streaming.execute(*self._statement(sql, parameters))
+                    for part in result.partitions():
+                        records = [dict(row._mapping) for row in part]
+                        if records:
+                            yield InputBatch(records, source=self.source)
+                except sqlalchemy.exc.SQLAlchemyError as exc:
+                    raise self._fail("query", exc) from exc
+        finally:
+            engine.dispose()
