@@ -11,7 +11,6 @@ duckdb is imported only when a database is used (``pip install 'zoopipe_hpc[duck
 
 from __future__ import annotations
 
-import copy
 import importlib.util
 import os
 import re
@@ -22,11 +21,10 @@ from typing import Any
 import pyarrow as pa
 
 from ..commit._locks import LOCK_TIMEOUT
-from ..commit._staging import StagingArea
 from ..errors import ConfigurationError, InputError
 from ._key_ranges import KeyRangeInputAdapter
-from .base import BaseOutputAdapter, InputBatch, _FileSink
-from .parquet import _ParquetSink
+from ._table_output import DatabaseTableOutput
+from .base import InputBatch
 
 __all__ = ["DuckDBInputAdapter", "DuckDBOutputAdapter", "MODES", "RUNS_TABLE", "require_duckdb"]
 
@@ -46,7 +44,7 @@ def require_duckdb() -> None:
         )
 
 
-class DuckDBOutputAdapter(BaseOutputAdapter):
+class DuckDBOutputAdapter(DatabaseTableOutput):
     """Writes the valid records to table ``table_name`` of the DuckDB file ``database``.
 
     ``mode="replace"`` (default): after the run the table holds exactly the run's rows (it is
@@ -84,6 +82,7 @@ class DuckDBOutputAdapter(BaseOutputAdapter):
         if not isinstance(lock_timeout, (int, float)) or lock_timeout <= 0:
             raise ConfigurationError(f"lock_timeout must be > 0 seconds, got {lock_timeout!r}")
         self.database = Path(database).absolute()
+        self.anchor = self.database
         self.table_name = table_name
         self.mode = mode
         self.compression = compression
@@ -100,43 +99,6 @@ class DuckDBOutputAdapter(BaseOutputAdapter):
         return (
             f"DuckDBOutputAdapter({str(self.database)!r}, table_name={self.table_name!r}, "
             f"mode={self.mode!r})"
-        )
-
-    def _clone(self) -> DuckDBOutputAdapter:
-        clone = copy.copy(self)
-        clone._part_of = None
-        clone._part_index = None
-        clone._sole = False
-        return clone
-
-    def numbered(self, index: int) -> DuckDBOutputAdapter:
-        """Shard ``index``'s own table ``<table>_part_NNNNN`` (``parallelize_pipe(merge=False)``),
-        committed with the other shards' tables in the same transaction."""
-        clone = self._clone()
-        clone.table_name = f"{self.table_name}_part_{index:05d}"
-        clone.path = self.database.with_name(f"{self.database.name}#{clone.table_name}")
-        return clone
-
-    # -- writing --------------------------------------------------------------------------------
-
-    @property
-    def part_suffix(self) -> str:
-        return ".parquet"
-
-    def as_part(
-        self, staging: StagingArea, index: int, attempt_id: str = "", *, sole: bool = False
-    ) -> BaseOutputAdapter:
-        part = super().as_part(staging, index, attempt_id, sole=sole)
-        part.path = staging.part_path(index, self.part_suffix, attempt_id)
-        return part
-
-    def _open_file(self, path: Path, schema: pa.Schema | None) -> _FileSink:
-        return _ParquetSink(path, schema, self.compression)
-
-    def merge(self, parts: Sequence[Path], destination: Path) -> None:
-        raise ConfigurationError(
-            f"{self.describe()} is loaded into its database by its run's transaction, not "
-            "merged into a file"
         )
 
 

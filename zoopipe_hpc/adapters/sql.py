@@ -12,7 +12,6 @@ sqlalchemy is imported only when a database is used (``pip install 'zoopipe_hpc[
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import importlib.util
 import os
@@ -21,14 +20,11 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-
 from ..commit._locks import LOCK_TIMEOUT
-from ..commit._staging import StagingArea
 from ..errors import ConfigurationError, InputError
 from ._key_ranges import KeyRangeInputAdapter
-from .base import BaseOutputAdapter, InputBatch, _FileSink
-from .parquet import _ParquetSink
+from ._table_output import DatabaseTableOutput
+from .base import InputBatch
 
 __all__ = ["SQLInputAdapter", "SQLOutputAdapter", "MODES", "RUNS_TABLE", "sqlite_file"]
 
@@ -56,7 +52,7 @@ def _hidden(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-class SQLOutputAdapter(BaseOutputAdapter):
+class SQLOutputAdapter(DatabaseTableOutput):
     """Writes the valid records to table ``table_name`` of the database at SQLAlchemy ``url``.
 
     ``url`` is a SQLAlchemy URL (``"sqlite:///analytics.db"``); a plain path means a SQLite
@@ -144,43 +140,6 @@ class SQLOutputAdapter(BaseOutputAdapter):
         return (
             f"SQLOutputAdapter({self.shown_url!r}, table_name={self.table_name!r}, "
             f"mode={self.mode!r})"
-        )
-
-    def _clone(self) -> SQLOutputAdapter:
-        clone = copy.copy(self)
-        clone._part_of = None
-        clone._part_index = None
-        clone._sole = False
-        return clone
-
-    def numbered(self, index: int) -> SQLOutputAdapter:
-        """Shard ``index``'s own table ``<table>_part_NNNNN`` (``parallelize_pipe(merge=False)``),
-        committed with the other shards' tables in the same transaction."""
-        clone = self._clone()
-        clone.table_name = f"{self.table_name}_part_{index:05d}"
-        clone.path = self.anchor.with_name(f"{self.anchor.name}#{clone.table_name}")
-        return clone
-
-    # -- writing --------------------------------------------------------------------------------
-
-    @property
-    def part_suffix(self) -> str:
-        return ".parquet"
-
-    def as_part(
-        self, staging: StagingArea, index: int, attempt_id: str = "", *, sole: bool = False
-    ) -> BaseOutputAdapter:
-        part = super().as_part(staging, index, attempt_id, sole=sole)
-        part.path = staging.part_path(index, self.part_suffix, attempt_id)
-        return part
-
-    def _open_file(self, path: Path, schema: pa.Schema | None) -> _FileSink:
-        return _ParquetSink(path, schema, self.compression)
-
-    def merge(self, parts: Sequence[Path], destination: Path) -> None:
-        raise ConfigurationError(
-            f"{self.describe()} is loaded into its database by its run's transaction, not "
-            "merged into a file"
         )
 
 
