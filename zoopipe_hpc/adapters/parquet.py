@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 import pyarrow as pa
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from ..commit._atomic import fsync_path
@@ -18,8 +19,27 @@ from .base import BaseInputAdapter, BaseOutputAdapter, InputBatch, Record, _File
 __all__ = ["ParquetInputAdapter", "ParquetLayout", "ParquetOutputAdapter"]
 
 
+_T = TypeVar("_T")
+
+#: One piece of a dataset a shard reads: (file relative to the dataset folder, row group, rows).
+_Piece = tuple[str, int, int]
+
+
+def _hidden(name: str) -> bool:
+    """Names pyarrow.dataset skips too: ``.staging``, ``_SUCCESS``, ``_metadata``."""
+    return name.startswith((".", "_"))
+
+
 class ParquetInputAdapter(BaseInputAdapter):
-    """Reads a Parquet file in record batches; ``split(n)`` shares out its row groups."""
+    """Reads Parquet in record batches; ``split(n)`` shares out its row groups.
+
+    ``source`` is one Parquet file, or a folder of them: a flat folder, a hive-partitioned
+    tree (``year=2024/month=01/part-0.parquet``: the partition values become fields, typed as
+    pyarrow.dataset infers them), or a ``ParquetOutputAdapter(layout="dataset")`` target. A
+    folder (or the link to one) is resolved once, here: this adapter and all its shards read
+    that one version. Its files are read in sorted path order; ``split`` and ``max_shards``
+    count the row groups of every file (see ``docs/parquet-layouts.md``).
+    """
 
     def __init__(
         self,
@@ -33,11 +53,162 @@ class ParquetInputAdapter(BaseInputAdapter):
         self.batch_size = batch_size
         self.columns = list(columns) if columns is not None else None
         self.row_groups = list(row_groups) if row_groups is not None else None
+        #: The resolved folder of a dataset input (None: one file); fixed for every shard.
+        self.root: Path | None = (
+            Path(os.path.realpath(self.path)) if os.path.isdir(self.path) else None
+        )
+        #: A dataset shard's pieces (None: the whole dataset).
+        self._pieces: list[_Piece] | None = None
 
     def describe(self) -> str:
+        if self.root is not None:
+            if self._pieces is None:
+                return f"ParquetInputAdapter({self.source!r}, dataset {str(self.root)!r})"
+            return (
+                f"ParquetInputAdapter({self.source!r}, dataset {str(self.root)!r}, "
+                f"{len(self._pieces)} row groups)"
+            )
         if self.row_groups is None:
             return f"ParquetInputAdapter({self.source!r})"
         return f"ParquetInputAdapter({self.source!r}, row groups {self.row_groups})"
+
+    # -- a dataset folder -----------------------------------------------------------------------
+
+    def _files(self, root: Path) -> list[str]:
+        """The dataset's Parquet files, relative to ``root``, in sorted path order."""
+        found: list[str] = []
+        try:
+            for folder, dirs, names in os.walk(root, onerror=_raise):
+                dirs[:] = [d for d in dirs if not _hidden(d)]
+                base = Path(folder).relative_to(root)
+                found.extend(
+                    (base / n).as_posix()
+                    for n in names
+                    if n.endswith(".parquet") and not _hidden(n)
+                )
+        except OSError as exc:
+            raise InputError(f"cannot list Parquet dataset: {exc}", path=str(root)) from exc
+        if not found:
+            raise InputError(
+                "cannot read Parquet input: the folder holds no .parquet file", path=self.source
+            )
+        return sorted(found, key=lambda name: name.split("/"))
+
+    @property
+    def paths(self) -> list[Path]:
+        """The files this input reads (one, or a dataset's files): the run checks that no
+        output is one of them."""
+        if self.root is None:
+            return [self.path]
+        try:
+            return [self.root / name for name in self._files(self.root)]
+        except InputError:
+            return [self.path]
+
+    def _dataset(self, root: Path, files: Sequence[str]) -> ds.FileSystemDataset:
+        try:
+            return ds.dataset(
+                [str(root / name) for name in files],
+                format="parquet",
+                partitioning="hive",
+                partition_base_dir=str(root),
+            )
+        except FileNotFoundError as exc:
+            raise InputError(
+                f"cannot read Parquet dataset {root}: a file is gone (was a new version "
+                f"published and this one removed?): {exc}",
+                path=self.source,
+            ) from exc
+        except (OSError, pa.ArrowException) as exc:
+            raise InputError(
+                f"cannot read Parquet dataset {root}: {exc}", path=self.source
+            ) from exc
+
+    def _all_pieces(self, root: Path) -> list[_Piece]:
+        pieces: list[_Piece] = []
+        for name in self._files(root):
+            try:
+                with pq.ParquetFile(root / name) as f:
+                    meta = f.metadata
+                    pieces.extend(
+                        (name, g, meta.row_group(g).num_rows) for g in range(meta.num_row_groups)
+                    )
+            except (OSError, pa.ArrowException) as exc:
+                raise InputError(
+                    f"cannot read Parquet file (truncated or corrupt?): {exc}",
+                    path=str(root / name),
+                ) from exc
+        return pieces
+
+    def _pieces_now(self, root: Path) -> list[_Piece]:
+        return self._pieces if self._pieces is not None else self._all_pieces(root)
+
+    def _dataset_batches(self, root: Path) -> Iterator[InputBatch]:
+        files = self._files(root)
+        dataset = self._dataset(root, files)
+        keys = {
+            Path(fragment.path).relative_to(root).as_posix(): ds.get_partition_keys(
+                fragment.partition_expression
+            )
+            for fragment in dataset.get_fragments()
+        }
+        schema = dataset.schema
+        if self.columns is not None:
+            schema = pa.schema([schema.field(c) for c in self.columns])
+        pieces = self._pieces_now(root)
+        groups: dict[str, list[int]] = {}
+        for name, group, _ in pieces:
+            groups.setdefault(name, []).append(group)
+        # Open every file first: a version removed once reading started stays readable.
+        opened: list[tuple[str, pq.ParquetFile]] = []
+        try:
+            for name in groups:
+                try:
+                    opened.append((name, pq.ParquetFile(root / name)))
+                except (OSError, pa.ArrowException) as exc:
+                    raise InputError(
+                        f"cannot read Parquet file of dataset {root}: {exc}",
+                        path=str(root / name),
+                    ) from exc
+            for name, f in opened:
+                yield from self._file_batches(root / name, f, groups[name], schema, keys[name])
+        finally:
+            for _, f in opened:
+                f.close()
+
+    def _file_batches(
+        self,
+        path: Path,
+        f: pq.ParquetFile,
+        row_groups: list[int],
+        schema: pa.Schema,
+        keys: dict[str, object],
+    ) -> Iterator[InputBatch]:
+        present = set(f.schema_arrow.names)
+        wanted = [n for n in schema.names if n in present]
+        batches = f.iter_batches(batch_size=self.batch_size, row_groups=row_groups, columns=wanted)
+        while True:
+            try:
+                batch = next(batches)
+            except StopIteration:
+                return
+            except (OSError, pa.ArrowException) as exc:
+                raise InputError(
+                    f"cannot read Parquet data (truncated or corrupt?): {exc}", path=str(path)
+                ) from exc
+            rows = batch.num_rows
+            arrays: list[pa.Array] = []
+            for field in schema:
+                if field.name in present:
+                    arrays.append(batch.column(field.name).cast(field.type))
+                elif field.name in keys:
+                    arrays.append(pa.repeat(pa.scalar(keys[field.name], type=field.type), rows))
+                else:
+                    arrays.append(pa.nulls(rows, type=field.type))
+            table = pa.Table.from_arrays(arrays, schema=schema)
+            yield InputBatch(source=self.source, table=table)
+
+    # -- either -----------------------------------------------------------------------------
 
     def _open(self) -> pq.ParquetFile:
         try:
@@ -52,12 +223,17 @@ class ParquetInputAdapter(BaseInputAdapter):
             ) from exc
 
     def check(self) -> None:
+        if self.root is not None:
+            self._dataset(self.root, self._files(self.root))
+            return
         self._open().close()
 
     def max_shards(self, wanted: int) -> int:
-        """One shard per row group at most (a row group is never cut); read from the footer."""
+        """One shard per row group at most (a row group is never cut); read from the footers."""
         groups: int
-        if self.row_groups is not None:
+        if self.root is not None:
+            groups = len(self._pieces_now(self.root))
+        elif self.row_groups is not None:
             groups = len(self.row_groups)
         else:
             with self._open() as f:
@@ -66,6 +242,18 @@ class ParquetInputAdapter(BaseInputAdapter):
 
     def split(self, workers: int) -> list[BaseInputAdapter]:
         check_workers(workers)
+        if self.root is not None:
+            pieces = self._pieces_now(self.root)
+            parts = _balance(pieces, [p[2] for p in pieces], workers)
+            shards: list[BaseInputAdapter] = []
+            for part in parts:
+                shard = ParquetInputAdapter(
+                    self.path, batch_size=self.batch_size, columns=self.columns
+                )
+                shard.root = self.root
+                shard._pieces = part
+                shards.append(shard)
+            return shards
         with self._open() as f:
             groups = (
                 self.row_groups
@@ -73,22 +261,19 @@ class ParquetInputAdapter(BaseInputAdapter):
                 else list(range(f.metadata.num_row_groups))
             )
             sizes = [f.metadata.row_group(g).num_rows for g in groups]
-        # Contiguous runs of row groups with about the same number of rows each, in order.
-        total = sum(sizes)
-        shards: list[list[int]] = [[] for _ in range(workers)]
-        seen = 0
-        for group, size in zip(groups, sizes, strict=True):
-            index = min(workers - 1, (seen * workers) // total) if total else 0
-            shards[index].append(group)
-            seen += size
         return [
             ParquetInputAdapter(
                 self.path, batch_size=self.batch_size, columns=self.columns, row_groups=shard
             )
-            for shard in shards
+            for shard in _balance(groups, sizes, workers)
         ]
 
     def batches(self) -> Iterator[InputBatch]:
+        if self.root is not None:
+            if self._pieces == []:
+                return
+            yield from self._dataset_batches(self.root)
+            return
         f = self._open()
         try:
             if self.row_groups == []:
@@ -108,6 +293,22 @@ class ParquetInputAdapter(BaseInputAdapter):
                 yield InputBatch(source=self.source, table=pa.Table.from_batches([batch]))
         finally:
             f.close()
+
+
+def _raise(error: OSError) -> None:
+    raise error
+
+
+def _balance(items: Sequence[_T], sizes: Sequence[int], workers: int) -> list[list[_T]]:
+    """Contiguous runs of ``items`` with about the same total size each, in order."""
+    total = sum(sizes)
+    shards: list[list[_T]] = [[] for _ in range(workers)]
+    seen = 0
+    for item, size in zip(items, sizes, strict=True):
+        index = min(workers - 1, (seen * workers) // total) if total else 0
+        shards[index].append(item)
+        seen += size
+    return shards
 
 
 class _ParquetSink(_FileSink):
