@@ -104,6 +104,7 @@ def test_shards_spread_row_groups_balanced_and_hold_every_record_once(
     assert len(shards) == workers
     parts = [_records(s) for s in shards]
     assert [r for part in parts for r in part] == expected
+    assert all(s.source == str(root) for s in shards)
     sizes = [len(p) for p in parts]
     assert max(sizes) - min(sizes) <= 2 * 4  # rows of a row group or two, no more
 
@@ -176,7 +177,7 @@ def test_an_empty_folder_is_an_input_error_naming_it(tmp_path: Path) -> None:
     for call, attempt in attempts.items():
         with pytest.raises(InputError, match="no .parquet file") as caught:
             attempt()
-        assert caught.value.path == str(folder), call
+        assert getattr(caught.value, "path", None) == str(folder), call
         assert str(folder) in str(caught.value), call
     with pytest.raises(InputError, match="no .parquet file"):
         Pipe(adapter, JSONOutputAdapter(tmp_path / "out.jsonl"), User).run()
@@ -218,3 +219,13 @@ class TestParquetDatasetInput(InputAdapterConformance):
 
     def make_adapter(self, path: Path, *, batch_size: int | None = None) -> BaseInputAdapter:
         return ParquetInputAdapter(path, batch_size=batch_size or 65_536)
+
+
+def test_a_file_that_does_not_fit_the_schema_is_an_input_error_naming_it(tmp_path: Path) -> None:
+    folder = tmp_path / "flat"
+    _write(folder / "a.parquet", [{"id": 1}])
+    bad = folder / "b.parquet"
+    _write(bad, [{"id": "not a number"}])
+    with pytest.raises(InputError) as caught:
+        _records(ParquetInputAdapter(folder))
+    assert getattr(caught.value, "path", None) == str(bad)

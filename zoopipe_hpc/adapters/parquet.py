@@ -198,14 +198,22 @@ class ParquetInputAdapter(BaseInputAdapter):
                 ) from exc
             rows = batch.num_rows
             arrays: list[pa.Array] = []
-            for field in schema:
-                if field.name in present:
-                    arrays.append(batch.column(field.name).cast(field.type))
-                elif field.name in keys:
-                    arrays.append(pa.repeat(pa.scalar(keys[field.name], type=field.type), rows))
-                else:
-                    arrays.append(pa.nulls(rows, type=field.type))
-            table = pa.Table.from_arrays(arrays, schema=schema)
+            try:
+                for field in schema:
+                    if field.name in present:
+                        arrays.append(batch.column(field.name).cast(field.type))
+                    elif field.name in keys:
+                        value = pa.scalar(keys[field.name], type=field.type)
+                        arrays.append(pa.repeat(value, rows))
+                    else:
+                        arrays.append(pa.nulls(rows, type=field.type))
+                table = pa.Table.from_arrays(arrays, schema=schema)
+            except pa.ArrowException as exc:
+                raise InputError(
+                    f"Parquet file does not fit the dataset's schema (from its first file and "
+                    f"partition folders): {exc}",
+                    path=str(path),
+                ) from exc
             yield InputBatch(source=self.source, table=table)
 
     # -- either -----------------------------------------------------------------------------
