@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from .._deadline import Deadline
 from ..errors import ConfigurationError, StateError
 from ..report import PipeReport
+from ._fork import start_forked
 from ._tracking import RUNNING, WAITING, PipeTracker, TaskEnded, TaskState, TrackedEngine
 from ._worker import describe_exit, install_stop_handlers, run_pipe
 
@@ -125,7 +126,7 @@ class MultiProcessEngine(TrackedEngine):
                 name=f"zoopipe-pipe-{index}",
                 daemon=False,
             )
-            new.start()
+            start_forked(new)
             self._processes[index] = new
             self._next_launch += 1
             launched += 1

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from .._deadline import Deadline
 from ..errors import ConfigurationError, StateError
 from ..report import PipeReport
+from ._fork import start_forked
 from ._pool import IDLE, Board, worker_main
 from ._tracking import RUNNING, WAITING, PipeTracker, TaskEnded, TaskState, TrackedEngine
 from ._worker import describe_exit
@@ -141,7 +142,7 @@ class ZooParallelPoolEngine(TrackedEngine):
             name=f"zoopipe-pool-{slot}",
             daemon=False,
         )
-        process.start()
+        start_forked(process)
         self._workers[slot] = process
         if process.pid is not None:
             self._pids.append(process.pid)
