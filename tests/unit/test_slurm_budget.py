@@ -4,6 +4,7 @@ queries, with a fake clock, a fake state source and a fake ``subprocess.run`` (n
 from __future__ import annotations
 
 import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -196,3 +197,32 @@ def test_a_failing_state_query_never_sleeps_inside_a_poll(
     assert polls == 20 and len(reports) == 2
     assert reports[1].extra["slurm_state"] == "PENDING"
     assert engine.slurm_calls() == {"sacct": 4}
+
+
+def test_a_transient_failure_of_the_source_probe_is_asked_again_not_settled_for_squeue(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    answers = [
+        (1, "", "sacct: error: Socket timed out"),  # the probe, slurmdbd busy
+        (0, "", ""),  # the probe again, one second later: sacct works
+        (0, "100_0|PENDING|0:0|None assigned|0:0\n", ""),
+    ]
+    tools: list[str] = []
+
+    def run(args, **kwargs):  # type: ignore[no-untyped-def]
+        tools.append(args[0])
+        code, out, err = answers.pop(0)
+        return subprocess.CompletedProcess(args, code, out, err)
+
+    monkeypatch.setitem(sys.modules, "pyslurm", None)  # not importable
+    monkeypatch.setattr(_cli.subprocess, "run", run)
+    monkeypatch.setattr(_cli.shutil, "which", lambda tool: f"/usr/bin/{tool}")
+    monkeypatch.setattr(_cli.time, "sleep", lambda s: pytest.fail("a poll slept"))
+    clock = Clock()
+    engine = _engine(tmp_path, 1, clock)
+    for _ in range(4):
+        reports = engine._refresh()
+        clock.now += 0.5
+    assert engine._source is not None and engine._source.name == "sacct"
+    assert tools == ["sacct", "sacct", "sacct"]
+    assert reports[0].extra["slurm_state"] == "PENDING"

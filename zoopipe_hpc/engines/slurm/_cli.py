@@ -15,7 +15,13 @@ from collections.abc import Mapping, Sequence
 
 from ...errors import ConfigurationError, SlurmCommandError
 
-__all__ = ["SlurmCLI", "SlurmCommandError", "submission_environment", "KEPT_SLURM_VARIABLES"]
+__all__ = [
+    "KEPT_SLURM_VARIABLES",
+    "SlurmCLI",
+    "SlurmCommandError",
+    "is_transient",
+    "submission_environment",
+]
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +36,11 @@ TRANSIENT = (
     "communications connection failure",
     "zero bytes were transmitted or received",
 )
+
+
+def is_transient(returncode: int, stderr: str) -> bool:
+    """Whether a failed command is worth asking again (a timeout or a busy controller)."""
+    return returncode == -1 or any(t in stderr.lower() for t in TRANSIENT)
 
 
 #: Slurm variables kept in a submission from inside a job: they say where the cluster is, not
@@ -110,7 +121,7 @@ class SlurmCLI:
                 if done.returncode == 0 or not check:
                     return done.stdout
                 stderr, returncode = done.stderr.strip(), done.returncode
-            transient = returncode == -1 or any(t in stderr.lower() for t in TRANSIENT)
+            transient = is_transient(returncode, stderr)
             if not transient or attempt >= self.retries:
                 raise SlurmCommandError(
                     f"`{' '.join(args)}` failed (exit {returncode}): {stderr or 'no message'}",

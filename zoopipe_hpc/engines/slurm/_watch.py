@@ -267,12 +267,12 @@ class ShardWatch(BaseEngine):
 
     def _ask_slurm(self, shards: list[Shard]) -> None:
         """One state query (a single attempt) about every array of ``shards``."""
-        if self._source is None:
-            self._source = choose_state_source(self._query_cli)
         arrays = sorted({s.submissions[-1][0] for s in shards})
-        if self._source.name == "pyslurm":
-            self.cli.calls["pyslurm"] += 1  # not a command, but a call to the controller
         try:
+            if self._source is None:
+                self._source = choose_state_source(self._query_cli)
+            if self._source.name == "pyslurm":
+                self.cli.calls["pyslurm"] += 1  # not a command, but a call to the controller
             states = self._source.query(arrays)
         except SlurmCommandError as exc:
             now = self._clock()
