@@ -6,6 +6,7 @@
     python benchmarks/throughput.py --columnar-table   # fast path: clean and 2 % dirty input
     python benchmarks/throughput.py --hooks        # a hook adding a field: row vs Arrow hook
     python benchmarks/throughput.py --columnar-table --zoned  # ... with a time-zoned column
+    python benchmarks/throughput.py --wide         # a 16-column CSV with NA markers, 3 % invalid
 
 Every measurement runs in a fresh child process (this script again, with ``--child``), so the
 memory and caches of one run do not leak into the next; the parent only generates the data,
@@ -52,6 +53,8 @@ from _common import (  # noqa: E402 - needs the path above when run as a script
     write_child_report,
     write_results,
 )
+from _wide import WideRecord, WideRecordNA, ensure_wide_csv, run_pyarrow_wide  # noqa: E402
+from pydantic import BaseModel  # noqa: E402
 
 HPC = "zoopipe_hpc"
 ZOOPIPE = "zoopipe"
@@ -74,7 +77,9 @@ class ZonedPerson(Person):
 
 
 #: The model the children validate against (``--zoned``: :class:`ZonedPerson`).
-MODEL: type[Person] = Person
+MODEL: type[BaseModel] = Person
+#: ``null_values`` of zoopipe_hpc's CSV input (``--wide``: ``["NA"]``).
+CSV_NULLS: list[str] | None = None
 QUICK_RSS_ROWS = (50_000, 200_000)
 
 
@@ -219,7 +224,7 @@ def _run_hpc(
         else zh.JSONOutputAdapter(target, format="jsonl")
     )
     pipe = zh.Pipe(
-        input_adapter=zh.CSVInputAdapter(source),
+        input_adapter=zh.CSVInputAdapter(source, null_values=CSV_NULLS),
         output_adapter=out,
         schema_model=MODEL if hook == NO_HOOK else TaggedPerson,
         pre_validation_hooks=_hpc_hooks(hook),
@@ -297,9 +302,13 @@ def _cpu_seconds() -> float:
 
 
 def child_main(args: argparse.Namespace) -> int:
-    global MODEL
+    global MODEL, CSV_NULLS
     if args.zoned:
         MODEL = ZonedPerson
+    if args.wide:
+        # ZooPipe's CSV reader has no null markers: its model maps "NA" to None itself.
+        MODEL = WideRecordNA if args.engine == ZOOPIPE else WideRecord
+        CSV_NULLS = ["NA"]
     source = Path(args.input).resolve()
     out_dir = Path(args.out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -327,7 +336,9 @@ def child_main(args: argparse.Namespace) -> int:
         report["startup_rss_bytes"] = peak_rss_self()
         cpu_before = _cpu_seconds()
         started = time.perf_counter()
-        if args.engine == PYARROW:
+        if args.engine == PYARROW and args.wide:
+            counts = run_pyarrow_wide(source, target)
+        elif args.engine == PYARROW:
             counts = runner(source, target, args.output, args.workers)
         else:
             counts = runner(source, target, args.output, args.workers, hook=args.hook)
@@ -367,6 +378,7 @@ class Case:
     columnar: bool = True  # False: zoopipe_hpc with ZOOPIPE_HPC_COLUMNAR=0 (the row path)
     hook: str = NO_HOOK  # --hooks: the hook that adds a field before validation
     zoned: bool = False  # validate against ZonedPerson (input from ensure_zoned_csv)
+    wide: bool = False  # --wide: the 16-column input and model of _wide.py
 
     @property
     def label(self) -> str:
@@ -404,6 +416,7 @@ def measure(case: Case, work_dir: Path, timeout: float) -> dict[str, Any]:
         "--hook",
         case.hook,
         *(["--zoned"] if case.zoned else []),
+        *(["--wide"] if case.wide else []),
     ]
     env = None
     if not case.columnar:
@@ -513,6 +526,8 @@ def parent_main(args: argparse.Namespace) -> int:
         return columnar_main(args, rows, data_dir)
     if args.hooks:
         return hooks_main(args, rows, data_dir)
+    if args.wide:
+        return wide_main(args, rows, data_dir)
 
     # -- data -----------------------------------------------------------------------------------
     sources: dict[int, Path] = {}
@@ -824,6 +839,88 @@ def hooks_main(args: argparse.Namespace, rows: int, data_dir: Path) -> int:
     return 1 if failed else 0
 
 
+# ==============================================================================================
+# --wide: a realistic 16-column table with missing markers, one worker, CSV -> Parquet
+# ==============================================================================================
+
+
+def wide_main(args: argparse.Namespace, rows: int, data_dir: Path) -> int:
+    """The wide CSV (``_wide.py``) to Parquet, one worker: zoopipe_hpc on the fast path and
+    on the row path, ZooPipe (its model maps ``NA`` to None) and plain pyarrow (no
+    validation), with hpc/zoopipe and pyarrow/this ratios from this run."""
+    began = time.perf_counter()
+    source, invalid = ensure_wide_csv(rows, data_dir, args.seed)
+    zoopipe_note: str | None
+    if args.no_zoopipe:
+        have_zoopipe, zoopipe_note = False, "zoopipe skipped (--no-zoopipe)"
+    else:
+        have_zoopipe, zoopipe_note = zoopipe_status(args.timeout)
+    cases = [
+        Case(PYARROW, "parquet", 1, rows, source, wide=True),
+        Case(HPC, "parquet", 1, rows, source, invalid, wide=True),
+        Case(HPC, "parquet", 1, rows, source, invalid, columnar=False, wide=True),
+    ]
+    if have_zoopipe:
+        cases.append(Case(ZOOPIPE, "parquet", 1, rows, source, invalid, wide=True))
+    work_dir = Path(tempfile.mkdtemp(prefix="run-", dir=data_dir))
+    runs: dict[tuple[str, bool], list[dict[str, Any]]] = {}
+    try:
+        for _ in range(args.repeat):
+            for case in cases:
+                warm_file(case.source)
+                what = case.label + ("" if case.columnar else " [row path]")
+                progress(f"wide: {what}, {case.rows:,} rows ...")
+                result = measure(case, work_dir, args.timeout)
+                progress(f"    {describe_result(result)}")
+                result["columnar"] = case.columnar
+                runs.setdefault((case.engine, case.columnar), []).append(result)
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
+    results = [best_of(v) for v in runs.values()]
+    index = {(r["engine"], r["columnar"]): r for r in results}
+    zoo = index.get((ZOOPIPE, True), {}).get("rows_per_s")
+    limit = index.get((PYARROW, True), {}).get("rows_per_s")
+    table = []
+    for r in results:
+        hpc = r["engine"] == HPC
+        r["vs_zoopipe"] = ratio(r["rows_per_s"], zoo) if hpc else None
+        r["pyarrow_over_this"] = ratio(limit, r["rows_per_s"]) if r["engine"] != PYARROW else None
+        run = r["label"] + ("" if r["columnar"] or not hpc else " [row path]")
+        table.append(
+            [
+                run,
+                f"{r['seconds']:.2f}" if r.get("seconds") is not None else "n/a",
+                fmt_rate(r["rows_per_s"]),
+                fmt_ratio(r["vs_zoopipe"]) if hpc else "",
+                fmt_ratio(r["pyarrow_over_this"]) if r["engine"] != PYARROW else "",
+                fmt_mib(r["peak_rss_bytes"]),
+                "" if r["ok"] else f"FAILED: {r['error']}",
+            ]
+        )
+    print()
+    print(
+        f"wide: {rows:,}-row CSV, {len(WideRecord.model_fields)} columns ({invalid:,} invalid "
+        "rows), -> Parquet, one worker; zoopipe's model maps NA to None with before-validators "
+        "(its CSV reader has no null markers); pyarrow: no validation"
+    )
+    if zoopipe_note:
+        print(f"NOTE: {zoopipe_note}")
+    print()
+    print(
+        format_table(
+            ["run", "seconds", "rows/s", "hpc/zoopipe", "pyarrow/this", "peak MiB", ""],
+            table,
+            align="lrrrrrl",
+        )
+    )
+    print(f"\ntotal benchmark time: {time.perf_counter() - began:.1f} s")
+    if args.json:
+        payload = {"benchmark": "wide", "rows": rows, "invalid": invalid, "runs": results}
+        write_results(args.json, payload)
+    failed = [r for r in results if r["engine"] != ZOOPIPE and not r["ok"]]
+    return 1 if failed else 0
+
+
 def _loadavg() -> list[float] | None:
     try:
         return [round(x, 2) for x in os.getloadavg()]
@@ -1112,6 +1209,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="with --columnar-table: add a time-zoned ISO-8601 timestamp column (ending in Z) "
         "to the input and the model",
+    )
+    parser.add_argument(
+        "--wide",
+        action="store_true",
+        help="only the wide table: a 16-column CSV (NA markers, enums, timestamps, UUIDs, "
+        "3%% invalid) -> Parquet, one worker: zoopipe_hpc (fast path and row path) vs zoopipe "
+        "vs plain pyarrow",
     )
     parser.add_argument(
         "--rss-hpc-only",

@@ -188,3 +188,43 @@ def test_hooks_table_runs_and_reports_each_hook_kind(tmp_path: Path) -> None:
     assert {r["hook"] for r in runs} == {"none", "row", "arrow"}
     assert all(r["ok"] and r["rows_per_s"] > 0 and r["success"] == 3000 for r in runs)
     assert "Arrow hook" in proc.stdout and "/no hook" in proc.stdout
+
+
+def test_wide_table_runs_and_counts_the_invalid_rows(tmp_path: Path) -> None:
+    out = tmp_path / "wide.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--wide",
+            "--rows",
+            "2000",
+            "--no-zoopipe",
+            "--json",
+            str(out),
+            "--data-dir",
+            str(tmp_path / "data"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    results = json.loads(out.read_text(encoding="utf-8"))
+    invalid = results["invalid"]
+    assert 0.02 * 2000 < invalid < 0.04 * 2000
+    runs = results["runs"]
+    assert {(r["engine"], r["columnar"]) for r in runs} == {
+        ("pyarrow", True),
+        ("zoopipe_hpc", True),
+        ("zoopipe_hpc", False),
+    }
+    for r in runs:
+        assert r["ok"], r
+        assert r["rows_per_s"] > 0
+    for r in runs:
+        if r["engine"] == "zoopipe_hpc":
+            assert (r["success"], r["errors"]) == (2000 - invalid, invalid)
+            assert r["pyarrow_over_this"] > 0
+    assert "16 columns" in proc.stdout and "[row path]" in proc.stdout
