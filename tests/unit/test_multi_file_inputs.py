@@ -19,7 +19,7 @@ from pydantic import BaseModel
 
 from zoopipe_hpc import CSVInputAdapter, JSONInputAdapter, JSONOutputAdapter, Pipe, PipeManager
 from zoopipe_hpc.adapters import BaseInputAdapter
-from zoopipe_hpc.errors import InputError
+from zoopipe_hpc.errors import ConfigurationError, InputError
 from zoopipe_hpc.testing import InputAdapterConformance
 
 Record = dict[str, Any]
@@ -204,3 +204,11 @@ class TestMultiFileCSVInput(InputAdapterConformance):
 
     def as_read(self, record: Record) -> Record:
         return {key: str(value) for key, value in record.items()}
+
+
+def test_output_over_any_input_file_is_refused(tmp_path: Path) -> None:
+    _write(tmp_path / "in/a.csv", _csv_text([1]))
+    b = _write(tmp_path / "in/b.csv.gz", _csv_text([2]))
+    pipe = Pipe(CSVInputAdapter(str(tmp_path / "in/*.csv*")), JSONOutputAdapter(b), Row)
+    with pytest.raises(ConfigurationError, match="overwrite"):
+        PipeManager([pipe]).run(timeout=60)

@@ -45,6 +45,12 @@ class CSVInputAdapter(BaseInputAdapter):
     ``split(n)`` cuts the file into byte ranges at record boundaries (quoted fields may hold
     delimiters, quotes and newlines), so every record lands in exactly one shard.
 
+    ``source`` may also be a list of paths, a directory or a glob (``"raw/2024-*.csv.gz"``),
+    expanded once here and sorted by path; ``.gz``, ``.bz2``, ``.xz`` and ``.zst`` files are
+    read as streams, one shard each, since a compressed stream cannot be cut. ``paths`` lists
+    the files (None for one plain path, read exactly as before); see ``docs/guide.md``, "Many
+    input files and compressed inputs".
+
     The file must be UTF-8 with a header naming each column once (else an ``InputError`` naming
     the file and the header's line). A row holding bytes that are not UTF-8, a malformed row
     (a field count other than the header's) and a quoted field that never closes are error

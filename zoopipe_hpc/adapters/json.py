@@ -58,6 +58,12 @@ class JSONInputAdapter(BaseInputAdapter):
     JSON Lines files split into byte ranges at line ends. A ``.json`` array is streamed element
     by element (it must be UTF-8) and splits into equal runs of elements, each shard starting
     at the byte of its first element (``record_range`` plus ``byte_range``).
+
+    ``source`` may also be a list of paths, a directory or a glob (``"raw/2024-*.csv.gz"``),
+    expanded once here and sorted by path; ``.gz``, ``.bz2``, ``.xz`` and ``.zst`` files are
+    read as streams, one shard each, since a compressed stream cannot be cut. ``paths`` lists
+    the files (None for one plain path, read exactly as before); see ``docs/guide.md``, "Many
+    input files and compressed inputs".
     """
 
     def __init__(
