@@ -5,6 +5,7 @@ from __future__ import annotations
 import bz2
 import csv
 import gzip
+import json
 import lzma
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -212,3 +213,30 @@ def test_output_over_any_input_file_is_refused(tmp_path: Path) -> None:
     pipe = Pipe(CSVInputAdapter(str(tmp_path / "in/*.csv*")), JSONOutputAdapter(b), Row)
     with pytest.raises(ConfigurationError, match="overwrite"):
         PipeManager([pipe]).run(timeout=60)
+
+
+class TestMultiFileJSONLinesInput(InputAdapterConformance):
+    """A directory of three JSON Lines files (one bzip2) behind one adapter."""
+
+    suffix = ".d"
+
+    def write_records(self, path: Path, records: Sequence[Record], fields: Sequence[str]) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+        third = max(1, len(records) // 3)
+        parts = [records[:third], records[third : 2 * third], records[2 * third :]]
+        for index, part in enumerate(parts):
+            text = "".join(json.dumps({k: r[k] for k in fields}) + "\n" for r in part)
+            name = f"part-{index}.jsonl" + (".bz2" if index == 1 else "")
+            _write(path / name, text.encode())
+
+    def write_malformed(self, path: Path, records: Sequence[Record], at: int) -> int | None:
+        lines = [json.dumps(r) for r in records]
+        lines.insert(at, "{not json")
+        path.mkdir(parents=True, exist_ok=True)
+        _write(path / "part-0.jsonl", ("\n".join(lines) + "\n").encode())
+        return at + 1
+
+    def make_adapter(self, path: Path, *, batch_size: int | None = None) -> BaseInputAdapter:
+        if batch_size is None:
+            return JSONInputAdapter(path)
+        return JSONInputAdapter(path, batch_size=batch_size)
