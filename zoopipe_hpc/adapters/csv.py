@@ -8,6 +8,7 @@ import io
 import os
 import tempfile
 from collections.abc import Iterator, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,8 @@ from ..validation._arrow import rows_to_table
 from ._csv_header import check_encoding, column_names, header_of, read_header, skip_lines
 from ._csv_lines import line_ends
 from ._csv_read import CSVRangeReader
+from ._multi import MultiFileInput, expand_sources
+from ._multi import one_path as _one_path
 from ._split import ByteRange, file_size, header_end, split_ranges
 from .base import BaseInputAdapter, BaseOutputAdapter, InputBatch, Record, _FileSink, check_workers
 
@@ -41,6 +44,12 @@ class CSVInputAdapter(BaseInputAdapter):
 
     ``split(n)`` cuts the file into byte ranges at record boundaries (quoted fields may hold
     delimiters, quotes and newlines), so every record lands in exactly one shard.
+
+    ``source`` may also be a list of paths, a directory or a glob (``"raw/2024-*.csv.gz"``),
+    expanded once here and sorted by path; ``.gz``, ``.bz2``, ``.xz`` and ``.zst`` files are
+    read as streams, one shard each, since a compressed stream cannot be cut. ``paths`` lists
+    the files (None for one plain path, read exactly as before); see ``docs/guide.md``, "Many
+    input files and compressed inputs".
 
     The file must be UTF-8 with a header naming each column once (else an ``InputError`` naming
     the file and the header's line). A row holding bytes that are not UTF-8, a malformed row
@@ -64,7 +73,7 @@ class CSVInputAdapter(BaseInputAdapter):
 
     def __init__(
         self,
-        source: str | os.PathLike[str],
+        source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
         *,
         delimiter: str = ",",
         quotechar: str | None = None,
@@ -79,7 +88,8 @@ class CSVInputAdapter(BaseInputAdapter):
         false_values: Sequence[str] | None = None,
         encoding: str = "utf-8",
     ) -> None:
-        super().__init__(source)
+        expanded = expand_sources(source)
+        super().__init__(expanded[0] if expanded is not None else _one_path(source))
         if quotechar is not None and quote_char is not None and quotechar != quote_char:
             raise ConfigurationError(
                 f"{self.source}: quotechar={quotechar!r} and its alias quote_char="
@@ -132,6 +142,26 @@ class CSVInputAdapter(BaseInputAdapter):
         self._mode = "utf-8" if codec == "utf-8" else "bytewise" if _bytewise(codec) else "whole"
         self._codec = codec
         self._transcode = self._mode == "whole"
+        #: A list, directory, glob or compressed file: the files, read one after another.
+        self._multi: MultiFileInput | None = None
+        #: Every file read, for a run's collision check (None for one plain file).
+        self.paths: list[Path] | None = None
+        if expanded is not None:
+            one = partial(
+                CSVInputAdapter,
+                delimiter=delimiter,
+                quotechar=quote,
+                skip_rows=skip_rows,
+                fieldnames=names,
+                generate_ids=generate_ids,
+                block_size=block_size,
+                null_values=self.null_values,
+                true_values=self.true_values,
+                false_values=self.false_values,
+                encoding=encoding,
+            )
+            self._multi = MultiFileInput.of_files(expanded[0], expanded[1], one)
+            self.paths = list(expanded[1])
 
     @property
     def quote_char(self) -> str:
@@ -139,12 +169,22 @@ class CSVInputAdapter(BaseInputAdapter):
         return self.quotechar
 
     def describe(self) -> str:
+        if self._multi is not None:
+            return f"CSVInputAdapter({self.source!r}, {len(self.paths or ())} files)"
         if self.byte_range is None:
             return f"CSVInputAdapter({self.source!r})"
         r = self.byte_range
         return f"CSVInputAdapter({self.source!r}, bytes {r.start}-{r.end}, from line {r.line})"
 
+    def max_shards(self, wanted: int) -> int:
+        if self._multi is not None:
+            return self._multi.max_shards(wanted)
+        return super().max_shards(wanted)
+
     def check(self) -> None:
+        if self._multi is not None:
+            self._multi.check()
+            return
         try:
             with open(self.path, "rb") as f:
                 f.read(1)
@@ -202,6 +242,8 @@ class CSVInputAdapter(BaseInputAdapter):
 
     def split(self, workers: int) -> list[BaseInputAdapter]:
         check_workers(workers)
+        if self._multi is not None:
+            return self._multi.split(workers)
         if self._transcode:
             # Decoded whole: the first shard reads the file, the others nothing.
             return [self, *(_EmptyCSV(self.path) for _ in range(workers - 1))]
@@ -220,6 +262,9 @@ class CSVInputAdapter(BaseInputAdapter):
         return [self._with_range(part) for part in ranges]
 
     def batches(self) -> Iterator[InputBatch]:
+        if self._multi is not None:
+            yield from self._multi.batches()
+            return
         if self._mode == "whole":
             yield from self._decoded_batches()
             return

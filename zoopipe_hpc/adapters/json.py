@@ -5,6 +5,7 @@ from __future__ import annotations
 import json as _json
 import os
 from collections.abc import Iterator, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,6 +23,7 @@ from ._json_array import (
     read_elements,
     too_deep,
 )
+from ._multi import MultiFileInput, expand_sources, one_path
 from ._split import ByteRange, file_size, split_ranges
 from .base import BaseInputAdapter, BaseOutputAdapter, InputBatch, Record, _FileSink, check_workers
 
@@ -56,30 +58,56 @@ class JSONInputAdapter(BaseInputAdapter):
     JSON Lines files split into byte ranges at line ends. A ``.json`` array is streamed element
     by element (it must be UTF-8) and splits into equal runs of elements, each shard starting
     at the byte of its first element (``record_range`` plus ``byte_range``).
+
+    ``source`` may also be a list of paths, a directory or a glob (``"raw/2024-*.csv.gz"``),
+    expanded once here and sorted by path; ``.gz``, ``.bz2``, ``.xz`` and ``.zst`` files are
+    read as streams, one shard each, since a compressed stream cannot be cut. ``paths`` lists
+    the files (None for one plain path, read exactly as before); see ``docs/guide.md``, "Many
+    input files and compressed inputs".
     """
 
     def __init__(
         self,
-        source: str | os.PathLike[str],
+        source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
         *,
         format: str | None = None,
         batch_size: int = 10_000,
         byte_range: tuple[int, int, int] | None = None,
         record_range: tuple[int, int] | None = None,
     ) -> None:
-        super().__init__(source)
+        expanded = expand_sources(source)
+        super().__init__(expanded[0] if expanded is not None else one_path(source))
         self.format = _format_for(self.path, format)
         self.batch_size = batch_size
         self.byte_range = ByteRange(*byte_range) if byte_range is not None else None
         self.record_range = record_range
+        #: A list, directory, glob or compressed file: the files, read one after another,
+        #: each in the format its own suffix (or ``format``) says.
+        self._multi: MultiFileInput | None = None
+        #: Every file read, for a run's collision check (None for one plain file).
+        self.paths: list[Path] | None = None
+        if expanded is not None:
+            one = partial(JSONInputAdapter, format=format, batch_size=batch_size)
+            self._multi = MultiFileInput.of_files(expanded[0], expanded[1], one)
+            self.paths = list(expanded[1])
 
     def describe(self) -> str:
+        if self._multi is not None:
+            return f"JSONInputAdapter({self.source!r}, {len(self.paths or ())} files)"
         if self.byte_range is not None:
             r = self.byte_range
             return f"JSONInputAdapter({self.source!r}, bytes {r.start}-{r.end}, from line {r.line})"
         return f"JSONInputAdapter({self.source!r})"
 
+    def max_shards(self, wanted: int) -> int:
+        if self._multi is not None:
+            return self._multi.max_shards(wanted)
+        return super().max_shards(wanted)
+
     def check(self) -> None:
+        if self._multi is not None:
+            self._multi.check()
+            return
         try:
             with open(self.path, "rb") as f:
                 f.read(1)
@@ -91,6 +119,8 @@ class JSONInputAdapter(BaseInputAdapter):
 
     def split(self, workers: int) -> list[BaseInputAdapter]:
         check_workers(workers)
+        if self._multi is not None:
+            return self._multi.split(workers)
         self.check()
         if self.format == "json":
             return self._split_array(workers)
@@ -130,6 +160,9 @@ class JSONInputAdapter(BaseInputAdapter):
         return shards
 
     def batches(self) -> Iterator[InputBatch]:
+        if self._multi is not None:
+            yield from self._multi.batches()
+            return
         self.check()
         if self.format == "json":
             yield from self._array_batches()

@@ -1,0 +1,232 @@
+"""Many input files behind one adapter: lists, directories, globs and compressed streams.
+
+The files are expanded once, when the adapter is made, and sorted by path. ``split(n)`` cuts
+the ordered files into ``n`` runs balanced by size: an uncompressed file larger than a
+shard's share is cut into byte ranges by its own single-file ``split``; a compressed file
+(``.gz``, ``.bz2``, ``.xz``, ``.zst``) is a stream that cannot be cut, so it is one piece.
+"""
+
+from __future__ import annotations
+
+import bz2
+import glob
+import gzip
+import importlib.util
+import lzma
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import IO, cast
+
+from ..errors import InputError
+from .base import BaseInputAdapter, InputBatch, check_workers
+
+__all__ = [
+    "COMPRESSED_SUFFIXES",
+    "MultiFileInput",
+    "compression_of",
+    "expand_sources",
+    "one_path",
+    "open_compressed",
+]
+
+#: The compressed suffixes read as streams (``.zst`` needs the ``zstandard`` module).
+COMPRESSED_SUFFIXES: tuple[str, ...] = (".gz", ".bz2", ".xz") + (
+    (".zst",) if importlib.util.find_spec("zstandard") is not None else ()
+)
+
+_GLOB_CHARS = frozenset("*?[")
+_COPY_CHUNK = 1 << 20
+
+Source = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
+
+
+def compression_of(path: Path) -> str | None:
+    """The compressed suffix of ``path`` (``".gz"``...), or None for a plain file."""
+    suffix = path.suffix.lower()
+    return suffix if suffix in COMPRESSED_SUFFIXES else None
+
+
+def open_compressed(path: Path) -> IO[bytes]:
+    """``path`` opened for reading its decompressed bytes as a stream."""
+    suffix = compression_of(path)
+    if suffix == ".gz":
+        return cast(IO[bytes], gzip.open(path, "rb"))
+    if suffix == ".bz2":
+        return bz2.open(path, "rb")
+    if suffix == ".xz":
+        return lzma.open(path, "rb")
+    if suffix == ".zst":
+        import zstandard
+
+        stream: IO[bytes] = zstandard.open(path, "rb")
+        return stream
+    return open(path, "rb")
+
+
+def expand_sources(source: Source) -> tuple[str, list[Path]] | None:
+    """(a display name, the files sorted by path) for a list, a directory, a glob or a
+    compressed file; None for one plain path, which keeps the single-file adapter as it is.
+
+    An empty directory or a glob matching nothing is an ``InputError`` naming it.
+    """
+    if isinstance(source, (str, os.PathLike)):
+        text = os.fspath(source)
+        path = Path(text)
+        if path.is_dir():
+            files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+            if not files:
+                raise InputError("the input directory holds no files", path=text)
+            return text, files
+        if not path.exists() and _GLOB_CHARS & set(text):
+            files = sorted(Path(p) for p in glob.glob(text) if Path(p).is_file())
+            if not files:
+                raise InputError("the input pattern matches no file", path=text)
+            return text, files
+        if compression_of(path) is not None:
+            return text, [path]
+        return None
+    files = sorted(Path(os.fspath(p)) for p in source)
+    if not files:
+        raise InputError("the input list names no file", path="[]")
+    if len(set(files)) != len(files):
+        raise InputError("the input list names a file twice", path=str(files[0]))
+    return f"[{', '.join(str(p) for p in files)}]", files
+
+
+def _size(path: Path) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
+
+
+def _piece_size(piece: BaseInputAdapter, fallback: int) -> int:
+    r = getattr(piece, "byte_range", None)
+    if r is not None:
+        return max(0, int(r.end) - int(r.start))
+    return fallback
+
+
+class _Decompressed(BaseInputAdapter):
+    """One compressed file: decompressed as a stream into a private copy, read by a
+    single-file adapter, with the original file named in every batch and error record."""
+
+    def __init__(self, source: Path, make: Callable[[Path], BaseInputAdapter]) -> None:
+        super().__init__(source)
+        self.make = make
+
+    def check(self) -> None:
+        try:
+            with open_compressed(self.path) as f:
+                f.read(1)
+        except (OSError, EOFError, ValueError, lzma.LZMAError) as exc:
+            raise InputError(f"cannot read compressed input: {exc}", path=self.source) from exc
+
+    def split(self, workers: int) -> list[BaseInputAdapter]:
+        check_workers(workers)
+        return [self, *(MultiFileInput(self.source, []) for _ in range(workers - 1))]
+
+    def batches(self) -> Iterator[InputBatch]:
+        self.check()
+        suffix = compression_of(self.path) or ""
+        with tempfile.TemporaryDirectory(prefix="zoopipe-in-") as folder:
+            copy = Path(folder) / self.path.name[: len(self.path.name) - len(suffix)]
+            try:
+                with open_compressed(self.path) as src, open(copy, "wb") as dst:
+                    shutil.copyfileobj(src, dst, _COPY_CHUNK)
+            except (OSError, EOFError, ValueError, lzma.LZMAError) as exc:
+                raise InputError(f"cannot decompress input: {exc}", path=self.source) from exc
+            inner = self.make(copy)
+            inner_source = inner.source
+            for batch in inner.batches():
+                batch.source = self.source
+                for record in batch.malformed:
+                    if record.get("source") == inner_source:
+                        record["source"] = self.source
+                yield batch
+
+
+class MultiFileInput(BaseInputAdapter):
+    """An ordered run of single-file pieces (whole files, byte ranges, compressed streams)
+    read one after another; what a multi-file input and each of its shards read."""
+
+    def __init__(self, name: str, pieces: Sequence[tuple[BaseInputAdapter, int]]) -> None:
+        super().__init__(name)
+        self.pieces = list(pieces)
+
+    @classmethod
+    def of_files(
+        cls, name: str, files: Sequence[Path], make: Callable[[Path], BaseInputAdapter]
+    ) -> MultiFileInput:
+        pieces: list[tuple[BaseInputAdapter, int]] = []
+        for path in files:
+            piece: BaseInputAdapter = (
+                _Decompressed(path, make) if compression_of(path) is not None else make(path)
+            )
+            pieces.append((piece, _size(path)))
+        return cls(name, pieces)
+
+    @property
+    def paths(self) -> list[Path]:
+        """Every file this input reads, in order (for a run's collision check)."""
+        seen: dict[str, Path] = {}
+        for piece, _ in self.pieces:
+            seen.setdefault(str(piece.path), piece.path)
+        return list(seen.values())
+
+    def describe(self) -> str:
+        return f"{type(self).__name__}({self.source!r}, {len(self.pieces)} pieces)"
+
+    def check(self) -> None:
+        for piece, _ in self.pieces:
+            if not piece.path.exists():
+                raise InputError("input file does not exist", path=piece.source)
+            piece.check()
+
+    def max_shards(self, wanted: int) -> int:
+        room = 0
+        for piece, size in self.pieces:
+            if isinstance(piece, _Decompressed):
+                room += 1
+            else:
+                room += piece.max_shards(wanted) if size > 0 else 0
+            if room >= wanted:
+                return wanted
+        return max(1, room)
+
+    def batches(self) -> Iterator[InputBatch]:
+        for piece, _ in self.pieces:
+            yield from piece.batches()
+
+    def split(self, workers: int) -> list[BaseInputAdapter]:
+        check_workers(workers)
+        total = sum(size for _, size in self.pieces)
+        if workers == 1 or total == 0:
+            return [self, *(MultiFileInput(self.source, []) for _ in range(workers - 1))]
+        share = total / workers
+        cut: list[tuple[BaseInputAdapter, int]] = []
+        for piece, size in self.pieces:
+            k = min(workers, math.ceil(size / share)) if size > 0 else 1
+            if k > 1 and not isinstance(piece, (_Decompressed, MultiFileInput)):
+                parts = piece.split(k)
+                cut.extend((part, _piece_size(part, size // k)) for part in parts)
+            else:
+                cut.append((piece, size))
+        groups: list[list[tuple[BaseInputAdapter, int]]] = [[] for _ in range(workers)]
+        done = 0
+        for piece, size in cut:
+            index = min(workers - 1, int((done + size / 2) * workers / total))
+            groups[index].append((piece, size))
+            done += size
+        return [MultiFileInput(self.source, group) for group in groups]
+
+
+def one_path(source: Source) -> str | os.PathLike[str]:
+    """``source`` when it names one path (what :func:`expand_sources` left alone)."""
+    if isinstance(source, (str, os.PathLike)):
+        return source
+    raise InputError("a list of inputs needs at least one file", path=str(source))
