@@ -556,7 +556,7 @@ def assert_gz_jsonl(path: Path) -> None:
 
 
 NO_COMPRESSION = pytest.mark.xfail(
-    strict=True, reason="compressed inputs and outputs (.gz, .zst) are left out: docs/zoopipe.md"
+    strict=True, reason="compressed outputs (.gz, .zst) are not written yet: docs/zoopipe.md"
 )
 
 CSV_CASES = [
