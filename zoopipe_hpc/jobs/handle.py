@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -32,6 +33,9 @@ from .manifest import JobState, Manifest
 __all__ = ["JobHandle", "ReportCallback", "assert_slurm", "open_job"]
 
 log = logging.getLogger(__name__)
+
+#: Seconds between two looks of a watch at a detached job's finish jobs.
+_STRANDED_EVERY = 30.0
 
 ReportCallback = Callable[[PipeReport, list[PipeReport]], None]
 
@@ -120,6 +124,15 @@ class JobHandle(JobConcluder):
         self._runner.release()
         return committed
 
+    def _stranded_due(self) -> bool:
+        """Whether a watch may ask Slurm about the finish jobs now: at most twice a minute, so
+        that watching a detached job stays inside the engine's request budget."""
+        now = time.monotonic()
+        if now - getattr(self, "_stranded_asked", -1e9) < _STRANDED_EVERY:
+            return False
+        self._stranded_asked = now
+        return True
+
     def _stranded(self, manifest: Manifest) -> bool:
         """A detached job nobody will conclude: every shard is over, the job is not, and
         Slurm runs none of its finish jobs (the commit job died, or was cancelled with the
@@ -135,11 +148,19 @@ class JobHandle(JobConcluder):
                 ["squeue", "--noheader", "--jobs", ",".join(ids), "--format=%i|%T"]
             )
         except SlurmCommandError as exc:
-            if "invalid job id" in str(exc).lower():
-                return True  # gone from the queue long ago
+            if "invalid job id" in str(exc).lower():  # gone from the queue long ago
+                now = self.manifest()
+                return now.finish_jobs == manifest.finish_jobs and not now.state.is_final
             log.warning("cannot ask Slurm about finish jobs %s: %s", ids, exc)
             return False  # unknown: never conclude beside a commit job that may be running
-        return not any(line.strip() for line in out.splitlines())
+        if any(line.strip() for line in out.splitlines()):
+            return False
+        # None of them in the queue: stranded only if the manifest still names the same finish
+        # jobs (a recover job that just resubmitted has recorded new ones before it exited).
+        now = self.manifest()
+        return now.finish_jobs == manifest.finish_jobs and not (
+            now.state.is_final or now.state is JobState.FAILED
+        )
 
     def _claim_local_run(self) -> None:
         """Become the process that runs this local job, or say who is."""
@@ -203,7 +224,7 @@ class JobHandle(JobConcluder):
                     f"({describe_owner(owner)}) is gone; `zoopipe-hpc resume {self.path}` "
                     f"concludes it"
                 )
-            if detached and self._stranded(manifest):
+            if detached and self._stranded_due() and self._stranded(manifest):
                 if over(self.manifest()):  # it may have concluded just now
                     return True
                 raise JobError(
