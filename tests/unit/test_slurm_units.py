@@ -95,6 +95,16 @@ def test_sacct_rows_pending_ranges_and_signals(fake):  # type: ignore[no-untyped
     assert "ran out of memory" in states["7_2"].describe()
 
 
+def test_srun_signal_is_read_before_slurmdbd_has_the_step(fake):  # type: ignore[no-untyped-def]
+    """srun exits with the signal number of its killed task: 9:0 with DerivedExitCode 0:0 (the
+    step not yet recorded) is SIGKILL; the task program's own exit codes stay exit codes."""
+    fake([(0, "7_0|FAILED|9:0|n1|0:0\n7_1|FAILED|1:0|n1|0:0\n7_2|FAILED|2:0|n1|\n", "")])
+    states = SacctSource(SlurmCLI()).query(["7"])
+    assert "killed by SIGKILL" in states["7_0"].describe()
+    assert states["7_1"].describe().endswith("(FAILED, exit code 1)")
+    assert states["7_2"].describe().endswith("(FAILED, exit code 2)")
+
+
 def test_squeue_fallback_reads_the_queue(fake):  # type: ignore[no-untyped-def]
     fake([(0, "8_0|RUNNING|n1\n8_1|PENDING|\n", "")])
     states = SqueueSource(SlurmCLI()).query(["8"])

@@ -94,6 +94,26 @@ def _exit(exit_code: str) -> str:
     return f", exit code {code}" if int(code) else ""
 
 
+#: Exit codes of the task program (``python -m zoopipe_hpc.engines.slurm``): done, failed,
+#: bad arguments. The signal numbers srun reports are never among them.
+_TASK_EXIT_CODES = frozenset({0, 1, 2})
+
+
+def _srun_signal(exit_code: str) -> str:
+    """An array task's ``N:0`` as the signal it is when N is not one of the task's own codes.
+
+    An array task's batch script ends with the ``srun`` step of the task program, and srun exits
+    with the number of the signal that killed its task (9 for SIGKILL). Until slurmdbd has the
+    step's record, DerivedExitCode is ``0:0`` and the batch's ``9:0`` is all there is to go on.
+    """
+    code, _, sig = exit_code.partition(":")
+    if code.isdigit() and sig in ("", "0"):
+        number = int(code)
+        if number not in _TASK_EXIT_CODES and 0 < number < 64:
+            return f"0:{number}"
+    return exit_code
+
+
 class StateSource(Protocol):
     name: str
 
@@ -154,6 +174,8 @@ class SacctSource:
             if derived.partition(":")[2] not in ("", "0"):
                 # The step's signal (e.g. 0:9) says more than the batch script's exit code.
                 exit_code = derived
+            elif "_" in job_id:
+                exit_code = _srun_signal(exit_code)
             for task in expand_job_ids(job_id):
                 states[task] = TaskState(task, state.split()[0], exit_code, node)
         return states
@@ -207,7 +229,7 @@ class PyslurmSource:
                 continue
             task = f"{job.array_id}_{job.array_task_id}"
             signal_number = job.derived_exit_code_signal or job.exit_code_signal or 0
-            exit_code = f"{job.exit_code or 0}:{signal_number}"
+            exit_code = _srun_signal(f"{job.exit_code or 0}:{signal_number}")
             state = str(job.state or "UNKNOWN").split()[0]
             states[task] = TaskState(task, state, exit_code, job.nodelist or "")
         return states
