@@ -235,8 +235,13 @@ def test_a_detached_commit_job_killed_after_the_decision_is_finished_by_resume(
     assert [json.loads(r.read_text())["state"] for r in records] == ["decided"]
     assert targets(tmp_path) == OLD, "killed right after the decision: nothing renamed yet"
     assert status_is_read_only(tmp_path, path)["state"] == "committing"
+    # slurmdbd may list the array a moment after the commit job (slurmctld sends in batches).
+    wait_until(
+        "sacct to list the array's 3 tasks",
+        lambda: len(tasks_of(sacct_rows(start, name), f"{name}-array")) == 3,
+        limit=60,
+    )
     tasks = tasks_of(sacct_rows(start, name), f"{name}-array")
-    assert len(tasks) == 3, tasks
 
     try:
         resumed = cli("resume", path, "--quiet", cwd=tmp_path, timeout=30)

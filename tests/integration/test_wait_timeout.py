@@ -1,8 +1,10 @@
 """Every engine's ``wait(timeout)`` returns within its timeout plus a few milliseconds.
 
 Each test starts one pipe that takes seconds, then waits on it with timeouts far shorter than
-the engine's poll interval: each wait must return False no later than the timeout plus
-:data:`SLACK` plus one look at the pipes (measured on the same engine, without sleeping).
+the engine's poll interval: the best of :data:`TRIES` waits must return False no later than the
+timeout plus :data:`SLACK` plus one look at the pipes (measured on the same engine, without
+sleeping). The best of a few, because a loaded machine may wake any one thread late; the
+defect this guards against (waiting out a whole poll interval) is late every time.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import logging
 import statistics
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -27,6 +29,8 @@ TIMEOUTS = (0.0, 0.001, 0.05)
 #: machine's delay in waking a sleeping thread. Before the fix, waits overshot by a whole poll
 #: interval (0.05 s locally, 0.1 s on Ray and Dask, 1 s on Slurm).
 SLACK = 0.010
+#: Waits per timeout; the shortest overshoot counts.
+TRIES = 3
 
 
 def _slow_pipe(tmp_path: Path) -> Pipe:
@@ -47,15 +51,23 @@ def _look(engine: BaseEngine) -> float:
     return statistics.median(costs)
 
 
+def _best_overshoot(wait: Callable[..., bool], timeout: float) -> float:
+    """The shortest of :data:`TRIES` overshoots of ``wait(timeout=timeout)``."""
+    overshoots = []
+    for _ in range(TRIES):
+        start = time.monotonic()
+        finished = wait(timeout=timeout)
+        overshoots.append(time.monotonic() - start - timeout)
+        assert finished is False, f"wait({timeout}) says a 4 s pipe has finished"
+    return min(overshoots)
+
+
 def check_waits_return_in_time(engine: BaseEngine, tmp_path: Path) -> None:
     engine.start([_slow_pipe(tmp_path)])
     try:
         overshoots: dict[float, float] = {}
         for timeout in TIMEOUTS:
-            start = time.monotonic()
-            finished = engine.wait(timeout=timeout)
-            overshoots[timeout] = time.monotonic() - start - timeout
-            assert finished is False, f"wait({timeout}) says a 4 s pipe has finished"
+            overshoots[timeout] = _best_overshoot(engine.wait, timeout)
         look = _look(engine)
         print(
             f"\n{type(engine).__name__}: look {look * 1000:.1f} ms, overshoot "
@@ -116,9 +128,7 @@ def test_pipe_manager_wait_and_run_timeout_return_in_time(tmp_path: Path) -> Non
     manager.start()
     try:
         for timeout in TIMEOUTS:
-            start = time.monotonic()
-            assert manager.wait(timeout=timeout) is False
-            overshoot = time.monotonic() - start - timeout
+            overshoot = _best_overshoot(manager.wait, timeout)
             assert overshoot <= SLACK + _look(manager.engine), f"wait({timeout}): {overshoot}"
     finally:
         manager.shutdown()
