@@ -9,7 +9,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ._cli import SlurmCLI, SlurmCommandError
+from ._cli import SlurmCLI, SlurmCommandError, is_transient
 
 __all__ = [
     "TaskState",
@@ -263,7 +263,9 @@ def _matching_pyslurm(cli: SlurmCLI) -> Any | None:
 def choose_state_source(cli: SlurmCLI) -> StateSource:
     """pyslurm if it matches the cluster, else sacct where accounting works, else squeue.
 
-    The choice is logged.
+    The choice is logged. A transient failure of the ``sacct`` probe (the controller busy,
+    slurmdbd briefly down) is raised, so that the caller asks again later rather than settling
+    for squeue for the whole run.
     """
     pyslurm = _matching_pyslurm(cli)
     if pyslurm is not None:
@@ -272,6 +274,8 @@ def choose_state_source(cli: SlurmCLI) -> StateSource:
     try:
         cli.run(["sacct", "--noheader", "-X", "-j", "1", "--format=JobID"])
     except SlurmCommandError as exc:
+        if is_transient(int(exc.details.get("returncode") or 0), str(exc.details.get("stderr"))):
+            raise
         log.info("Slurm state from squeue: sacct is not usable here (%s)", exc)
         return SqueueSource(cli)
     log.info("Slurm state from sacct (one call per poll for all arrays)")

@@ -15,6 +15,7 @@ from ..._private import Use, ensure_private_dir
 from ...commit._staging import new_run_id
 from ...errors import ConfigurationError, PayloadRefused, StateError
 from ...report import PipeReport, PipeStatus
+from ._budget import QueryBudget
 from ._cli import SlurmCLI, SlurmCommandError
 from ._payload import PayloadStore
 from ._state import StateSource
@@ -78,6 +79,8 @@ class SlurmEngine(ShardWatch):
             Slurm (tasks refresh their heartbeat every 5 s).
         python: the command that starts Python on the compute nodes (default: this
             interpreter, which must be on the shared filesystem).
+        max_queries_per_minute: the run's request budget: state queries (sacct, squeue,
+            pyslurm) a minute, sustained, with bursts of up to 10 (see docs/slurm.md).
     """
 
     def __init__(
@@ -91,6 +94,7 @@ class SlurmEngine(ShardWatch):
         cli: SlurmCLI | None = None,
         job_folder: str | os.PathLike[str] | None = None,
         ledger: SubmissionLedger | None = None,
+        max_queries_per_minute: float = 4.0,
         **slurm: Any,
     ) -> None:
         if max_retries < 0:
@@ -113,9 +117,13 @@ class SlurmEngine(ShardWatch):
         self._submitter: ArraySubmitter | None = None
         self._source: StateSource | None = None
         self._max_array: int | None = None
+        self._clock = time.monotonic
+        self._budget = QueryBudget(max_queries_per_minute, clock=lambda: self._clock())
+        self._query_cli = self.cli.single_attempt()
         self._next_query = 0.0
-        self._query_delay = 2.0
-        self._last_query_key: tuple[tuple[str, str], ...] = ()
+        self._next_pending_query = 0.0
+        self._fault_delay = 1.0
+        self._hold_queries = False
         self._cancelled = False
         #: When the current run of short waits began (None: the last look could ask Slurm).
         self._query_put_off_since: float | None = None
@@ -240,7 +248,7 @@ class SlurmEngine(ShardWatch):
                 shard.slurm = None
                 shard.final = None
                 shard.ended_since = None
-        self._next_query = 0.0
+        self._query_soon()
         return submitted
 
     def resubmit(self, indices: Sequence[int], *, automatic: bool = False) -> list[int]:
@@ -280,7 +288,7 @@ class SlurmEngine(ShardWatch):
             self._shards.append(shard)
         self._cancelled = False
         self._source = None
-        self._next_query = 0.0
+        self._query_soon()
 
     def live_arrays(self) -> list[str]:
         """Arrays of this run that still have unfinished shards."""
@@ -295,8 +303,8 @@ class SlurmEngine(ShardWatch):
         now = time.time()
         reports = [self._shard_report(s) for s in self._shards]
         doubtful = [s for s in self._shards if s.final is None and self._needs_slurm(s, now)]
-        if doubtful and time.monotonic() >= self._next_query:
-            self._ask_slurm(doubtful)
+        if doubtful:
+            self._maybe_ask_slurm(doubtful)
         retry: list[tuple[Shard, PipeReport, str]] = []
         for shard, report in zip(self._shards, reports, strict=True):
             if shard.final is not None:
@@ -356,7 +364,7 @@ class SlurmEngine(ShardWatch):
         def all_final() -> bool:
             if all(s.final is not None for s in self._shards):
                 return True
-            self._next_query = 0.0  # ask Slurm at every look: the tasks are being cancelled
+            self._query_soon()  # ask at every look the budget allows: the tasks are cancelled
             self._refresh()
             return all(s.final is not None for s in self._shards)
 
@@ -370,5 +378,6 @@ class SlurmEngine(ShardWatch):
                 shard.final = report
 
     def slurm_calls(self) -> dict[str, int]:
-        """How many times each Slurm command was run by this engine."""
+        """How many times each Slurm command (and pyslurm, as ``pyslurm``) was called by this
+        engine, retries included."""
         return dict(self.cli.calls)
