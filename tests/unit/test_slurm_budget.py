@@ -126,6 +126,47 @@ def _pending_report(shard: object):  # type: ignore[no-untyped-def]
     return report_from_snapshot(shard.index, None)  # type: ignore[attr-defined]
 
 
+class NodeFailThenRequeued:
+    """NODE_FAIL for the first ``fails`` answers, then PENDING: Slurm requeued the task."""
+
+    name = "sacct"
+
+    def __init__(self, clock: Clock, fails: int) -> None:
+        self.clock = clock
+        self.fails = fails
+        self.asked: list[float] = []
+
+    def query(self, array_ids: Sequence[str]) -> dict[str, TaskState]:
+        self.asked.append(self.clock())
+        state = "NODE_FAIL" if len(self.asked) <= self.fails else "PENDING"
+        return {"100_0": TaskState("100_0", state, "0:0", "n1")}
+
+
+def test_a_node_failure_is_final_only_after_an_answer_given_after_the_grace_period(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the budget spent, the answer that would show the requeue comes late: the shard
+    waits for it instead of failing at the grace period's end on an old NODE_FAIL."""
+    clock = Clock()
+    monkeypatch.setattr("time.time", clock)
+    engine = _engine(tmp_path, 1, clock, stale_after=6.0)
+    source = NodeFailThenRequeued(clock, fails=1)
+    engine._source = source
+    engine._budget._tokens = 1.0  # spent by earlier queries: the next token in 15 s
+    monkeypatch.setattr(SlurmEngine, "_needs_slurm", lambda self, shard, now: True)
+    engine._shards[0].reader = type("R", (), {"last": object()})()  # type: ignore[assignment]
+    monkeypatch.setattr(SlurmEngine, "_shard_report", lambda self, s: _pending_report(s))
+    start = clock.now
+    while clock.now < start + 120 and len(source.asked) < 2:
+        engine._refresh()
+        assert engine._shards[0].final is None, engine._shards[0].final
+        clock.now += 0.5
+    engine._refresh()
+    assert len(source.asked) == 2 and source.asked[1] - source.asked[0] > 6.0
+    assert engine._shards[0].slurm is not None
+    assert engine._shards[0].slurm.state == "PENDING" and engine._shards[0].final is None
+
+
 def test_sbatch_from_inside_a_job_drops_the_allocation_variables() -> None:
     inside = {
         "SLURM_JOB_ID": "7",

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,6 +62,8 @@ class Shard:
     failures: list[str] = field(default_factory=list)
     #: When Slurm was first seen to report the task over while its record was not final.
     ended_since: float | None = None
+    #: When (``time.time()``) Slurm's answer in :attr:`slurm` was received.
+    slurm_seen_at: float = 0.0
 
     @property
     def job_id(self) -> str:
@@ -205,9 +208,11 @@ class ShardWatch(BaseEngine):
         if state.state in _MAY_REQUEUE:
             # Slurm requeues a batch task after a node failure or a preemption a moment after
             # reporting it: look again before calling it final.
+            # Final only once an answer given after the grace period still says so: with
+            # the budget spent, that answer may come later than the grace period's end.
             since = shard.ended_since or now
             shard.ended_since = since
-            if now - since < self.stale_after:
+            if now - since < self.stale_after or shard.slurm_seen_at < since + self.stale_after:
                 self._query_soon(2.0)
                 return None
         log_path = self._extra(shard).get("log", "")
@@ -285,15 +290,17 @@ class ShardWatch(BaseEngine):
             self._next_query = self._next_pending_query = now + self._fault_delay
             self._fault_delay = min(self._fault_delay * 2, _FAULT_DELAY_MAX)
             return
+        seen_at = time.time()
         for shard in shards:
             shard.slurm = states.get(shard.job_id) or (
                 TaskState(shard.job_id, "GONE") if self._source.name == "squeue" else None
             )
+            shard.slurm_seen_at = seen_at
             if shard.slurm is not None and shard.slurm.active:
                 shard.ended_since = None
         now = self._clock()
         self._fault_delay = _FAULT_DELAY_FIRST
-        self._next_query = now + self.poll_interval
+        self._next_query = now + max(self.poll_interval, _QUERY_PUT_OFF_LIMIT)
         self._next_pending_query = now + PENDING_QUERY_EVERY
 
     def _running_within(self, deadline: Deadline) -> bool:
