@@ -15,6 +15,7 @@ from ..._private import Use, ensure_private_dir
 from ...commit._staging import new_run_id
 from ...errors import ConfigurationError, PayloadRefused, StateError
 from ...report import PipeReport, PipeStatus
+from .._fail_fast import FailFast
 from ._budget import QueryBudget
 from ._cli import SlurmCLI, SlurmCommandError
 from ._payload import PayloadStore
@@ -125,6 +126,7 @@ class SlurmEngine(ShardWatch):
         self._fault_delay = 1.0
         self._hold_queries = False
         self._cancelled = False
+        self._fail_fast = FailFast()
         #: When the current run of short waits began (None: the last look could ask Slurm).
         self._query_put_off_since: float | None = None
 
@@ -203,6 +205,7 @@ class SlurmEngine(ShardWatch):
         self._submitter = self._make_submitter(self.job_folder)
         self._shards = [Shard(index) for index in range(shards)]
         self._cancelled = False
+        self._fail_fast = FailFast()
         self._source = None
         self.read_only = False
         self._submit([s.index for s in self._shards], "first")
@@ -312,10 +315,20 @@ class SlurmEngine(ShardWatch):
             outcome = self._judge(shard, report, now)
             if outcome is None:
                 continue
-            if outcome.status is PipeStatus.FAILED and self._may_retry(shard):
-                retry.append((shard, outcome, f"{shard.job_id}: {outcome.message}"))
-                continue
+            if outcome.status is PipeStatus.CANCELLED and self._fail_fast.tripped is not None:
+                first = self._fail_fast.tripped[1]
+                outcome.message = f"{outcome.message}; the run failed fast (see shard {first})"
+            if outcome.status is PipeStatus.FAILED:
+                self._fail_fast.observe(shard.index, outcome.message, outcome.total_processed)
+                if self._may_retry(shard):
+                    retry.append((shard, outcome, f"{shard.job_id}: {outcome.message}"))
+                    continue
             self._settle(shard, outcome, reports)
+        if self._fail_fast.tripped is not None:
+            for shard, outcome, _ in retry:
+                self._settle(shard, outcome, reports)
+            retry = []
+            self._stop_after_failing_fast()
         if retry:
             resubmitted = set(self._submit([shard.index for shard, _, _ in retry], "retry"))
             for shard, outcome, failure in retry:
@@ -332,6 +345,25 @@ class SlurmEngine(ShardWatch):
                 )
                 reports[shard.index] = self._shard_report(shard)
         return reports
+
+    def _stop_after_failing_fast(self) -> None:
+        """Once: report the error and cancel the tasks still queued or running."""
+        if self._cancelled or self.read_only:
+            return
+        log.error("%s: %s", self.job_folder, self._fail_fast.describe())
+        self._cancel_live()
+        self._query_soon()
+
+    def _cancel_live(self) -> None:
+        """``scancel`` every array of the run that still has tasks; later failures are
+        CANCELLED."""
+        self._cancelled = True
+        live = self.live_arrays()
+        if live:
+            try:
+                self.cli.run(["scancel", *live])
+            except SlurmCommandError as exc:
+                log.error("scancel %s failed: %s", " ".join(live), exc)
 
     def _may_retry(self, shard: Shard) -> bool:
         """Whether to try a retry; a ledger has the last word (it counts the job's submissions,
@@ -353,13 +385,7 @@ class SlurmEngine(ShardWatch):
         """
         if not self._shards or self.read_only:
             return
-        self._cancelled = True
-        live = self.live_arrays()
-        if live:
-            try:
-                self.cli.run(["scancel", *live])
-            except SlurmCommandError as exc:
-                log.error("scancel %s failed: %s", " ".join(live), exc)
+        self._cancel_live()
 
         def all_final() -> bool:
             if all(s.final is not None for s in self._shards):
