@@ -99,3 +99,25 @@ def test_an_array_submitted_from_inside_a_job_runs(tmp_path: Path) -> None:
     for task in (0, 1):
         text = (folder / f"inner_{inner}_{task}.out").read_text()
         assert "mutually exclusive" not in text and text.strip(), text
+
+
+def test_without_accounting_the_queue_and_the_records_suffice(tmp_path: Path) -> None:
+    """state_source="squeue" (a site without accounting): squeue only says what is still
+    queued; finished tasks vanish from it, and their records and result files decide. The run
+    commits exactly, a failing shard is reported, and no sacct is called."""
+    rows = users(30)
+    source = write_csv(tmp_path / "in.csv", rows)
+    engine = SlurmEngine(
+        folder=tmp_path / "jobs",
+        time="00:05:00",
+        mem="300M",
+        poll_interval=0.3,
+        stale_after=6.0,
+        state_source="squeue",
+    )
+    pipe = Pipe(CSVInputAdapter(source), JSONOutputAdapter(tmp_path / "out.jsonl"), User)
+    manager = PipeManager.parallelize_pipe(pipe, workers=6, engine=engine)
+    assert manager.run(timeout=300), manager.error
+    calls = engine.slurm_calls()
+    assert calls.get("sacct", 0) == 0 and calls["squeue"] >= 1, calls
+    assert [r["id"] for r in read_jsonl(tmp_path / "out.jsonl")] == [r["id"] for r in rows]

@@ -28,7 +28,7 @@ from .._worker import report_from_snapshot
 from ..base import BaseEngine
 from ._budget import QueryBudget
 from ._cli import SlurmCLI, SlurmCommandError
-from ._state import StateSource, TaskState, choose_state_source
+from ._state import StateSource, StateSourceChoice, TaskState, choose_state_source
 from ._submitter import ArraySubmitter
 
 __all__ = ["Shard", "ShardWatch"]
@@ -88,6 +88,8 @@ class ShardWatch(BaseEngine):
     _shards: list[Shard]
     _submitter: ArraySubmitter | None
     _source: StateSource | None
+    #: Where Slurm states come from: ``auto`` (pyslurm, sacct or squeue), or one of them.
+    state_source: StateSourceChoice
     #: Earliest time (on :attr:`_clock`) of the next state query, whatever it is about.
     _next_query: float
     #: Earliest time of the next query that is only about still pending tasks.
@@ -275,7 +277,7 @@ class ShardWatch(BaseEngine):
         arrays = sorted({s.submissions[-1][0] for s in shards})
         try:
             if self._source is None:
-                self._source = choose_state_source(self._query_cli)
+                self._source = choose_state_source(self._query_cli, self.state_source)
             if self._source.name == "pyslurm":
                 self.cli.calls["pyslurm"] += 1  # not a command, but a call to the controller
             states = self._source.query(arrays)

@@ -8,7 +8,7 @@ import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args
 
 from ..._deadline import wait_until
 from ..._private import Use, ensure_private_dir
@@ -19,7 +19,7 @@ from .._fail_fast import FailFast
 from ._budget import QueryBudget
 from ._cli import SlurmCLI, SlurmCommandError
 from ._payload import PayloadStore
-from ._state import StateSource
+from ._state import StateSource, StateSourceChoice
 from ._submitter import ArraySubmitter
 from ._watch import Shard, ShardWatch
 from .parameters import SlurmParameters
@@ -82,6 +82,9 @@ class SlurmEngine(ShardWatch):
             interpreter, which must be on the shared filesystem).
         max_queries_per_minute: the run's request budget: state queries (sacct, squeue,
             pyslurm) a minute, sustained, with bursts of up to 10 (see docs/slurm.md).
+        state_source: where task states come from: ``"auto"`` (pyslurm matching the
+            cluster, else sacct where accounting works, else squeue), ``"sacct"`` or
+            ``"squeue"`` (a site without accounting, or whose slurmdbd is slow).
     """
 
     def __init__(
@@ -96,6 +99,7 @@ class SlurmEngine(ShardWatch):
         job_folder: str | os.PathLike[str] | None = None,
         ledger: SubmissionLedger | None = None,
         max_queries_per_minute: float = 4.0,
+        state_source: StateSourceChoice = "auto",
         **slurm: Any,
     ) -> None:
         if max_retries < 0:
@@ -119,6 +123,11 @@ class SlurmEngine(ShardWatch):
         self._source: StateSource | None = None
         self._max_array: int | None = None
         self._clock = time.monotonic
+        if state_source not in get_args(StateSourceChoice):
+            raise ConfigurationError(
+                f"state_source must be one of {get_args(StateSourceChoice)}, got {state_source!r}"
+            )
+        self.state_source: StateSourceChoice = state_source
         self._budget = QueryBudget(max_queries_per_minute, clock=lambda: self._clock())
         self._query_cli = self.cli.single_attempt()
         self._next_query = 0.0
