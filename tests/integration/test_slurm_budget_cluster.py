@@ -103,8 +103,8 @@ def test_an_array_submitted_from_inside_a_job_runs(tmp_path: Path) -> None:
 
 def test_without_accounting_the_queue_and_the_records_suffice(tmp_path: Path) -> None:
     """state_source="squeue" (a site without accounting): squeue only says what is still
-    queued; finished tasks vanish from it, and their records and result files decide. The run
-    commits exactly, a failing shard is reported, and no sacct is called."""
+    queued; finished tasks vanish from it, and their records and result files decide: the run
+    commits exactly, and no sacct is called."""
     rows = users(30)
     source = write_csv(tmp_path / "in.csv", rows)
     engine = SlurmEngine(
