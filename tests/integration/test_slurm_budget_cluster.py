@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import math
+import os
+import re
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from _support import User, read_jsonl, users, write_csv
+from _support import Trigger, User, read_jsonl, users, write_csv
 
 from zoopipe_hpc import CSVInputAdapter, JSONOutputAdapter, Pipe, PipeManager
 from zoopipe_hpc.engines.slurm import SlurmEngine
@@ -37,6 +40,50 @@ def test_sixty_one_row_shards_stay_within_the_request_budget(tmp_path: Path) -> 
     # The source probe (one sacct) comes on top of the bucket.
     assert queries <= 1 + BURST + 4 * math.ceil(minutes), (minutes, calls)
     assert len(read_jsonl(tmp_path / "out.jsonl")) == manager.report.success_count == 60
+
+
+#: The controller's RPCs that ask about jobs (squeue, scontrol show job, pyslurm), and
+#: slurmdbd's (sacct). Counted by the daemons themselves, not by the engine.
+CONTROLLER_QUERIES = ("REQUEST_JOB_INFO", "REQUEST_JOB_INFO_SINGLE", "REQUEST_JOB_STATE")
+DBD_QUERIES = ("DBD_GET_JOBS_COND",)
+_RPC = re.compile(r"^\s+(?P<name>[A-Z_]+)\s+\(\s*\d+\)\s+count:(?P<count>\d+)", re.M)
+
+
+def rpc_counts(command: list[str]) -> dict[str, int]:
+    """``sdiag`` or ``sacctmgr show stats``: RPC counts by message type."""
+    text = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    by_type = text.split("by message type", 1)[1].split("by user", 1)[0]
+    return {m["name"]: int(m["count"]) for m in _RPC.finditer(by_type)}
+
+
+def test_240_one_row_shards_as_the_controller_and_slurmdbd_count_them(tmp_path: Path) -> None:
+    """The daemons' own statistics, reset before the run: the state queries they served stay
+    within the budget (a burst, then 4 a minute), whatever the engine believes it did."""
+    rows = users(240)
+    source = write_csv(tmp_path / "in.csv", rows)
+    engine = SlurmEngine(folder=tmp_path / "jobs", time="00:05:00", mem="300M", poll_interval=0.5)
+    pipe = Pipe(CSVInputAdapter(source), JSONOutputAdapter(tmp_path / "out.jsonl"), User)
+    manager = PipeManager.parallelize_pipe(pipe, workers=240, engine=engine)
+    subprocess.run(["sdiag", "--reset"], check=True, capture_output=True)
+    subprocess.run(["sacctmgr", "-i", "clear", "stats"], check=True, capture_output=True)
+    started = time.monotonic()
+    assert manager.run(timeout=900), manager.error
+    minutes = (time.monotonic() - started) / 60
+    controller = rpc_counts(["sdiag"])
+    dbd = rpc_counts(["sacctmgr", "show", "stats"])
+    served = sum(controller.get(k, 0) for k in CONTROLLER_QUERIES) + sum(
+        dbd.get(k, 0) for k in DBD_QUERIES
+    )
+    calls = engine.slurm_calls()
+    print(
+        f"240 shards in {minutes:.2f} min: engine calls {calls}; daemons served {served} "
+        f"state queries (controller {controller}, slurmdbd {dbd})"
+    )
+    assert calls["sbatch"] == 1, calls
+    assert controller.get("REQUEST_SUBMIT_BATCH_JOB") == 1, controller
+    # The source probe (one sacct) comes on top of the bucket.
+    assert served <= 1 + BURST + 4 * math.ceil(minutes), (minutes, served, controller, dbd)
+    assert [r["id"] for r in read_jsonl(tmp_path / "out.jsonl")] == [r["id"] for r in rows]
 
 
 INNER = """#!/bin/bash
@@ -121,3 +168,42 @@ def test_without_accounting_the_queue_and_the_records_suffice(tmp_path: Path) ->
     calls = engine.slurm_calls()
     assert calls.get("sacct", 0) == 0 and calls["squeue"] >= 1, calls
     assert [r["id"] for r in read_jsonl(tmp_path / "out.jsonl")] == [r["id"] for r in rows]
+
+
+REPO = Path(__file__).resolve().parents[2]
+DBD_PID = Path("/var/lib/zoopipe-slurm/run/slurmdbd.pid")
+
+
+def test_slurmdbd_down_for_40_s_blocks_no_poll_and_the_run_commits(tmp_path: Path) -> None:
+    """sacct fails while slurmdbd is down: each failed query is one attempt, its backoff
+    spread over later polls, so reading the progress records never waits for it."""
+    rows = [{"id": i, "name": "sleep0.3"} for i in range(150)]
+    source = write_csv(tmp_path / "in.csv", rows)
+    engine = SlurmEngine(
+        folder=tmp_path / "jobs", time="00:05:00", mem="300M", poll_interval=1.0, stale_after=8.0
+    )
+    pipe = Pipe(CSVInputAdapter(source), JSONOutputAdapter(tmp_path / "out.jsonl"), Trigger)
+    manager = PipeManager.parallelize_pipe(pipe, workers=3, engine=engine)
+    manager.start()
+    deadline = time.monotonic() + 120
+    while manager.report.total_processed == 0:
+        assert time.monotonic() < deadline, manager.pipe_reports
+        time.sleep(0.5)
+    if not DBD_PID.exists():
+        pytest.fail(f"{DBD_PID} is missing: the test cluster's slurmdbd is not ours to stop")
+    pid = int(DBD_PID.read_text().split()[0])
+    os.kill(pid, signal.SIGTERM)
+    down_at = time.monotonic()
+    longest, seen = 0.0, []
+    try:
+        while time.monotonic() - down_at < 40:
+            before = time.monotonic()
+            seen.append(manager.report.total_processed)
+            longest = max(longest, time.monotonic() - before)
+            time.sleep(engine.poll_interval)
+    finally:
+        subprocess.run([str(REPO / "scripts" / "slurm-cluster"), "up"], check=True)
+    assert longest < engine.poll_interval, f"a poll took {longest:.2f} s with slurmdbd down"
+    assert seen[-1] > seen[0], f"the progress did not move while slurmdbd was down: {seen}"
+    assert manager.run(timeout=300), manager.error
+    assert [r["id"] for r in read_jsonl(tmp_path / "out.jsonl")] == list(range(150))
