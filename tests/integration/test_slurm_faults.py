@@ -145,3 +145,24 @@ def test_group_writable_job_folder_is_refused(tmp_path: Path):
     for report in manager.pipe_reports:
         assert report.status is PipeStatus.FAILED
         assert "writable by group" in report.message and "chmod go-w" in report.message
+
+
+def test_the_same_error_at_start_fails_fast_instead_of_retrying(tmp_path: Path):
+    """Every shard's input vanished before the tasks ran: the same error before any record.
+    With max_retries=2 each shard still runs once (one sbatch), and the run says why once."""
+    engine = slurm_engine(tmp_path, max_retries=2, extra={"hold": True})
+    manager = PipeManager.parallelize_pipe(slow_pipe(tmp_path, delay=0.0), workers=6, engine=engine)
+    manager.start()
+    (tmp_path / "in.csv").unlink()
+    array = manager.pipe_reports[0].extra["slurm_job_id"].split("_")[0]
+    subprocess.run(["scontrol", "release", array], check=True)
+    assert manager.run(timeout=240) is False
+    reports = manager.pipe_reports
+    assert engine.slurm_calls()["sbatch"] == 1, engine.slurm_calls()
+    assert [r.extra["attempts"] for r in reports] == ["1"] * 6
+    failed = [r for r in reports if r.status is PipeStatus.FAILED]
+    assert len(failed) >= 2 and all("in.csv" in r.message for r in failed), reports
+    assert all(r.status in (PipeStatus.FAILED, PipeStatus.CANCELLED) for r in reports)
+    assert "fail fast" in str(manager.error) or all(
+        "failed fast" in r.message for r in reports if r.status is PipeStatus.CANCELLED
+    ), manager.error

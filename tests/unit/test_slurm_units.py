@@ -105,6 +105,15 @@ def test_srun_signal_is_read_before_slurmdbd_has_the_step(fake):  # type: ignore
     assert states["7_2"].describe().endswith("(FAILED, exit code 2)")
 
 
+def test_squeue_asks_for_states_only_where_slurm_has_it(fake):  # type: ignore[no-untyped-def]
+    runner = fake([(0, "9_0|RUNNING\n9_[1-2]|PENDING\n", ""), (0, "9_0|RUNNING|n1\n", "")])
+    states = SqueueSource(SlurmCLI(), (24, 11)).query(["9"])
+    assert sorted(states) == ["9_0", "9_1", "9_2"] and states["9_0"].node == ""
+    assert "--only-job-state" in runner.commands[0]
+    SqueueSource(SlurmCLI(), (22, 5)).query(["9"])
+    assert "--only-job-state" not in runner.commands[1]
+
+
 def test_squeue_fallback_reads_the_queue(fake):  # type: ignore[no-untyped-def]
     fake([(0, "8_0|RUNNING|n1\n8_1|PENDING|\n", "")])
     states = SqueueSource(SlurmCLI()).query(["8"])
@@ -225,7 +234,7 @@ def test_without_pyslurm_the_choice_is_logged(fake, monkeypatch, caplog):  # typ
 
     caplog.set_level(logging.INFO)
     monkeypatch.setitem(sys.modules, "pyslurm", None)  # import fails
-    fake([(1, "", "sacct: error: Slurm accounting storage is disabled")])
+    fake([(1, "", "sacct: error: Slurm accounting storage is disabled"), (0, "slurm 22.05.8", "")])
     assert choose_state_source(SlurmCLI()).name == "squeue"
     assert "pyslurm is not importable" in caplog.text
     assert "sacct is not usable" in caplog.text

@@ -11,6 +11,7 @@ import logging
 import os
 
 from .._deadline import wait_until
+from ..engines._fail_fast import FailFast
 from ._ownership import describe_owner, is_this_process
 from .config import JobConfig
 from .follow_up import submit_finish_jobs
@@ -63,6 +64,14 @@ def finish_recover(path: str | os.PathLike[str], timeout: float = 300.0) -> bool
     limit = 1 + JobConfig.from_resolved(manifest.config).engine.max_retries
     indices = [r.pipe_index for r in failed]
     spent = [i for i in indices if manifest.submissions_used(i) >= limit]
+    fail_fast = FailFast()
+    for result in failed:
+        fail_fast.observe(result.pipe_index, result.message, result.report.total_processed)
+    if fail_fast.tripped is not None:
+        handle.roll_back(
+            f"{len(failed)} of {len(results)} shards failed; not retried: {fail_fast.describe()}"
+        )
+        return False
     if not spent:
         resubmitted = handle._driver().resubmit(indices, automatic=True)
         handle._engine = None

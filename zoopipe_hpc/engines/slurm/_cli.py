@@ -7,14 +7,21 @@ from __future__ import annotations
 
 import collections
 import logging
+import os
 import shutil
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from ...errors import ConfigurationError, SlurmCommandError
 
-__all__ = ["SlurmCLI", "SlurmCommandError"]
+__all__ = [
+    "KEPT_SLURM_VARIABLES",
+    "SlurmCLI",
+    "SlurmCommandError",
+    "is_transient",
+    "submission_environment",
+]
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +38,36 @@ TRANSIENT = (
 )
 
 
+def is_transient(returncode: int, stderr: str) -> bool:
+    """Whether a failed command is worth asking again (a timeout or a busy controller)."""
+    return returncode == -1 or any(t in stderr.lower() for t in TRANSIENT)
+
+
+#: Slurm variables kept in a submission from inside a job: they say where the cluster is, not
+#: what the current allocation holds.
+KEPT_SLURM_VARIABLES = frozenset({"SLURM_CONF", "SLURM_CONFIG_DIR"})
+
+
+def submission_environment(environ: Mapping[str, str]) -> dict[str, str] | None:
+    """The environment for ``sbatch``: inside a Slurm job, without the allocation's variables.
+
+    A job's environment carries ``SLURM_*`` variables of its own allocation (e.g.
+    ``SLURM_MEM_PER_NODE``) and the ``SBATCH_*`` ones it was submitted with; a job submitted
+    from there inherits them next to the site's defaults (``SLURM_MEM_PER_CPU``), and its
+    ``srun`` refuses to start. So every ``SLURM_*`` and ``SBATCH_*`` variable is dropped
+    except :data:`KEPT_SLURM_VARIABLES`. The engine sets none of them itself: what a task needs
+    is written into the job script. Outside a job (no ``SLURM_JOB_ID``) the environment is
+    passed as it is (None), so ``SBATCH_*`` variables a user set deliberately still apply.
+    """
+    if "SLURM_JOB_ID" not in environ and "SLURM_JOBID" not in environ:
+        return None
+    return {
+        key: value
+        for key, value in environ.items()
+        if key in KEPT_SLURM_VARIABLES or not key.startswith(("SLURM_", "SBATCH_"))
+    }
+
+
 class SlurmCLI:
     """Runs Slurm commands with retries on transient errors and a per-command call count."""
 
@@ -45,8 +82,18 @@ class SlurmCLI:
     def available(self, tool: str = "sbatch") -> bool:
         return shutil.which(tool) is not None
 
+    def single_attempt(self) -> SlurmCLI:
+        """A view of this helper that never retries (nor sleeps), counting into the same
+        :attr:`calls`: for the state queries of a poll, whose retries are spread over polls."""
+        view = SlurmCLI(retries=0, backoff=self.backoff, timeout=self.timeout)
+        view.calls = self.calls
+        return view
+
     def run(self, args: Sequence[str], *, check: bool = True) -> str:
-        """Run ``args`` (its first item one of :attr:`TOOLS`) and return its standard output."""
+        """Run ``args`` (its first item one of :attr:`TOOLS`) and return its standard output.
+
+        ``sbatch`` runs in :func:`submission_environment` (no inherited allocation variables).
+        """
         tool = args[0]
         if tool not in self.TOOLS:
             raise ConfigurationError(f"not a Slurm command: {tool!r}")
@@ -54,13 +101,19 @@ class SlurmCLI:
             raise SlurmCommandError(
                 f"{tool} is not on PATH: is this a Slurm login node?", command=list(args)
             )
+        env = submission_environment(os.environ) if tool == "sbatch" else None
         delay = self.backoff
         attempt = 0
         while True:
             self.calls[tool] += 1
             try:
                 done = subprocess.run(
-                    list(args), capture_output=True, text=True, timeout=self.timeout, check=False
+                    list(args),
+                    capture_output=True,
+                    text=True,
+                    timeout=self.timeout,
+                    check=False,
+                    env=env,
                 )
             except subprocess.TimeoutExpired:
                 stderr, returncode = f"timed out after {self.timeout:.0f} s", -1
@@ -68,7 +121,7 @@ class SlurmCLI:
                 if done.returncode == 0 or not check:
                     return done.stdout
                 stderr, returncode = done.stderr.strip(), done.returncode
-            transient = returncode == -1 or any(t in stderr.lower() for t in TRANSIENT)
+            transient = is_transient(returncode, stderr)
             if not transient or attempt >= self.retries:
                 raise SlurmCommandError(
                     f"`{' '.join(args)}` failed (exit {returncode}): {stderr or 'no message'}",

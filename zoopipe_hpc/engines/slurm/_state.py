@@ -7,9 +7,9 @@ import re
 import signal
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
-from ._cli import SlurmCLI, SlurmCommandError
+from ._cli import SlurmCLI, SlurmCommandError, is_transient
 
 __all__ = [
     "TaskState",
@@ -18,6 +18,7 @@ __all__ = [
     "SqueueSource",
     "PyslurmSource",
     "choose_state_source",
+    "StateSourceChoice",
 ]
 
 log = logging.getLogger(__name__)
@@ -181,24 +182,38 @@ class SacctSource:
         return states
 
 
+#: The first Slurm release whose squeue has ``--only-job-state`` (a light RPC: states only).
+ONLY_JOB_STATE_SINCE = (24, 5)
+
+
 class SqueueSource:
-    """The queue only: used where accounting is off. A task that left the queue is GONE."""
+    """The queue only: used where accounting is off. A task that left the queue is GONE.
+
+    Finished tasks leave the queue after the site's ``MinJobAge``, so the progress records and
+    result files are the source of truth; squeue only says which tasks are still queued or
+    running. Where squeue has ``--only-job-state`` (Slurm 24.05+), the query asks the
+    controller for states alone (no node names then).
+    """
 
     name = "squeue"
 
-    def __init__(self, cli: SlurmCLI) -> None:
+    def __init__(self, cli: SlurmCLI, version: tuple[int, int] | None = None) -> None:
         self.cli = cli
+        self.only_job_state = version is not None and version >= ONLY_JOB_STATE_SINCE
 
     def query(self, array_ids: Sequence[str]) -> dict[str, TaskState]:
-        out = self.cli.run(
-            ["squeue", "--noheader", "--array", "--jobs", ",".join(array_ids), "--format=%i|%T|%N"],
-            check=False,
-        )
+        command = ["squeue", "--noheader", "--array", "--jobs", ",".join(array_ids)]
+        if self.only_job_state:
+            command += ["--only-job-state", "--format=%i|%T"]
+        else:
+            command.append("--format=%i|%T|%N")
+        out = self.cli.run(command, check=False)
         states: dict[str, TaskState] = {}
         for row in _rows(out):
-            if len(row) < 3:
+            if len(row) < 2:
                 continue
-            job_id, state, node = row[:3]
+            job_id, state = row[:2]
+            node = row[2] if len(row) > 2 else ""
             for task in expand_job_ids(job_id):
                 states[task] = TaskState(task, state.split()[0], "", node)
         return states
@@ -260,11 +275,24 @@ def _matching_pyslurm(cli: SlurmCLI) -> Any | None:
     return pyslurm
 
 
-def choose_state_source(cli: SlurmCLI) -> StateSource:
+#: What ``SlurmEngine(state_source=...)`` may ask for.
+StateSourceChoice = Literal["auto", "sacct", "squeue"]
+
+
+def choose_state_source(cli: SlurmCLI, prefer: StateSourceChoice = "auto") -> StateSource:
     """pyslurm if it matches the cluster, else sacct where accounting works, else squeue.
 
-    The choice is logged.
+    ``prefer="sacct"`` or ``"squeue"`` takes that one without probing (a site whose
+    accounting is slow, or off). The choice is logged. A transient failure of the ``sacct``
+    probe (the controller busy, slurmdbd briefly down) is raised, so that the caller asks again
+    later rather than settling for squeue for the whole run.
     """
+    if prefer == "squeue":
+        log.info("Slurm state from squeue, as asked")
+        return SqueueSource(cli, _major_minor(cli.run(["squeue", "--version"])))
+    if prefer == "sacct":
+        log.info("Slurm state from sacct, as asked")
+        return SacctSource(cli)
     pyslurm = _matching_pyslurm(cli)
     if pyslurm is not None:
         log.info("Slurm state from pyslurm %s (no process per poll)", pyslurm.version())
@@ -272,7 +300,10 @@ def choose_state_source(cli: SlurmCLI) -> StateSource:
     try:
         cli.run(["sacct", "--noheader", "-X", "-j", "1", "--format=JobID"])
     except SlurmCommandError as exc:
+        if is_transient(int(exc.details.get("returncode") or 0), str(exc.details.get("stderr"))):
+            raise
+        version = _major_minor(cli.run(["squeue", "--version"]))
         log.info("Slurm state from squeue: sacct is not usable here (%s)", exc)
-        return SqueueSource(cli)
+        return SqueueSource(cli, version)
     log.info("Slurm state from sacct (one call per poll for all arrays)")
     return SacctSource(cli)

@@ -2,8 +2,9 @@
 
 :class:`ShardWatch` is the part of :class:`~zoopipe_hpc.engines.slurm.SlurmEngine` that looks:
 it attaches each shard to the newest progress record of its current submission, builds the
-shard's report from it, asks Slurm (paced, with backoff, and put off by short waits) about the
-shards whose record is missing, stale or failed, and judges from the result file, the record
+shard's report from it, asks Slurm (within the run's request budget, with a backoff after a
+failed query spread over polls, and put off by short waits) about the shards whose record is
+missing, stale or failed, and judges from the result file, the record
 and Slurm's answer whether a shard is over and how. The engine adds what acts: the job folder,
 the submissions (through the ledger), the retries, and the cancel.
 """
@@ -14,6 +15,7 @@ import logging
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,8 +26,9 @@ from ...report import PipeReport, PipeStatus
 from .._attempts import parse_record_name, slurm_restart
 from .._worker import report_from_snapshot
 from ..base import BaseEngine
+from ._budget import QueryBudget
 from ._cli import SlurmCLI, SlurmCommandError
-from ._state import StateSource, TaskState, choose_state_source
+from ._state import StateSource, StateSourceChoice, TaskState, choose_state_source
 from ._submitter import ArraySubmitter
 
 __all__ = ["Shard", "ShardWatch"]
@@ -38,6 +41,11 @@ _MAY_REQUEUE = frozenset({"NODE_FAIL", "PREEMPTED"})
 #: Longest a run of short waits puts a due Slurm query off (the shortest pause between two
 #: queries the engine makes anyway).
 _QUERY_PUT_OFF_LIMIT = 2.0
+#: Seconds between two queries while every doubtful shard is only still pending (no record yet).
+PENDING_QUERY_EVERY = 60.0
+#: First and longest pause after a failed state query (doubled after each failure in a row).
+_FAULT_DELAY_FIRST = 1.0
+_FAULT_DELAY_MAX = 60.0
 
 
 @dataclass
@@ -54,6 +62,8 @@ class Shard:
     failures: list[str] = field(default_factory=list)
     #: When Slurm was first seen to report the task over while its record was not final.
     ended_since: float | None = None
+    #: When (``time.time()``) Slurm's answer in :attr:`slurm` was received.
+    slurm_seen_at: float = 0.0
 
     @property
     def job_id(self) -> str:
@@ -78,9 +88,19 @@ class ShardWatch(BaseEngine):
     _shards: list[Shard]
     _submitter: ArraySubmitter | None
     _source: StateSource | None
+    #: Where Slurm states come from: ``auto`` (pyslurm, sacct or squeue), or one of them.
+    state_source: StateSourceChoice
+    #: Earliest time (on :attr:`_clock`) of the next state query, whatever it is about.
     _next_query: float
-    _query_delay: float
-    _last_query_key: tuple[tuple[str, str], ...]
+    #: Earliest time of the next query that is only about still pending tasks.
+    _next_pending_query: float
+    #: Pause after the next failed query (the retry backoff, spread over polls).
+    _fault_delay: float
+    _budget: QueryBudget
+    #: The CLI of the state queries: one attempt per poll, counting into ``cli.calls``.
+    _query_cli: SlurmCLI
+    _clock: Callable[[], float]
+    _hold_queries: bool
     _cancelled: bool
     _query_put_off_since: float | None
 
@@ -190,10 +210,12 @@ class ShardWatch(BaseEngine):
         if state.state in _MAY_REQUEUE:
             # Slurm requeues a batch task after a node failure or a preemption a moment after
             # reporting it: look again before calling it final.
+            # Final only once an answer given after the grace period still says so: with
+            # the budget spent, that answer may come later than the grace period's end.
             since = shard.ended_since or now
             shard.ended_since = since
-            if now - since < self.stale_after:
-                self._next_query = min(self._next_query, time.monotonic() + 2.0)
+            if now - since < self.stale_after or shard.slurm_seen_at < since + self.stale_after:
+                self._query_soon(2.0)
                 return None
         log_path = self._extra(shard).get("log", "")
         snapshot = shard.reader.last if shard.reader is not None else None
@@ -227,31 +249,61 @@ class ShardWatch(BaseEngine):
 
     # -- asking Slurm -------------------------------------------------------------------------
 
+    def _query_soon(self, after: float = 0.0) -> None:
+        """Let the next state query (pending tasks included) come ``after`` seconds from now,
+        as far as the budget allows (after a submission, a requeue or a cancel)."""
+        at = self._clock() + after
+        self._next_query = min(self._next_query, at)
+        self._next_pending_query = min(self._next_pending_query, at)
+
+    def _maybe_ask_slurm(self, doubtful: list[Shard]) -> None:
+        """Ask Slurm about the doubtful shards if a query is due and the budget has a token.
+
+        A query only about pending tasks (no record yet) is due once a minute; one about a
+        stale or failed record as soon as the backoff after a fault allows. Both cover every
+        doubtful shard in one call. A due query without a token waits for a later poll.
+        """
+        if self._hold_queries:
+            return
+        now = self._clock()
+        urgent = any(s.reader is not None and s.reader.last is not None for s in doubtful)
+        due = self._next_query if urgent else max(self._next_query, self._next_pending_query)
+        if now < due or not self._budget.try_take():
+            return
+        self._ask_slurm(doubtful)
+
     def _ask_slurm(self, shards: list[Shard]) -> None:
-        if self._source is None:
-            self._source = choose_state_source(self.cli)
+        """One state query (a single attempt) about every array of ``shards``."""
         arrays = sorted({s.submissions[-1][0] for s in shards})
         try:
+            if self._source is None:
+                self._source = choose_state_source(self._query_cli, self.state_source)
+            if self._source.name == "pyslurm":
+                self.cli.calls["pyslurm"] += 1  # not a command, but a call to the controller
             states = self._source.query(arrays)
         except SlurmCommandError as exc:
-            log.warning("could not ask Slurm about arrays %s: %s", arrays, exc)
-            self._next_query = time.monotonic() + self._query_delay
-            self._query_delay = min(self._query_delay * 2, 60.0)
+            now = self._clock()
+            log.warning(
+                "could not ask Slurm about arrays %s (asking again in %.0f s): %s",
+                arrays,
+                self._fault_delay,
+                exc,
+            )
+            self._next_query = self._next_pending_query = now + self._fault_delay
+            self._fault_delay = min(self._fault_delay * 2, _FAULT_DELAY_MAX)
             return
+        seen_at = time.time()
         for shard in shards:
             shard.slurm = states.get(shard.job_id) or (
                 TaskState(shard.job_id, "GONE") if self._source.name == "squeue" else None
             )
+            shard.slurm_seen_at = seen_at
             if shard.slurm is not None and shard.slurm.active:
                 shard.ended_since = None
-        # Adaptive backoff: ask less often while nothing changes.
-        key = tuple((s.job_id, s.slurm.state if s.slurm else "") for s in shards)
-        if key == self._last_query_key:
-            self._query_delay = min(self._query_delay * 1.5, 30.0)
-        else:
-            self._query_delay = 2.0
-        self._last_query_key = key
-        self._next_query = time.monotonic() + self._query_delay
+        now = self._clock()
+        self._fault_delay = _FAULT_DELAY_FIRST
+        self._next_query = now + max(self.poll_interval, _QUERY_PUT_OFF_LIMIT)
+        self._next_pending_query = now + PENDING_QUERY_EVERY
 
     def _running_within(self, deadline: Deadline) -> bool:
         """A look for ``wait()`` that asks Slurm only when the wait has time for it.
@@ -262,18 +314,17 @@ class ShardWatch(BaseEngine):
         seconds: a caller that only ever waits briefly still learns what Slurm knows.
         """
         left = deadline.remaining()
-        now = time.monotonic()
+        now = self._clock()
         if left is None or left >= self.poll_interval or now >= self._next_query_limit:
             self._query_put_off_since = None
             return self.is_running
         if self._query_put_off_since is None:
             self._query_put_off_since = now
-        due, self._next_query = self._next_query, math.inf
+        self._hold_queries = True
         try:
             return self.is_running
         finally:
-            # Keep what the look decided (a retry or a requeue asks for an earlier query).
-            self._next_query = min(due, self._next_query)
+            self._hold_queries = False
 
     @property
     def _next_query_limit(self) -> float:

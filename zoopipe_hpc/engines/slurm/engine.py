@@ -8,16 +8,18 @@ import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args
 
 from ..._deadline import wait_until
 from ..._private import Use, ensure_private_dir
 from ...commit._staging import new_run_id
 from ...errors import ConfigurationError, PayloadRefused, StateError
 from ...report import PipeReport, PipeStatus
+from .._fail_fast import FailFast
+from ._budget import QueryBudget
 from ._cli import SlurmCLI, SlurmCommandError
 from ._payload import PayloadStore
-from ._state import StateSource
+from ._state import StateSource, StateSourceChoice
 from ._submitter import ArraySubmitter
 from ._watch import Shard, ShardWatch
 from .parameters import SlurmParameters
@@ -78,6 +80,11 @@ class SlurmEngine(ShardWatch):
             Slurm (tasks refresh their heartbeat every 5 s).
         python: the command that starts Python on the compute nodes (default: this
             interpreter, which must be on the shared filesystem).
+        max_queries_per_minute: the run's request budget: state queries (sacct, squeue,
+            pyslurm) a minute, sustained, with bursts of up to 10 (see docs/slurm.md).
+        state_source: where task states come from: ``"auto"`` (pyslurm matching the
+            cluster, else sacct where accounting works, else squeue), ``"sacct"`` or
+            ``"squeue"`` (a site without accounting, or whose slurmdbd is slow).
     """
 
     def __init__(
@@ -91,6 +98,8 @@ class SlurmEngine(ShardWatch):
         cli: SlurmCLI | None = None,
         job_folder: str | os.PathLike[str] | None = None,
         ledger: SubmissionLedger | None = None,
+        max_queries_per_minute: float = 4.0,
+        state_source: StateSourceChoice = "auto",
         **slurm: Any,
     ) -> None:
         if max_retries < 0:
@@ -113,10 +122,20 @@ class SlurmEngine(ShardWatch):
         self._submitter: ArraySubmitter | None = None
         self._source: StateSource | None = None
         self._max_array: int | None = None
+        self._clock = time.monotonic
+        if state_source not in get_args(StateSourceChoice):
+            raise ConfigurationError(
+                f"state_source must be one of {get_args(StateSourceChoice)}, got {state_source!r}"
+            )
+        self.state_source: StateSourceChoice = state_source
+        self._budget = QueryBudget(max_queries_per_minute, clock=lambda: self._clock())
+        self._query_cli = self.cli.single_attempt()
         self._next_query = 0.0
-        self._query_delay = 2.0
-        self._last_query_key: tuple[tuple[str, str], ...] = ()
+        self._next_pending_query = 0.0
+        self._fault_delay = 1.0
+        self._hold_queries = False
         self._cancelled = False
+        self._fail_fast = FailFast()
         #: When the current run of short waits began (None: the last look could ask Slurm).
         self._query_put_off_since: float | None = None
 
@@ -195,6 +214,7 @@ class SlurmEngine(ShardWatch):
         self._submitter = self._make_submitter(self.job_folder)
         self._shards = [Shard(index) for index in range(shards)]
         self._cancelled = False
+        self._fail_fast = FailFast()
         self._source = None
         self.read_only = False
         self._submit([s.index for s in self._shards], "first")
@@ -240,7 +260,7 @@ class SlurmEngine(ShardWatch):
                 shard.slurm = None
                 shard.final = None
                 shard.ended_since = None
-        self._next_query = 0.0
+        self._query_soon()
         return submitted
 
     def resubmit(self, indices: Sequence[int], *, automatic: bool = False) -> list[int]:
@@ -280,7 +300,7 @@ class SlurmEngine(ShardWatch):
             self._shards.append(shard)
         self._cancelled = False
         self._source = None
-        self._next_query = 0.0
+        self._query_soon()
 
     def live_arrays(self) -> list[str]:
         """Arrays of this run that still have unfinished shards."""
@@ -295,8 +315,8 @@ class SlurmEngine(ShardWatch):
         now = time.time()
         reports = [self._shard_report(s) for s in self._shards]
         doubtful = [s for s in self._shards if s.final is None and self._needs_slurm(s, now)]
-        if doubtful and time.monotonic() >= self._next_query:
-            self._ask_slurm(doubtful)
+        if doubtful:
+            self._maybe_ask_slurm(doubtful)
         retry: list[tuple[Shard, PipeReport, str]] = []
         for shard, report in zip(self._shards, reports, strict=True):
             if shard.final is not None:
@@ -304,10 +324,20 @@ class SlurmEngine(ShardWatch):
             outcome = self._judge(shard, report, now)
             if outcome is None:
                 continue
-            if outcome.status is PipeStatus.FAILED and self._may_retry(shard):
-                retry.append((shard, outcome, f"{shard.job_id}: {outcome.message}"))
-                continue
+            if outcome.status is PipeStatus.CANCELLED and self._fail_fast.tripped is not None:
+                first = self._fail_fast.tripped[1]
+                outcome.message = f"{outcome.message}; the run failed fast (see shard {first})"
+            if outcome.status is PipeStatus.FAILED:
+                self._fail_fast.observe(shard.index, outcome.message, outcome.total_processed)
+                if self._may_retry(shard):
+                    retry.append((shard, outcome, f"{shard.job_id}: {outcome.message}"))
+                    continue
             self._settle(shard, outcome, reports)
+        if self._fail_fast.tripped is not None:
+            for shard, outcome, _ in retry:
+                self._settle(shard, outcome, reports)
+            retry = []
+            self._stop_after_failing_fast()
         if retry:
             resubmitted = set(self._submit([shard.index for shard, _, _ in retry], "retry"))
             for shard, outcome, failure in retry:
@@ -324,6 +354,25 @@ class SlurmEngine(ShardWatch):
                 )
                 reports[shard.index] = self._shard_report(shard)
         return reports
+
+    def _stop_after_failing_fast(self) -> None:
+        """Once: report the error and cancel the tasks still queued or running."""
+        if self._cancelled or self.read_only:
+            return
+        log.error("%s: %s", self.job_folder, self._fail_fast.describe())
+        self._cancel_live()
+        self._query_soon()
+
+    def _cancel_live(self) -> None:
+        """``scancel`` every array of the run that still has tasks; later failures are
+        CANCELLED."""
+        self._cancelled = True
+        live = self.live_arrays()
+        if live:
+            try:
+                self.cli.run(["scancel", *live])
+            except SlurmCommandError as exc:
+                log.error("scancel %s failed: %s", " ".join(live), exc)
 
     def _may_retry(self, shard: Shard) -> bool:
         """Whether to try a retry; a ledger has the last word (it counts the job's submissions,
@@ -345,18 +394,12 @@ class SlurmEngine(ShardWatch):
         """
         if not self._shards or self.read_only:
             return
-        self._cancelled = True
-        live = self.live_arrays()
-        if live:
-            try:
-                self.cli.run(["scancel", *live])
-            except SlurmCommandError as exc:
-                log.error("scancel %s failed: %s", " ".join(live), exc)
+        self._cancel_live()
 
         def all_final() -> bool:
             if all(s.final is not None for s in self._shards):
                 return True
-            self._next_query = 0.0  # ask Slurm at every look: the tasks are being cancelled
+            self._query_soon()  # ask at every look the budget allows: the tasks are cancelled
             self._refresh()
             return all(s.final is not None for s in self._shards)
 
@@ -370,5 +413,6 @@ class SlurmEngine(ShardWatch):
                 shard.final = report
 
     def slurm_calls(self) -> dict[str, int]:
-        """How many times each Slurm command was run by this engine."""
+        """How many times each Slurm command (and pyslurm, as ``pyslurm``) was called by this
+        engine, retries included."""
         return dict(self.cli.calls)
