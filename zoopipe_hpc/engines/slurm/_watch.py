@@ -25,6 +25,7 @@ from .._attempts import parse_record_name, slurm_restart
 from .._worker import report_from_snapshot
 from ..base import BaseEngine
 from ._cli import SlurmCLI, SlurmCommandError
+from ._packing import PACKED, packed_attempt, packed_state
 from ._state import StateSource, TaskState, choose_state_source
 from ._submitter import ArraySubmitter
 
@@ -54,16 +55,28 @@ class Shard:
     failures: list[str] = field(default_factory=list)
     #: When Slurm was first seen to report the task over while its record was not final.
     ended_since: float | None = None
+    #: The current submission is a packed array's (see ``_packing``).
+    packed: bool = False
 
     @property
     def job_id(self) -> str:
         job, task = self.submissions[-1]
-        return f"{job}_{task}"
+        return f"{job}_*" if task == PACKED else f"{job}_{task}"
 
     def restart_of(self, attempt_id: str) -> int | None:
         """The restart count of ``attempt_id`` if it is a run of the current submission."""
         job, task = self.submissions[-1]
+        if task == PACKED:
+            attempt = packed_attempt(attempt_id, job)
+            return attempt.restart if attempt is not None else None
         return slurm_restart(attempt_id, job, task)
+
+    def pin_task(self, attempt_id: str) -> None:
+        """A packed submission's shard is run by the task of ``attempt_id``: follow that one."""
+        job, task = self.submissions[-1]
+        attempt = packed_attempt(attempt_id, job) if task == PACKED else None
+        if attempt is not None:
+            self.submissions[-1] = (job, attempt.task)
 
 
 class ShardWatch(BaseEngine):
@@ -107,6 +120,7 @@ class ShardWatch(BaseEngine):
         for index, (_, attempt, path) in newest.items():
             shard = self._shards[index]
             if attempt != shard.attempt_id:
+                shard.pin_task(attempt)
                 shard.attempt_id = attempt
                 shard.reader = ProgressReader(path, expected_attempt_id=attempt)
 
@@ -127,8 +141,8 @@ class ShardWatch(BaseEngine):
         extra = {"attempts": str(len(shard.submissions))}
         if shard.submissions:
             extra["slurm_job_id"] = shard.job_id
-            if self._submitter is not None:
-                job, task = shard.submissions[-1]
+            job, task = shard.submissions[-1]
+            if self._submitter is not None and task != PACKED:
                 extra["log"] = str(self._submitter.log_paths(job, task)[1])
         if shard.slurm is not None:
             extra["slurm_state"] = shard.slurm.state
@@ -242,6 +256,8 @@ class ShardWatch(BaseEngine):
             shard.slurm = states.get(shard.job_id) or (
                 TaskState(shard.job_id, "GONE") if self._source.name == "squeue" else None
             )
+            if shard.submissions[-1][1] == PACKED or shard.packed:
+                shard.slurm = packed_state(shard, states, self.job_folder)
             if shard.slurm is not None and shard.slurm.active:
                 shard.ended_since = None
         # Adaptive backoff: ask less often while nothing changes.
