@@ -45,11 +45,15 @@ _ARRAY = re.compile(r"^#SBATCH --array=0-(\d+)", re.MULTILINE)
 
 
 class LocalArray(SlurmCLI):
-    def __init__(self, config: str = SCONTROL_CONFIG) -> None:
+    def __init__(self, config: str = SCONTROL_CONFIG, *, autostart: bool = False) -> None:
         super().__init__(retries=0)
         self.config = config
+        #: Start every task of an array as soon as it is submitted (as an idle cluster would).
+        self.autostart = autostart
         self.scripts: dict[str, Path] = {}
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.cancelled: set[str] = set()
+        self._texts: dict[str, str] = {}
         self._next_job = 4200
 
     def available(self, tool: str = "sbatch") -> bool:
@@ -65,26 +69,31 @@ class LocalArray(SlurmCLI):
             self._next_job += 1
             script = Path(args[-1])
             self.scripts[job] = script.with_name(f"{job}_submission.sh")
+            self._texts[job] = script.read_text()
+            if self.autostart:
+                for task in range(self.tasks(job)):
+                    self.start_task(job, task)
             return f"{job}\n"
         if tool == "sacct":
             return self._sacct(args)
         if tool == "scancel":
             for key, process in self.processes.items():
                 if key.partition("_")[0] in args[1:] and process.poll() is None:
+                    self.cancelled.add(key)
                     process.send_signal(signal.SIGTERM)
             return ""
         raise SlurmCommandError(f"not run in a local array: {list(args)}", command=list(args))
 
     def tasks(self, job: str) -> int:
         """How many tasks the job's script asks for."""
-        match = _ARRAY.search(self.scripts[job].read_text())
+        match = _ARRAY.search(self._texts[job])
         if match is None:
             raise AssertionError(f"{self.scripts[job]} is not an array")
         return int(match.group(1)) + 1
 
     def command(self, job: str) -> tuple[list[str], dict[str, str]]:
         """The task command of the job's script and the variables the script exports."""
-        text = self.scripts[job].read_text()
+        text = self._texts[job]
         exports: dict[str, str] = {}
         command: list[str] = []
         for line in text.splitlines():
@@ -109,7 +118,7 @@ class LocalArray(SlurmCLI):
             "SLURM_RESTART_COUNT": str(restart),
             "SLURMD_NODENAME": f"local{task}",
         }
-        log = self.scripts[job].with_name(f"{job}_{task}_r{restart}.local.err")
+        log = self.scripts[job].with_name(f"{job}_{task}_{restart}.local.err")
         with open(log, "ab") as stderr:
             process = subprocess.Popen(command, env=env, stderr=stderr)
         self.processes[f"{job}_{task}"] = process
@@ -128,6 +137,8 @@ class LocalArray(SlurmCLI):
                     state, exit_code = "PENDING", "0:0"
                 elif code is None:
                     state, exit_code = "RUNNING", "0:0"
+                elif f"{job}_{task}" in self.cancelled:
+                    state, exit_code = "CANCELLED", f"0:{-code if code < 0 else 0}"
                 elif code == 0:
                     state, exit_code = "COMPLETED", "0:0"
                 elif code < 0:

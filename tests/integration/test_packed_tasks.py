@@ -15,9 +15,11 @@ from _local_array import LocalArray
 from _support import Trigger, User, users, write_csv
 
 from zoopipe_hpc import CSVInputAdapter, JSONOutputAdapter, Pipe, PipeManager
+from zoopipe_hpc.engines import BaseEngine
 from zoopipe_hpc.engines._attempts import parse_record_name
 from zoopipe_hpc.engines.slurm import SlurmEngine
 from zoopipe_hpc.engines.slurm._claims import claim_owner
+from zoopipe_hpc.testing import EngineConformance
 
 TESTS = str(Path(__file__).parents[1])
 
@@ -169,3 +171,14 @@ def test_the_task_command_is_the_engines_own(tmp_path: Path) -> None:
     assert "#SBATCH --array=0-2%3" in script
     assert f"{sys.executable} -P -u -m zoopipe_hpc.engines.slurm" in script
     assert "--shards 0-239 --packed 2" in script
+
+
+class TestPackedTasksLocally(EngineConformance):
+    """The conformance suite on packed tasks (3 tasks, 2 workers each) that start as soon as
+    they are submitted, as on an idle cluster (the real cluster's: test_slurm_engine.py)."""
+
+    timeout = 120.0
+
+    def make_engine(self, tmp_path: Path) -> BaseEngine:
+        cli = LocalArray(autostart=True)
+        return packed_engine(tmp_path, cli, max_tasks=3, workers_per_task=2)
