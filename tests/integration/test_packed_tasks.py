@@ -182,3 +182,36 @@ class TestPackedTasksLocally(EngineConformance):
     def make_engine(self, tmp_path: Path) -> BaseEngine:
         cli = LocalArray(autostart=True)
         return packed_engine(tmp_path, cli, max_tasks=3, workers_per_task=2)
+
+
+def test_a_requeued_packed_task_runs_again_only_the_shards_it_had_not_ended(
+    tmp_path: Path,
+) -> None:
+    rows = [{"id": i, "name": "sleep0.2" if 10 <= i < 40 else f"n{i}"} for i in range(40)]
+    source = write_csv(tmp_path / "in.csv", rows)
+    good, bad = expected(source, tmp_path, Trigger)
+    cli = LocalArray()
+    engine = packed_engine(tmp_path, cli, max_tasks=1, workers_per_task=1)  # no retries
+    out = tmp_path / "packed"
+    out.mkdir()
+    manager = PipeManager.parallelize_pipe(pipe_of(source, out, Trigger), workers=4, engine=engine)
+    manager.start()
+    [job] = cli.scripts
+    task = cli.start_task(job, 0)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        reports = manager.pipe_reports
+        if reports[0].is_finished and reports[1].total_processed:
+            break
+        time.sleep(0.05)
+    os.kill(task.pid, signal.SIGKILL)
+    assert task.wait(10) == -signal.SIGKILL
+    # Slurm requeues the task (its node failed, say): the same task, restart count 1.
+    assert cli.start_task(job, 0, restart=1).wait(120) == 0
+    assert manager.wait(60) and manager.succeeded, manager.error
+    assert (out / "out.jsonl").read_bytes() == good
+    assert (out / "errors.jsonl").read_bytes() == bad
+    attempts = [r.attempt_id for r in manager.pipe_reports]
+    assert attempts == [f"{job}-0-r0"] + [f"{job}-0-r1"] * 3
+    assert engine.slurm_calls()["sbatch"] == 1
+    assert records(engine.job_folder or tmp_path)[:2] == [(0, f"{job}-0-r0"), (1, f"{job}-0-r0")]
