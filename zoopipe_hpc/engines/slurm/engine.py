@@ -224,7 +224,7 @@ class SlurmEngine(ShardWatch):
             job_folder.parent.mkdir(parents=True, exist_ok=True)
         # The tasks refuse a job folder anyone else could write to: refuse it here first.
         ensure_private_dir(job_folder, "job folder", _JOB_FOLDER_USE, tighten=True)
-        for name in ("progress", "logs", "claims"):
+        for name in ("progress", "logs"):
             ensure_private_dir(job_folder / name, f"{name} folder", _JOB_FOLDER_USE)
         self.job_folder = job_folder
         return job_folder
