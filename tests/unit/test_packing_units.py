@@ -153,6 +153,8 @@ def test_a_packed_shard_without_a_record_is_pending_while_any_task_is(tmp_path: 
     unclaimed = packed_state(shard, states, tmp_path)
     assert unclaimed is not None and unclaimed.state == "UNCLAIMED" and not unclaimed.active
     assert "before one claimed this shard" in unclaimed.describe()
+    # From squeue, ended tasks vanish: an empty answer means every task ended.
+    assert packed_state(shard, {}, tmp_path, missing_is_gone=True) == unclaimed
 
 
 def test_a_claimed_shard_follows_its_claimants_task(tmp_path: Path) -> None:
@@ -163,6 +165,7 @@ def test_a_claimed_shard_follows_its_claimants_task(tmp_path: Path) -> None:
     assert packed_state(shard, states, tmp_path) == states["55_1"]
     assert shard.job_id == "55_1" and shard.restart_of("55-1-r2") == 2
     assert shard.restart_of("55-0-r0") is None  # no other task's records count now
+    assert packed_state(shard, {}, tmp_path, missing_is_gone=True) == TaskState("55_1", "GONE")
 
 
 def test_a_pinned_shard_whose_task_runs_sees_its_own_failure_at_once(tmp_path: Path) -> None:

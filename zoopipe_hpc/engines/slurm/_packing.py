@@ -112,7 +112,10 @@ def packed_attempt(attempt_id: str, job: str) -> SlurmAttempt | None:
 
 
 def packed_state(
-    shard: Shard, states: Mapping[str, TaskState], job_folder: Path | None
+    shard: Shard,
+    states: Mapping[str, TaskState],
+    job_folder: Path | None,
+    missing_is_gone: bool = False,
 ) -> TaskState | None:
     """What Slurm's answer ``states`` means for a shard of a packed array.
 
@@ -120,12 +123,13 @@ def packed_state(
     is over at once (the task goes on with its other shards): state ``SHARD_FAILED``. A shard
     no record ties to a task yet is pending while any task of the array is; once none is, its
     claim (if any) names the task that took it, else no task ran it: ``UNCLAIMED``. None: Slurm
-    does not know the array yet.
+    does not know the array (yet). ``missing_is_gone``: the answer is the queue's (``squeue``),
+    from which ended tasks vanish: a task not in it is GONE.
     """
     job, task = shard.submissions[-1]
     if task == PACKED and job_folder is not None:
         tasks = [s for key, s in states.items() if key.partition("_")[0] == job]
-        if not tasks:
+        if not tasks and not missing_is_gone:
             return None
         if any(s.active for s in tasks):
             return TaskState(shard.job_id, "PENDING")
@@ -135,6 +139,8 @@ def packed_state(
         shard.pin_task(owner)
         job, task = shard.submissions[-1]
     state = states.get(f"{job}_{task}")
+    if state is None and missing_is_gone:
+        state = TaskState(f"{job}_{task}", "GONE")
     snapshot = shard.reader.last if shard.reader is not None else None
     if state is not None and state.active and snapshot is not None:
         if snapshot.state is ProgressState.FAILED:

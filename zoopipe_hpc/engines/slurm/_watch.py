@@ -256,8 +256,9 @@ class ShardWatch(BaseEngine):
             shard.slurm = states.get(shard.job_id) or (
                 TaskState(shard.job_id, "GONE") if self._source.name == "squeue" else None
             )
-            if shard.submissions[-1][1] == PACKED or shard.packed:
-                shard.slurm = packed_state(shard, states, self.job_folder)
+            if shard.packed:
+                squeue = self._source.name == "squeue"
+                shard.slurm = packed_state(shard, states, self.job_folder, squeue)
             if shard.slurm is not None and shard.slurm.active:
                 shard.ended_since = None
         # Adaptive backoff: ask less often while nothing changes.
