@@ -120,10 +120,15 @@ def test_job_script_dry_run_shows_the_packed_array(tmp_path: Path) -> None:
     assert "#SBATCH --array=0-11%12" in script
     assert "#SBATCH --exclusive" in script
     assert "--shards 0-239 --packed 0" in script
-    # Past MaxArraySize (1001 here), the engine packs by itself.
+    # Past MaxArraySize (Slurm's default 1001 while the site's are not read), the engine packs
+    # by itself; a dry run asks Slurm nothing.
     script = SlurmEngine(folder=tmp_path, cli=cli).job_script(20_000)
     assert "#SBATCH --array=0-999%1000" in script and "--shards 0-19999 --packed 1" in script
     assert "--packed" not in SlurmEngine(folder=tmp_path, cli=cli).job_script(1001)
+    assert cli.total_calls() == 0
+    site = SlurmEngine(folder=tmp_path, cli=LocalArray(config=SCONTROL_25_05))
+    site.site_limits()
+    assert "--packed" not in site.job_script(10_000)  # within this site's MaxArraySize=11000
 
 
 def test_node_cpus_follow_slurm_then_the_affinity_mask(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -155,12 +155,11 @@ class SlurmEngine(ShardWatch):
     def job_script(self, tasks: int = 1) -> str:
         """The sbatch script the first submission of ``tasks`` shards (``0..tasks-1``) would
         have (a dry run), with the command every task runs; packed (``max_tasks``, or by itself
-        past the site's limits), an array of at most ``max_tasks`` tasks that share them. The
-        limits are the site's (``scontrol show config``) where Slurm's tools are on PATH, else
-        Slurm's defaults."""
+        past the site's limits), an array of at most ``max_tasks`` tasks that share them. A dry
+        run asks Slurm nothing: it plans with the site's limits if this engine read them
+        already (:meth:`site_limits`), else with Slurm's defaults."""
         folder = self.job_folder or self.requested_job_folder or (self.folder / "<run id>")
-        known = self._limits is not None or self.cli.available("scontrol")
-        packing = self._packing(tasks, None if known else DEFAULT_LIMITS)
+        packing = self._packing(tasks, self._limits or DEFAULT_LIMITS)
         return self._make_submitter(folder).script(range(tasks), packing)
 
     def site_limits(self) -> SiteLimits:
