@@ -14,11 +14,12 @@ import pytest
 from _local_array import LocalArray
 from _support import Trigger, User, users, write_csv
 
-from zoopipe_hpc import CSVInputAdapter, JSONOutputAdapter, Pipe, PipeManager
+from zoopipe_hpc import CSVInputAdapter, JSONOutputAdapter, Pipe, PipeManager, PipeStatus
 from zoopipe_hpc.engines import BaseEngine
 from zoopipe_hpc.engines._attempts import parse_record_name
 from zoopipe_hpc.engines.slurm import SlurmEngine
 from zoopipe_hpc.engines.slurm._claims import claim_owner
+from zoopipe_hpc.progress import ProgressReader, ProgressSnapshot
 from zoopipe_hpc.testing import EngineConformance
 
 TESTS = str(Path(__file__).parents[1])
@@ -74,7 +75,22 @@ def records(job_folder: Path) -> list[tuple[int, str]]:
     return sorted(n for n in names if n is not None)
 
 
-def test_two_packed_tasks_share_the_shards_and_the_commit_is_exact(tmp_path: Path) -> None:
+def counting_polls(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """Every progress record the engine reads from now on, one entry per read."""
+    polled: list[Path] = []
+    poll = ProgressReader.poll
+
+    def counted(reader: ProgressReader) -> ProgressSnapshot | None:
+        polled.append(reader.path)
+        return poll(reader)
+
+    monkeypatch.setattr(ProgressReader, "poll", counted)
+    return polled
+
+
+def test_two_packed_tasks_share_the_shards_and_the_commit_is_exact(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     source = write_csv(tmp_path / "in.csv", users(3000, bad_every=41))
     good, bad = expected(source, tmp_path)
     cli = LocalArray()
@@ -88,6 +104,9 @@ def test_two_packed_tasks_share_the_shards_and_the_commit_is_exact(tmp_path: Pat
     assert "#SBATCH --array=0-1%2" in script
     assert "--shards 0-8 --packed 2" in script
     assert engine.job_folder is not None
+    polled = counting_polls(monkeypatch)
+    assert all(r.status is PipeStatus.PENDING for r in manager.pipe_reports)
+    assert polled == []  # pending shards have no record to open
     assert run_tasks(cli, job, 2) == [0, 0]
     assert manager.wait(60), manager.error
     assert manager.succeeded, manager.error
@@ -102,6 +121,12 @@ def test_two_packed_tasks_share_the_shards_and_the_commit_is_exact(tmp_path: Pat
     assert {r.host for r in manager.pipe_reports} <= {"local0", "local1"}
     assert {r.extra["slurm_job_id"] for r in manager.pipe_reports} <= {f"{job}_0", f"{job}_1"}
     assert engine.slurm_calls()["sbatch"] == 1
+    # Settled shards are never read again, however often the engine is asked.
+    assert len(set(polled)) == 9  # each shard's record was read while it ran
+    polled.clear()
+    for _ in range(3):
+        assert all(r.status is PipeStatus.COMPLETED for r in manager.pipe_reports)
+    assert polled == []
 
 
 def test_a_worker_killed_inside_a_packed_task_is_retried_on_its_own(tmp_path: Path) -> None:
