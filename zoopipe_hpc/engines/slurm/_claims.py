@@ -4,7 +4,8 @@ The tasks of a packed array (``SlurmEngine(max_tasks=...)``) share its list of s
 task takes the next shard nobody has taken yet. Taking a shard is one atomic filesystem call:
 the claim ``claims/<array>/<shard>.<generation>`` is written in full to a private temporary
 file, then ``link``-ed to its name, which fails if the name exists (``link`` is atomic on local
-filesystems, NFS, Lustre and GPFS alike, and the claim is never seen half written). So each
+filesystems, NFS, Lustre and GPFS alike, and the claim is never seen half written; on NFS an
+EEXIST is checked against the temporary file's link count, as open(2) advises). So each
 shard is claimed by exactly one task, fast tasks simply take more shards, and nothing is run
 twice.
 
@@ -158,15 +159,16 @@ class ClaimBoard:
             os.close(fd)
         try:
             os.link(temporary, self._path(index, generation))
-        except FileExistsError:
-            return False
         except OSError as exc:
+            # On NFS a link whose reply was lost is retried and answers EEXIST although it
+            # was made: the temporary file's link count tells (open(2), O_EXCL on NFS).
+            linked = exc.errno == errno.EEXIST and os.stat(temporary).st_nlink == 2
             if exc.errno != errno.EEXIST:
                 raise StateError(
                     f"could not claim shard {index} in {self.folder}: {exc}",
                     folder=str(self.folder),
                 ) from exc
-            return False
+            return linked
         finally:
             os.unlink(temporary)
         return True
