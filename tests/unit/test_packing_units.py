@@ -94,6 +94,8 @@ def test_one_shard_per_task_unless_asked_or_past_the_sites_limits(
     # Whole nodes: every CPU the node gives the task, counted in the task (0).
     assert choose(5, max_tasks=2, parameters=SlurmParameters(exclusive=True)) == Packing(2, 0)
     assert choose(5, max_tasks=2, parameters=SlurmParameters(nodes=1)) == Packing(2, 0)
+    whole = SlurmParameters(extra={"exclusive": True})
+    assert choose(5, max_tasks=2, parameters=whole) == Packing(2, 0)
     with caplog.at_level(logging.INFO, logger="zoopipe_hpc.engines.slurm.engine"):
         assert choose(50_000) == Packing(1000, 1)  # a tenth of MaxJobCount, within MaxArraySize
         assert "50000 shards are more than the site allows" in caplog.text

@@ -55,7 +55,7 @@ def default_workers(parameters: SlurmParameters, workers_per_task: int | None) -
     task), else the task's ``cpus_per_task``."""
     if workers_per_task is not None:
         return workers_per_task
-    if parameters.exclusive or parameters.nodes is not None:
+    if parameters.whole_node:
         return 0
     return parameters.cpus_per_task
 

@@ -111,6 +111,14 @@ class SlurmParameters(BaseModel):
         return value
 
     @property
+    def whole_node(self) -> bool:
+        """Each task has a whole node: ``exclusive``, ``nodes``, or either given in ``extra``."""
+        given = {key.lstrip("-").replace("_", "-"): value for key, value in self.extra.items()}
+        return bool(self.exclusive or self.nodes is not None or given.get("exclusive")) or (
+            "nodes" in given
+        )
+
+    @property
     def minutes(self) -> int:
         return parse_slurm_time(self.time)
 
