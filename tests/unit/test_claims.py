@@ -111,6 +111,11 @@ def test_bad_claims_are_refused_with_their_file(tmp_path: Path) -> None:
     (claim_folder(folder, "77") / "00001.0").write_text("not an attempt\n")
     with pytest.raises(StateError, match="00001.0"):
         b.claim(1)
+    (claim_folder(folder, "77") / "00003.0").symlink_to(folder / "elsewhere")
+    with pytest.raises(PayloadRefused, match="00003.0.*never a link"):
+        b.claim(3)
+    with pytest.raises(PayloadRefused, match="00003.0.*never a link"):
+        claim_owner(folder, "77", 3)
     if os.geteuid() == 0:
         planted = claim_folder(folder, "77") / "00002.0"
         planted.write_text("77-0-r0\n")

@@ -63,15 +63,21 @@ def claim_owner(job_folder: Path, array: str, index: int) -> str | None:
     folder = claim_folder(job_folder, array)
     generation = 0
     owner: str | None = None
-    while claim_path(folder, index, generation).exists():
+    while os.path.lexists(claim_path(folder, index, generation)):
         owner = _read_claim(claim_path(folder, index, generation))
         generation += 1
     return owner
 
 
 def _read_claim(path: Path) -> str:
-    """A claim's attempt id; a claim another user wrote is refused."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    """A claim's attempt id; a claim another user wrote, or a link, is refused."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError as exc:
+        raise PayloadRefused(
+            f"{path}: cannot read this claim ({exc.strerror}; a claim is never a link)",
+            path=str(path),
+        ) from exc
     try:
         if os.fstat(fd).st_uid != os.geteuid():
             raise PayloadRefused(f"{path}: a claim not written by this user", path=str(path))
@@ -121,7 +127,7 @@ class ClaimBoard:
             if self._link(index, generation):
                 return True
             owner = self.owner_at(index, generation)
-            if self._path(index, generation + 1).exists():
+            if os.path.lexists(self._path(index, generation + 1)):
                 generation += 1  # taken over already: look at the newer claim
                 continue
             if not may_take_over(owner, self.me) or self._ended(index, owner):
