@@ -240,3 +240,33 @@ def test_a_requeued_packed_task_runs_again_only_the_shards_it_had_not_ended(
     assert attempts == [f"{job}-0-r0"] + [f"{job}-0-r1"] * 3
     assert engine.slurm_calls()["sbatch"] == 1
     assert records(engine.job_folder or tmp_path)[:2] == [(0, f"{job}-0-r0"), (1, f"{job}-0-r0")]
+
+
+def test_scancel_of_a_packed_task_stops_its_workers_and_records_why(tmp_path: Path) -> None:
+    rows = [{"id": i, "name": "sleep0.1"} for i in range(200)]
+    source = write_csv(tmp_path / "in.csv", rows)
+    cli = LocalArray()
+    engine = packed_engine(tmp_path, cli, max_tasks=1, workers_per_task=2)
+    out = tmp_path / "packed"
+    out.mkdir()
+    manager = PipeManager.parallelize_pipe(pipe_of(source, out, Trigger), workers=6, engine=engine)
+    manager.start()
+    [job] = cli.scripts
+    task = cli.start_task(job, 0)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if sum(1 for r in manager.pipe_reports if r.total_processed) == 2:
+            break
+        time.sleep(0.05)
+    manager.shutdown(timeout=30)  # scancel: SIGTERM to the task
+    assert task.wait(30) == 1
+    reports = manager.pipe_reports
+    assert all(r.status is PipeStatus.CANCELLED for r in reports), reports
+    stopped = [r for r in reports if r.total_processed]
+    assert len(stopped) == 2
+    for report in stopped:
+        assert "stopped by SIGTERM from Slurm" in report.message, report.message
+    # The shards it had not claimed stay unclaimed: nothing ran them.
+    assert engine.job_folder is not None
+    assert [index for index, _ in records(engine.job_folder)] == [r.pipe_index for r in stopped]
+    assert not (out / "out.jsonl").exists()

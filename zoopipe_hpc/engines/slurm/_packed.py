@@ -20,6 +20,7 @@ import logging
 import multiprocessing
 import os
 import signal
+from collections.abc import Mapping
 from dataclasses import dataclass
 from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
@@ -66,9 +67,15 @@ class _Running:
 
 
 def _worker_main(
-    pipe: Pipe, index: int, record: str, attempt_id: str, host: str, parent: int
+    pipe: Pipe,
+    index: int,
+    record: str,
+    attempt_id: str,
+    host: str,
+    parent: int,
+    reasons: Mapping[signal.Signals, str],
 ) -> None:
-    install_stop_handlers()
+    install_stop_handlers(reasons)
     _die_with_parent(parent)
     try:
         run_pipe(pipe, index, Path(record), attempt_id, host=host or None)
@@ -77,15 +84,22 @@ def _worker_main(
         os._exit(1)
 
 
-def run_packed(job_folder: str, shards: list[int], workers: int) -> int:
+def run_packed(
+    job_folder: str,
+    shards: list[int],
+    workers: int,
+    reasons: Mapping[signal.Signals, str] | None = None,
+) -> int:
     """Run the shards this task claims, ``workers`` at a time; returns the task's exit code
-    (0: every shard it ran ended by itself, well or not; 1: the task was stopped)."""
+    (0: every shard it ran ended by itself, well or not; 1: the task was stopped). ``reasons``:
+    why each stop signal comes (as for a one-shard task), recorded by a stopped shard."""
     if workers < 0:
         raise ConfigurationError(
             f"workers per task must be 1 or more (0: the node's CPUs), got {workers}"
         )
     width = workers or node_cpus()
-    install_stop_handlers()
+    reasons = dict(reasons or {})
+    install_stop_handlers(reasons)
     folder = Path(job_folder)
     attempt_id = slurm_attempt_id_from_environment()
     host = os.environ.get("SLURMD_NODENAME", "")
@@ -114,7 +128,7 @@ def run_packed(job_folder: str, shards: list[int], workers: int) -> int:
                     continue
                 process = context.Process(
                     target=_worker_main,
-                    args=(pipe, index, str(record), attempt_id, host, os.getpid()),
+                    args=(pipe, index, str(record), attempt_id, host, os.getpid(), reasons),
                     name=f"zoopipe-shard-{index}",
                     daemon=False,
                 )

@@ -143,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     try:
         if args.packed is not None:
-            return run_packed(args.job_folder, shards, args.packed)
+            return run_packed(args.job_folder, shards, args.packed, SLURM_STOP_REASONS)
         run_shard(args.job_folder, shards[int(task)])
     except ZoopipeHPCError as exc:
         print(f"zoopipe-hpc task {task} of {args.job_folder}: {exc}", file=sys.stderr, flush=True)
