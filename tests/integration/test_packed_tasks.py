@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from _local_array import LocalArray
+from _local_array import SCONTROL_CONFIG, LocalArray
 from _support import Trigger, User, users, write_csv
 
 from zoopipe_hpc import CSVInputAdapter, JSONOutputAdapter, Pipe, PipeManager, PipeStatus
@@ -270,3 +270,24 @@ def test_scancel_of_a_packed_task_stops_its_workers_and_records_why(tmp_path: Pa
     assert engine.job_folder is not None
     assert [index for index, _ in records(engine.job_folder)] == [r.pipe_index for r in stopped]
     assert not (out / "out.jsonl").exists()
+
+
+def test_past_the_sites_max_array_size_the_engine_packs_by_itself(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    source = write_csv(tmp_path / "in.csv", users(900, bad_every=29))
+    good, bad = expected(source, tmp_path)
+    small_site = SCONTROL_CONFIG.replace("MaxArraySize            = 1001", "MaxArraySize = 3")
+    cli = LocalArray(config=small_site, autostart=True)
+    engine = packed_engine(tmp_path, cli)  # no max_tasks: one task per shard if it fitted
+    out = tmp_path / "packed"
+    out.mkdir()
+    manager = PipeManager.parallelize_pipe(pipe_of(source, out), workers=7, engine=engine)
+    with caplog.at_level("INFO", logger="zoopipe_hpc.engines.slurm.engine"):
+        assert manager.run(timeout=120), manager.error
+    assert "7 shards are more than the site allows as one task each (MaxArraySize=3" in caplog.text
+    [job] = cli.scripts
+    assert cli.tasks(job) == 3 and "--shards 0-6 --packed 1" in cli.scripts[job].read_text()
+    assert (out / "out.jsonl").read_bytes() == good
+    assert (out / "errors.jsonl").read_bytes() == bad
+    assert cli.calls["scontrol"] == 1 and cli.calls["sbatch"] == 1
