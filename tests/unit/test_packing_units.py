@@ -194,3 +194,13 @@ def test_a_pinned_shard_whose_task_runs_sees_its_own_failure_at_once(tmp_path: P
     failed = packed_state(shard, states, None)
     assert failed == TaskState("55_3", "SHARD_FAILED", "", "n1") and not failed.active
     assert "failed this shard (the task goes on" in failed.describe()
+
+
+def test_resubmitting_no_shards_of_a_packed_engine_submits_nothing(tmp_path: Path) -> None:
+    cli = LocalArray()
+    engine = SlurmEngine(folder=tmp_path, cli=cli, max_tasks=2)
+    engine.attach(tmp_path / "job", [["4200_*"], ["4200_1"]])
+    assert [s.packed for s in engine._shards] == [True, False]
+    assert engine._shards[0].job_id == "4200_*" and engine._shards[1].job_id == "4200_1"
+    assert engine.resubmit([]) == []
+    assert cli.calls["sbatch"] == 0

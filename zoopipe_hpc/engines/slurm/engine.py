@@ -252,7 +252,7 @@ class SlurmEngine(ShardWatch):
             raise StateError("start() the engine first")
         packing = self._packing(len(indices))
         # Packed, one array takes every shard; else one array per MaxArraySize shards.
-        size = len(indices) if packing is not None else self.max_array_size()
+        size = max(1, len(indices)) if packing is not None else self.max_array_size()
         submitted: list[int] = []
         for offset in range(0, len(indices), size):
             chunk = indices[offset : offset + size]
