@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
-from _support import User, read_jsonl, users, write_csv
+from _support import Trigger, User, read_jsonl, users, write_csv
 
 from zoopipe_hpc import CSVInputAdapter, JSONOutputAdapter, Pipe, PipeManager
 from zoopipe_hpc.engines import BaseEngine
@@ -27,6 +28,45 @@ class TestSlurmEngine(EngineConformance):
 
     def make_engine(self, tmp_path: Path) -> BaseEngine:
         return slurm_engine(tmp_path)
+
+
+class TestPackedSlurmEngine(EngineConformance):
+    """The same promises with the shards packed onto 3 array tasks of 2 workers each."""
+
+    timeout = 240.0
+
+    def make_engine(self, tmp_path: Path) -> BaseEngine:
+        return slurm_engine(tmp_path, max_tasks=3, workers_per_task=2)
+
+
+def one_row_shards(path: Path, rows: int) -> Path:
+    """A CSV whose ``parallelize_pipe(workers=rows)`` gives one row per shard: fixed-width rows
+    and no final newline, so every cut of the even split lands on a row's end."""
+    lines = [f"{i:05d},n{i:05d}" for i in range(rows)]
+    path.write_text("id,name\n" + "\n".join(lines))
+    return path
+
+
+def test_240_one_row_shards_on_at_most_12_packed_tasks_in_order(tmp_path: Path):
+    source = one_row_shards(tmp_path / "in.csv", 240)
+    engine = slurm_engine(tmp_path, max_tasks=12, workers_per_task=2)
+    pipe = Pipe(CSVInputAdapter(source), JSONOutputAdapter(tmp_path / "out.jsonl"), Trigger)
+    manager = PipeManager.parallelize_pipe(pipe, workers=240, engine=engine)
+    assert "--array=0-11%12" in engine.job_script(240)
+    assert manager.run(timeout=600), manager.error
+    assert [r["id"] for r in read_jsonl(tmp_path / "out.jsonl")] == list(range(240))
+    assert [r.total_processed for r in manager.pipe_reports] == [1] * 240
+    [array] = {r.extra["slurm_job_id"].split("_")[0] for r in manager.pipe_reports}
+    sacct = subprocess.run(
+        ["sacct", "-j", array, "-X", "--noheader", "--parsable2", "--format=JobID,State"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    tasks = {line.split("|")[0] for line in sacct.stdout.splitlines() if line.strip()}
+    assert 1 <= len(tasks) <= 12, sacct.stdout
+    assert {r.extra["slurm_job_id"] for r in manager.pipe_reports} <= tasks
+    assert engine.slurm_calls()["sbatch"] == 1
 
 
 def test_twelve_shards_across_three_nodes_equal_one_local_pipe(tmp_path: Path):

@@ -166,3 +166,78 @@ def test_the_same_error_at_start_fails_fast_instead_of_retrying(tmp_path: Path):
     assert "fail fast" in str(manager.error) or all(
         "failed fast" in r.message for r in reports if r.status is PipeStatus.CANCELLED
     ), manager.error
+
+
+# -- packed tasks (max_tasks): a fault takes several shards at once ---------------------------
+
+PACKED_SHARDS = 8
+
+
+def packed_run(tmp_path: Path) -> tuple[PipeManager, list[PipeReport]]:
+    """8 slow shards on 2 packed tasks of 2 workers, started and caught mid-run: some shards
+    done, others under way."""
+    engine = slurm_engine(tmp_path, max_tasks=2, workers_per_task=2, max_retries=1)
+    pipe = slow_pipe(tmp_path, delay=0.3)
+    manager = PipeManager.parallelize_pipe(pipe, workers=PACKED_SHARDS, engine=engine)
+    manager.start()
+
+    def mid_run(reports: list[PipeReport]) -> bool:
+        done = [r for r in reports if r.status is PipeStatus.COMPLETED]
+        busy = [r for r in reports if r.status is PipeStatus.RUNNING and r.total_processed]
+        return bool(done) and bool(busy)
+
+    return manager, wait_for(manager, mid_run, limit=180)
+
+
+def parent_pid(pid: int) -> int:
+    """The packed task process whose worker ``pid`` is (workers are its forks)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("PPid:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no parent of process {pid}")
+
+
+def assert_finished_shards_kept(manager: PipeManager, before: list[PipeReport]) -> None:
+    for report in before:
+        if report.status is PipeStatus.COMPLETED:
+            after = manager.pipe_reports[report.pipe_index]
+            assert after.attempt_id == report.attempt_id, (report, after)
+            assert after.extra["attempts"] == "1"
+
+
+def test_packed_task_killed_with_sigkill_keeps_finished_shards_and_retries_the_others(
+    tmp_path: Path,
+):
+    manager, before = packed_run(tmp_path)
+    victim = next(r for r in before if r.status is PipeStatus.RUNNING and r.total_processed)
+    os.kill(parent_pid(victim.pid), signal.SIGKILL)
+    assert manager.run(timeout=300), manager.error
+    assert_finished_shards_kept(manager, before)
+    again = manager.pipe_reports[victim.pipe_index]
+    assert again.extra["attempts"] == "2", again
+    assert (
+        "SIGKILL" in again.extra["earlier_failures"] or "SIGTERM" in again.extra["earlier_failures"]
+    ), again.extra
+    assert_exact_output(tmp_path)
+    assert manager.report.total_processed == ROWS
+
+
+def test_node_taken_down_under_a_packed_task_keeps_finished_shards(tmp_path: Path):
+    manager, before = packed_run(tmp_path)
+    victim = next(r for r in before if r.status is PipeStatus.RUNNING and r.total_processed)
+    node = victim.host
+    try:
+        subprocess.run(
+            ["scontrol", "update", f"nodename={node}", "state=DOWN", "reason=zoopipe-test"],
+            check=True,
+        )
+        assert manager.run(timeout=300), manager.error
+    finally:
+        subprocess.run(["scontrol", "update", f"nodename={node}", "state=RESUME"], check=False)
+    assert_finished_shards_kept(manager, before)
+    # The shard under way ran again elsewhere: requeued with its task, or retried alone.
+    again = manager.pipe_reports[victim.pipe_index]
+    assert again.host != node, again
+    assert again.attempt_id.endswith("-r1") or again.extra["attempts"] == "2", again
+    assert_exact_output(tmp_path)
+    assert manager.report.total_processed == ROWS

@@ -56,6 +56,8 @@ EXPECTED: dict[str, str] = {
     ),
     "mem": "a Slurm memory size like '2G'",
     "cpus_per_task": "an integer >= 1",
+    "exclusive": "true or false (whole nodes: --exclusive)",
+    "nodes": "1 (one node per task)",
     "account": "a Slurm account name (text)",
     "qos": "a Slurm QOS name (text)",
     "constraint": "a Slurm constraint (text)",

@@ -46,6 +46,8 @@ SLURM_KEYS = (
     "time",
     "mem",
     "cpus_per_task",
+    "exclusive",
+    "nodes",
     "account",
     "qos",
     "constraint",
@@ -56,7 +58,7 @@ SLURM_KEYS = (
     "setup",
     "signal_delay_s",
 )
-_SLURM_INT_KEYS = frozenset({"cpus_per_task", "array_parallelism", "signal_delay_s"})
+_SLURM_INT_KEYS = frozenset({"cpus_per_task", "nodes", "array_parallelism", "signal_delay_s"})
 
 _JSON_FORMATS: dict[str, str] = {"jsonl": "jsonl", "ndjson": "jsonl", "json": "json"}
 
@@ -181,6 +183,8 @@ class EngineSpec(BaseModel):
     time: Any = None
     mem: Any = None
     cpus_per_task: Any = None
+    exclusive: Any = None
+    nodes: Any = None
     account: Any = None
     qos: Any = None
     constraint: Any = None

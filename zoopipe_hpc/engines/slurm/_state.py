@@ -53,6 +53,9 @@ FAILURES = {
     "FAILED": "failed",
     "REVOKED": "was revoked",
     "GONE": "is no longer known to Slurm",
+    # Packed arrays (see _packing): one shard of a task that runs several.
+    "SHARD_FAILED": "failed this shard (the task goes on with its other shards)",
+    "UNCLAIMED": "ended, every task of it, before one claimed this shard",
 }
 
 

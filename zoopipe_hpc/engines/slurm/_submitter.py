@@ -21,6 +21,7 @@ from ..._private import Use, ensure_private_dir
 from ...commit._atomic import atomic_write
 from ...errors import ConfigurationError, PayloadRefused, SlurmCommandError
 from ._cli import SlurmCLI
+from ._packing import Packing
 from .parameters import SlurmParameters, render_job_script
 from .task import TASK_MODULE, format_shards
 
@@ -59,18 +60,21 @@ class ArraySubmitter:
         self.python = python or shlex.quote(sys.executable)
         self.environment = dict(environment or {})
 
-    def command(self, shards: Sequence[int]) -> str:
-        """What every task of an array of ``shards`` runs."""
+    def command(self, shards: Sequence[int], packing: Packing | None = None) -> str:
+        """What every task of an array of ``shards`` runs (packed: claims them, see
+        :mod:`._packed`)."""
         folder = shlex.quote(str(self.job_folder))
-        return f"{self.python} -P -u -m {TASK_MODULE} {folder} --shards {format_shards(shards)}"
+        command = f"{self.python} -P -u -m {TASK_MODULE} {folder} --shards {format_shards(shards)}"
+        return command if packing is None else f"{command} --packed {packing.workers}"
 
-    def script(self, shards: Sequence[int]) -> str:
-        """The sbatch script of an array whose task ``k`` runs shard ``shards[k]``."""
+    def script(self, shards: Sequence[int], packing: Packing | None = None) -> str:
+        """The sbatch script of an array whose task ``k`` runs shard ``shards[k]``, or, packed,
+        whose tasks (at most ``packing.max_tasks``) share ``shards``."""
         return render_job_script(
             self.parameters,
-            command=self.command(shards),
+            command=self.command(shards, packing),
             log_folder=self.log_folder,
-            tasks=len(shards),
+            tasks=len(shards) if packing is None else packing.tasks_for(len(shards)),
             environment=self.environment,
         )
 
@@ -78,16 +82,24 @@ class ArraySubmitter:
         paths = JobPaths(self.log_folder, job_id=f"{array_job_id}_{task}", task_id=0)
         return paths.stdout, paths.stderr
 
-    def submit(self, shards: Sequence[int]) -> str:
-        """Submit one array whose task ``k`` runs shard ``shards[k]``; returns its job id."""
+    def submit(self, shards: Sequence[int], packing: Packing | None = None) -> str:
+        """Submit one array whose task ``k`` runs shard ``shards[k]`` (or, packed, whose tasks
+        share ``shards``); returns its job id."""
         if not shards:
             raise ConfigurationError("an array needs at least one task")
         ensure_private_dir(self.log_folder, "logs folder", _SUBMIT)
         script_path = self.log_folder / f"array-{uuid.uuid4().hex[:12]}.sh"
-        atomic_write(script_path, self.script(shards).encode(), mode=0o600)
+        atomic_write(script_path, self.script(shards, packing).encode(), mode=0o600)
         job_id = sbatch_script(self.cli, script_path)
         script_path.rename(self.log_folder / f"{job_id}_submission.sh")
-        log.info("submitted array %s (%d tasks) from %s", job_id, len(shards), self.log_folder)
+        tasks = len(shards) if packing is None else packing.tasks_for(len(shards))
+        log.info(
+            "submitted array %s (%d tasks, %d shards) from %s",
+            job_id,
+            tasks,
+            len(shards),
+            self.log_folder,
+        )
         return job_id
 
 

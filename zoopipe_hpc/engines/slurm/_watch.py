@@ -28,6 +28,7 @@ from .._worker import report_from_snapshot
 from ..base import BaseEngine
 from ._budget import QueryBudget
 from ._cli import SlurmCLI, SlurmCommandError
+from ._packing import PACKED, packed_attempt, packed_state
 from ._state import StateSource, StateSourceChoice, TaskState, choose_state_source
 from ._submitter import ArraySubmitter
 
@@ -64,16 +65,28 @@ class Shard:
     ended_since: float | None = None
     #: When (``time.time()``) Slurm's answer in :attr:`slurm` was received.
     slurm_seen_at: float = 0.0
+    #: The current submission is a packed array's (see ``_packing``).
+    packed: bool = False
 
     @property
     def job_id(self) -> str:
         job, task = self.submissions[-1]
-        return f"{job}_{task}"
+        return f"{job}_*" if task == PACKED else f"{job}_{task}"
 
     def restart_of(self, attempt_id: str) -> int | None:
         """The restart count of ``attempt_id`` if it is a run of the current submission."""
         job, task = self.submissions[-1]
+        if task == PACKED:
+            attempt = packed_attempt(attempt_id, job)
+            return attempt.restart if attempt is not None else None
         return slurm_restart(attempt_id, job, task)
+
+    def pin_task(self, attempt_id: str) -> None:
+        """A packed submission's shard is run by the task of ``attempt_id``: follow that one."""
+        job, task = self.submissions[-1]
+        attempt = packed_attempt(attempt_id, job) if task == PACKED else None
+        if attempt is not None:
+            self.submissions[-1] = (job, attempt.task)
 
 
 class ShardWatch(BaseEngine):
@@ -127,6 +140,7 @@ class ShardWatch(BaseEngine):
         for index, (_, attempt, path) in newest.items():
             shard = self._shards[index]
             if attempt != shard.attempt_id:
+                shard.pin_task(attempt)
                 shard.attempt_id = attempt
                 shard.reader = ProgressReader(path, expected_attempt_id=attempt)
 
@@ -147,8 +161,8 @@ class ShardWatch(BaseEngine):
         extra = {"attempts": str(len(shard.submissions))}
         if shard.submissions:
             extra["slurm_job_id"] = shard.job_id
-            if self._submitter is not None:
-                job, task = shard.submissions[-1]
+            job, task = shard.submissions[-1]
+            if self._submitter is not None and task != PACKED:
                 extra["log"] = str(self._submitter.log_paths(job, task)[1])
         if shard.slurm is not None:
             extra["slurm_state"] = shard.slurm.state
@@ -298,6 +312,9 @@ class ShardWatch(BaseEngine):
                 TaskState(shard.job_id, "GONE") if self._source.name == "squeue" else None
             )
             shard.slurm_seen_at = seen_at
+            if shard.packed:
+                squeue = self._source.name == "squeue"
+                shard.slurm = packed_state(shard, states, self.job_folder, squeue)
             if shard.slurm is not None and shard.slurm.active:
                 shard.ended_since = None
         now = self._clock()

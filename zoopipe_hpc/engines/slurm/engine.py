@@ -1,10 +1,10 @@
-"""SlurmEngine: every pipe (shard) is one task of one sbatch job array."""
+"""SlurmEngine: every pipe (shard) is one task of one sbatch job array, or packed: several
+shards share each task (``max_tasks``)."""
 
 from __future__ import annotations
 
 import logging
 import os
-import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +18,8 @@ from ...report import PipeReport, PipeStatus
 from .._fail_fast import FailFast
 from ._budget import QueryBudget
 from ._cli import SlurmCLI, SlurmCommandError
+from ._limits import DEFAULT_LIMITS, SiteLimits, parse_site_limits
+from ._packing import PACKED, Packing, choose_packing
 from ._payload import PayloadStore
 from ._state import StateSource, StateSourceChoice
 from ._submitter import ArraySubmitter
@@ -85,6 +87,13 @@ class SlurmEngine(ShardWatch):
         state_source: where task states come from: ``"auto"`` (pyslurm matching the
             cluster, else sacct where accounting works, else squeue), ``"sacct"`` or
             ``"squeue"`` (a site without accounting, or whose slurmdbd is slow).
+        max_tasks: pack the shards onto at most this many array tasks: each task claims the
+            next shard nobody took yet and runs up to ``workers_per_task`` at a time, so fast
+            nodes take more shards and none runs twice (see ``_claims``). Default: one shard
+            per task, unless that would pass the site's MaxArraySize or MaxJobCount (then the
+            engine packs by itself, and logs how).
+        workers_per_task: shards a packed task runs at once (default: ``cpus_per_task``, or
+            every CPU of the node with ``exclusive=True`` or ``nodes=1``).
     """
 
     def __init__(
@@ -100,10 +109,22 @@ class SlurmEngine(ShardWatch):
         ledger: SubmissionLedger | None = None,
         max_queries_per_minute: float = 4.0,
         state_source: StateSourceChoice = "auto",
+        max_tasks: int | None = None,
+        workers_per_task: int | None = None,
         **slurm: Any,
     ) -> None:
         if max_retries < 0:
             raise ConfigurationError(f"max_retries must be 0 or more, got {max_retries}")
+        for name, value in (("max_tasks", max_tasks), ("workers_per_task", workers_per_task)):
+            if value is not None and (isinstance(value, bool) or value < 1):
+                raise ConfigurationError(f"{name} must be 1 or more, got {value!r}")
+        if max_tasks is not None and ledger is not None:
+            raise ConfigurationError(
+                "max_tasks: a durable job records one Slurm task per shard, so its shards "
+                "cannot be packed yet; leave max_tasks out"
+            )
+        self.max_tasks = max_tasks
+        self.workers_per_task = workers_per_task
         self.parameters = SlurmParameters.validate_kwargs(**slurm)
         self.folder = (Path(folder) if folder is not None else Path("zoopipe-jobs")).absolute()
         self.max_retries = max_retries
@@ -121,7 +142,6 @@ class SlurmEngine(ShardWatch):
         self._shards: list[Shard] = []
         self._submitter: ArraySubmitter | None = None
         self._source: StateSource | None = None
-        self._max_array: int | None = None
         self._clock = time.monotonic
         if state_source not in get_args(StateSourceChoice):
             raise ConfigurationError(
@@ -130,6 +150,7 @@ class SlurmEngine(ShardWatch):
         self.state_source: StateSourceChoice = state_source
         self._budget = QueryBudget(max_queries_per_minute, clock=lambda: self._clock())
         self._query_cli = self.cli.single_attempt()
+        self._limits: SiteLimits | None = None
         self._next_query = 0.0
         self._next_pending_query = 0.0
         self._fault_delay = 1.0
@@ -151,18 +172,36 @@ class SlurmEngine(ShardWatch):
         )
 
     def job_script(self, tasks: int = 1) -> str:
-        """The sbatch script an array of ``tasks`` tasks would be submitted with (a dry run):
-        the first submission of shards ``0..tasks-1``, with the command every task runs."""
+        """The sbatch script the first submission of ``tasks`` shards (``0..tasks-1``) would
+        have (a dry run), with the command every task runs; packed (``max_tasks``, or by itself
+        past the site's limits), an array of at most ``max_tasks`` tasks that share them. A dry
+        run asks Slurm nothing: it plans with the site's limits if this engine read them
+        already (:meth:`site_limits`), else with Slurm's defaults."""
         folder = self.job_folder or self.requested_job_folder or (self.folder / "<run id>")
-        return self._make_submitter(folder).script(range(tasks))
+        packing = self._packing(tasks, self._limits or DEFAULT_LIMITS)
+        return self._make_submitter(folder).script(range(tasks), packing)
+
+    def site_limits(self) -> SiteLimits:
+        """The limits the cluster reports (``scontrol show config``), read once."""
+        if self._limits is None:
+            self._limits = parse_site_limits(self.cli.run(["scontrol", "show", "config"]))
+        return self._limits
 
     def max_array_size(self) -> int:
         """The cluster's MaxArraySize (tasks of one array are indexed 0..MaxArraySize-1)."""
-        if self._max_array is None:
-            out = self.cli.run(["scontrol", "show", "config"])
-            match = re.search(r"^MaxArraySize\s*=\s*(\d+)", out, re.MULTILINE)
-            self._max_array = int(match.group(1)) if match else 1001
-        return self._max_array
+        return self.site_limits().max_array_size
+
+    def _packing(self, shards: int, limits: SiteLimits | None = None) -> Packing | None:
+        """How ``shards`` shards are submitted (None: one per task), see ``_packing``; a
+        durable job (a ledger) is never packed by itself."""
+        return choose_packing(
+            shards,
+            max_tasks=self.max_tasks,
+            workers_per_task=self.workers_per_task,
+            parameters=self.parameters,
+            limits=limits or self.site_limits(),
+            automatic=self.ledger is None,
+        )
 
     def start(self, pipes: Sequence[Pipe]) -> None:
         if self.is_running:
@@ -231,7 +270,9 @@ class SlurmEngine(ShardWatch):
             )
         if self._submitter is None or self.job_folder is None:
             raise StateError("start() the engine first")
-        size = self.max_array_size()
+        packing = self._packing(len(indices))
+        # Packed, one array takes every shard; else one array per MaxArraySize shards.
+        size = max(1, len(indices)) if packing is not None else self.max_array_size()
         submitted: list[int] = []
         for offset in range(0, len(indices), size):
             chunk = indices[offset : offset + size]
@@ -241,7 +282,7 @@ class SlurmEngine(ShardWatch):
                 if not chunk:
                     continue
             try:
-                job_id = self._submitter.submit(chunk)
+                job_id = self._submitter.submit(chunk, packing)
             except SlurmCommandError as exc:
                 # sbatch exited non-zero: nothing was submitted. A timeout (-1) or an answer
                 # without a job id (0) may have submitted: the reservation then stays on
@@ -254,7 +295,8 @@ class SlurmEngine(ShardWatch):
             submitted.extend(chunk)
             for task, index in enumerate(chunk):
                 shard = self._shards[index]
-                shard.submissions.append((job_id, task))
+                shard.submissions.append((job_id, task if packing is None else PACKED))
+                shard.packed = packing is not None
                 shard.attempt_id = ""
                 shard.reader = None
                 shard.slurm = None
@@ -282,7 +324,8 @@ class SlurmEngine(ShardWatch):
         """Watch arrays submitted earlier (by a process that may be gone) without submitting.
 
         ``submissions[i]`` lists shard ``i``'s Slurm tasks (``"<array>_<task>"``), the current
-        one last, as a durable job's manifest records them. A ``read_only`` engine only
+        one last, as a durable job's manifest records them (``"<array>_*"``: any task of a
+        packed array, see ``max_tasks``). A ``read_only`` engine only
         watches: it never retries a failed shard, ``resubmit`` raises
         :class:`~zoopipe_hpc.errors.StateError`, and ``shutdown`` cancels nothing.
         """
@@ -296,7 +339,8 @@ class SlurmEngine(ShardWatch):
             shard = Shard(index)
             for task in tasks:
                 array, _, number = task.partition("_")
-                shard.submissions.append((array, int(number)))
+                shard.packed = number == "*"  # a packed array's: any of its tasks
+                shard.submissions.append((array, PACKED if shard.packed else int(number)))
             self._shards.append(shard)
         self._cancelled = False
         self._source = None

@@ -66,6 +66,10 @@ class SlurmParameters(BaseModel):
     partition: str | None = None
     time: str | int = "01:00:00"
     cpus_per_task: int = Field(1, ge=1)
+    #: Whole nodes: each task gets its node to itself (``--exclusive``) ...
+    exclusive: bool = False
+    #: ... or asks for it by count (``--nodes``; an array task is one node, so only 1).
+    nodes: int | None = Field(None, ge=1, le=1)
     mem: str | None = None
     account: str | None = None
     qos: str | None = None
@@ -107,6 +111,14 @@ class SlurmParameters(BaseModel):
         return value
 
     @property
+    def whole_node(self) -> bool:
+        """Each task has a whole node: ``exclusive``, ``nodes``, or either given in ``extra``."""
+        given = {key.lstrip("-").replace("_", "-"): value for key, value in self.extra.items()}
+        return bool(self.exclusive or self.nodes is not None or given.get("exclusive")) or (
+            "nodes" in given
+        )
+
+    @property
     def minutes(self) -> int:
         return parse_slurm_time(self.time)
 
@@ -116,7 +128,7 @@ class SlurmParameters(BaseModel):
         """The parameters of a one-task job that follows the array (a durable job's commit or
         recover step): the same partition, account, qos, constraint, extra directives and setup
         lines, with its own name, time limit and memory (default :data:`FOLLOW_UP_TIME` and
-        :data:`FOLLOW_UP_MEM`), one CPU, no GRES and no array."""
+        :data:`FOLLOW_UP_MEM`), one CPU, no whole node, no GRES and no array."""
         return SlurmParameters.validate_kwargs(
             **{
                 **self.model_dump(),
@@ -124,6 +136,8 @@ class SlurmParameters(BaseModel):
                 "time": FOLLOW_UP_TIME if time is None else time,
                 "mem": FOLLOW_UP_MEM if mem is None else mem,
                 "cpus_per_task": 1,
+                "exclusive": False,
+                "nodes": None,
                 "gres": None,
                 "array_parallelism": None,
             }
@@ -156,6 +170,10 @@ class SlurmParameters(BaseModel):
                 directives[key] = value
         directives["time"] = self.minutes
         directives["cpus-per-task"] = self.cpus_per_task
+        if self.exclusive:
+            directives["exclusive"] = True
+        if self.nodes is not None:
+            directives["nodes"] = self.nodes
         for key, value in self.extra.items():
             directives[key.lstrip("-").replace("_", "-")] = value
         return directives

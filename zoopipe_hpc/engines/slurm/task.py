@@ -6,9 +6,13 @@ per-task pickle)::
     python -P -u -m zoopipe_hpc.engines.slurm <job folder> --shards 0-9,12
 
 ``--shards`` lists the array's shards in task order: task ``SLURM_ARRAY_TASK_ID`` runs the shard
-at that position. :func:`run_shard` checks the job folder, the payload folder, the key and the
-payload (owned by the user, not writable by others, no link followed) and the payload's
-signature, which binds it to this job and shard, before anything is unpickled. ``-P`` keeps the
+at that position. A packed array (``SlurmEngine(max_tasks=...)``) adds ``--packed <W>``: each
+of its tasks claims shards of the list one by one and runs up to ``W`` at a time (0: as many as
+the node gives the task CPUs), see :mod:`._packed`.
+
+:func:`run_shard` checks the job folder, the payload folder, the key and the payload (owned by
+the user, not writable by others, no link followed) and the payload's signature, which binds it
+to this job and shard, before anything is unpickled. ``-P`` keeps the
 working directory (perhaps a shared folder) off ``sys.path``, so nothing planted there is
 imported.
 
@@ -32,6 +36,7 @@ from pathlib import Path
 from ...errors import ConfigurationError, ZoopipeHPCError
 from .._attempts import slurm_attempt_id_from_environment
 from .._worker import install_stop_handlers, progress_path, record_unstarted, run_pipe
+from ._packed import run_packed
 from ._payload import PayloadStore
 
 __all__ = [
@@ -117,18 +122,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("job_folder", help="the run's job folder")
     parser.add_argument("--shards", required=True, help="the array's shards, in task order")
+    parser.add_argument(
+        "--packed",
+        type=int,
+        metavar="W",
+        help="claim shards of the list and run up to W at a time (0: the task's CPUs)",
+    )
     args = parser.parse_args(argv)
     task = os.environ.get("SLURM_ARRAY_TASK_ID", "")
     try:
         shards = parse_shards(args.shards)
     except ConfigurationError as exc:
         parser.error(str(exc))
-    if not task.isdigit() or int(task) >= len(shards):
+    if args.packed is not None and args.packed < 0:
+        parser.error(f"--packed takes 0 or more workers, got {args.packed}")
+    if not task.isdigit() or (args.packed is None and int(task) >= len(shards)):
         parser.error(
             f"SLURM_ARRAY_TASK_ID is {task!r}: not a task of this array of {len(shards)} "
             f"(run by Slurm as one task of the array)"
         )
     try:
+        if args.packed is not None:
+            return run_packed(args.job_folder, shards, args.packed, SLURM_STOP_REASONS)
         run_shard(args.job_folder, shards[int(task)])
     except ZoopipeHPCError as exc:
         print(f"zoopipe-hpc task {task} of {args.job_folder}: {exc}", file=sys.stderr, flush=True)

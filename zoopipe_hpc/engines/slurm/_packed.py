@@ -1,0 +1,164 @@
+"""The loop of a packed array task: claim the next shard, run it in a worker process, repeat.
+
+``python -P -u -m zoopipe_hpc.engines.slurm <job folder> --shards <list> --packed <W>`` runs
+one task of a packed array (``SlurmEngine(max_tasks=...)``). The task keeps up to ``W`` shards
+running at once, each in a forked worker process, and claims the next one (:mod:`._claims`)
+whenever a worker is free, until every shard of the list is claimed. The task pays Python's
+start and the imports once; each shard's worker is a fork of it, with the payload already
+loaded (checked and unpickled in the task, as for a one-shard task).
+
+Each shard keeps its own progress record and result file, named by the task run's attempt id,
+so the engine follows and retries shards one by one. A worker that dies without a final record
+(killed, out of memory) gets one written by the task: FAILED, with how it died. A stop signal
+(scancel, time limit, node shutdown) stops the claiming, is passed on to the running workers,
+which record their shards as cancelled, and ends the task.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+from collections.abc import Mapping
+from dataclasses import dataclass
+from multiprocessing.connection import wait
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ...errors import ConfigurationError, StateError
+from ...progress import read_progress
+from .._attempts import slurm_attempt_id_from_environment
+from .._child import _die_with_parent
+from .._fork import start_forked
+from .._worker import (
+    WorkerTerminated,
+    describe_exit,
+    install_stop_handlers,
+    progress_path,
+    record_unstarted,
+    run_pipe,
+)
+from ._claims import ClaimBoard
+from ._payload import PayloadStore
+
+if TYPE_CHECKING:
+    from ...pipe import Pipe
+
+__all__ = ["node_cpus", "run_packed"]
+
+log = logging.getLogger(__name__)
+
+
+def node_cpus() -> int:
+    """The CPUs this task may use: Slurm's count for the node, else the affinity mask."""
+    slurm = os.environ.get("SLURM_CPUS_ON_NODE", "")
+    if slurm.isdigit() and int(slurm) > 0:
+        return int(slurm)
+    return len(os.sched_getaffinity(0)) or 1
+
+
+@dataclass
+class _Running:
+    index: int
+    record: Path
+    process: BaseProcess
+
+
+def _worker_main(
+    pipe: Pipe,
+    index: int,
+    record: str,
+    attempt_id: str,
+    host: str,
+    parent: int,
+    reasons: Mapping[signal.Signals, str],
+) -> None:
+    install_stop_handlers(reasons)
+    _die_with_parent(parent)
+    try:
+        run_pipe(pipe, index, Path(record), attempt_id, host=host or None)
+    except BaseException:
+        log.debug("shard %d failed", index, exc_info=True)
+        os._exit(1)
+
+
+def run_packed(
+    job_folder: str,
+    shards: list[int],
+    workers: int,
+    reasons: Mapping[signal.Signals, str] | None = None,
+) -> int:
+    """Run the shards this task claims, ``workers`` at a time; returns the task's exit code
+    (0: every shard it ran ended by itself, well or not; 1: the task was stopped). ``reasons``:
+    why each stop signal comes (as for a one-shard task), recorded by a stopped shard."""
+    if workers < 0:
+        raise ConfigurationError(
+            f"workers per task must be 1 or more (0: the node's CPUs), got {workers}"
+        )
+    width = workers or node_cpus()
+    reasons = dict(reasons or {})
+    install_stop_handlers(reasons)
+    folder = Path(job_folder)
+    attempt_id = slurm_attempt_id_from_environment()
+    host = os.environ.get("SLURMD_NODENAME", "")
+    store = PayloadStore(folder)
+    board = ClaimBoard(folder, attempt_id, shards).open()
+    context = multiprocessing.get_context("fork")
+    running: dict[int, _Running] = {}
+    ran = 0
+    log.info("packed task %s: %d shard(s) to share, %d at a time", attempt_id, len(shards), width)
+    try:
+        exhausted = False
+        while running or not exhausted:
+            while not exhausted and len(running) < width:
+                index = board.claim_next()
+                if index is None:
+                    exhausted = True
+                    break
+                record = progress_path(folder / "progress", index, attempt_id)
+                try:
+                    pipe = store.load(f"shard-{index:05d}")
+                except (WorkerTerminated, Exception) as exc:
+                    record_unstarted(record, attempt_id, exc, host or None)
+                    if isinstance(exc, WorkerTerminated):
+                        raise
+                    log.error("shard %d: could not load its payload: %s", index, exc)
+                    continue
+                process = context.Process(
+                    target=_worker_main,
+                    args=(pipe, index, str(record), attempt_id, host, os.getpid(), reasons),
+                    name=f"zoopipe-shard-{index}",
+                    daemon=False,
+                )
+                start_forked(process)
+                running[process.sentinel] = _Running(index, record, process)
+                ran += 1
+            if running:
+                for sentinel in wait(list(running)):
+                    _reap(running.pop(sentinel), attempt_id, host)  # type: ignore[arg-type]
+    except WorkerTerminated as exc:
+        log.warning(
+            "packed task %s stopped (%s): stopping %d worker(s)", attempt_id, exc, len(running)
+        )
+        for item in running.values():
+            if item.process.pid is not None:
+                os.kill(item.process.pid, exc.signum or signal.SIGTERM)
+        for item in running.values():
+            item.process.join()
+            _reap(item, attempt_id, host)
+        return 1
+    log.info("packed task %s ran %d shard(s)", attempt_id, ran)
+    return 0
+
+
+def _reap(item: _Running, attempt_id: str, host: str) -> None:
+    """A worker ended: if it left no final record (killed), record how it died."""
+    item.process.join()
+    snapshot = read_progress(item.record, expected_attempt_id=attempt_id)
+    if snapshot is not None and snapshot.state.is_final:
+        return
+    reason = f"shard {item.index}: {describe_exit(item.process.exitcode)}"
+    log.error("%s (%s)", reason, attempt_id)
+    record_unstarted(item.record, attempt_id, StateError(reason), host or None)
