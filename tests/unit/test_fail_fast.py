@@ -31,6 +31,10 @@ def test_failures_after_reading_records_or_of_the_node_never_count() -> None:
         assert not fail_fast.observe(shard, "Slurm task 1_0 lost its node (NODE_FAIL)", 0)
         assert not fail_fast.observe(shard, "Slurm task 1_0 reached its time limit (TIMEOUT)", 0)
         assert not fail_fast.observe(shard, "was cancelled (CANCELLED by 0)", 0)
+        assert not fail_fast.observe(shard, "Slurm task 1_0 failed (FAILED, killed by SIGKILL)", 0)
+        assert not fail_fast.observe(
+            shard, "Slurm task 1_* ended before one claimed (UNCLAIMED)", 0
+        )
     assert fail_fast.tripped is None and fail_fast.describe() == ""
     assert failure_signature("", 0) is None
 

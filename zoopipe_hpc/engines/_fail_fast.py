@@ -7,8 +7,9 @@ failing). :class:`FailFast` watches the failures of a run; once two of them (two
 attempts of one shard) ended with the same error before reading any record, it trips, and the
 engine stops resubmitting and cancels what is still queued.
 
-Failures of the node or the scheduler (a node failure, a preemption, a time limit, a cancel)
-say nothing of the pipe and never count.
+Failures of the node or the scheduler (a node failure, a preemption, a time limit, a cancel,
+a kill from outside with SIGKILL or SIGTERM, a shard no packed task got to claim) say nothing
+of the pipe and never count.
 """
 
 from __future__ import annotations
@@ -19,7 +20,17 @@ from dataclasses import dataclass, field
 __all__ = ["FailFast", "failure_signature"]
 
 #: Slurm states (as they appear in a task's description) that are not the pipe's own failure.
-_NOT_THE_PIPES = ("NODE_FAIL", "PREEMPTED", "CANCELLED", "TIMEOUT", "BOOT_FAIL", "DEADLINE")
+_NOT_THE_PIPES = (
+    "NODE_FAIL",
+    "PREEMPTED",
+    "CANCELLED",
+    "TIMEOUT",
+    "BOOT_FAIL",
+    "DEADLINE",
+    "UNCLAIMED",
+    "SIGKILL",
+    "SIGTERM",
+)
 
 _SLURM_SUFFIX = re.compile(r"\s*\[Slurm task [^\]]*\]\s*$")
 _TASK = re.compile(r"Slurm task \S+( on \S+)?")

@@ -6,6 +6,7 @@ control plane is spared)."""
 from __future__ import annotations
 
 import collections
+import copy
 import logging
 import os
 import shutil
@@ -85,8 +86,8 @@ class SlurmCLI:
     def single_attempt(self) -> SlurmCLI:
         """A view of this helper that never retries (nor sleeps), counting into the same
         :attr:`calls`: for the state queries of a poll, whose retries are spread over polls."""
-        view = SlurmCLI(retries=0, backoff=self.backoff, timeout=self.timeout)
-        view.calls = self.calls
+        view = copy.copy(self)  # a subclass's view stays that subclass, sharing its state
+        view.retries = 0
         return view
 
     def run(self, args: Sequence[str], *, check: bool = True) -> str:
