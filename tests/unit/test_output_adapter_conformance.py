@@ -188,6 +188,12 @@ class TestGzipJSONArrayOutput(_Compressed, TestJSONArrayOutput):
     suffix = ".json.gz"
 
 
+class TestZstdJSONArrayOutput(_Compressed, TestJSONArrayOutput):
+    """An array's parts are read back line by line through the codec by the merge."""
+
+    suffix = ".json.zst"
+
+
 class TestExplicitGzipJSONLinesOutput(_Compressed, TestJSONLinesOutput):
     """``compression="gzip"`` on a name without a codec suffix (read back as gzip)."""
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bz2
 import importlib.util
+import io
 import lzma
 import os
 import zlib
@@ -238,7 +239,8 @@ def open_decompressed(path: Path, codec: str) -> IO[bytes]:
         return lzma.open(path, "rb")
     import zstandard
 
-    return cast(IO[bytes], zstandard.open(path, "rb"))
+    # Buffered: zstandard's reader reads every frame but cannot be iterated by lines.
+    return io.BufferedReader(zstandard.open(path, "rb"), _CHUNK)
 
 
 def copy_from(source: IO[bytes], out: IO[bytes], chunk: int = 1 << 20) -> int:
