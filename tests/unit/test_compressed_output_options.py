@@ -130,3 +130,36 @@ def test_parts_with_nothing_merge_into_a_valid_empty_file(tmp_path: Path) -> Non
         adapter.merge(paths, merged)
         assert merged.stat().st_size > 0
         assert gzip.decompress(merged.read_bytes()) == b""
+
+
+@pytest.mark.parametrize(
+    ("name", "bad"), [("x.csv.gz", 10), ("x.csv.bz2", 0), ("x.csv.zst", 23), ("x.csv.xz", "9")]
+)
+def test_a_level_the_codec_does_not_have_is_refused(name: str, bad: object) -> None:
+    with pytest.raises(ConfigurationError, match=rf"{name}: compression_level for \w+ must be"):
+        CSVOutputAdapter(name, compression_level=bad)  # type: ignore[arg-type]
+
+
+def test_a_level_without_a_compression_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match=r"x\.jsonl: compression_level=3 needs a compr"):
+        JSONOutputAdapter("x.jsonl", compression_level=3)
+
+
+def test_the_level_is_used_and_travels_to_the_parts(tmp_path: Path) -> None:
+    """xz at level 0 and 9 give different files holding the same bytes; parts keep the level."""
+    import lzma
+
+    rows = [{"id": i, "text": f"row {i} " * (i % 13)} for i in range(3000)]
+    written = {}
+    for level in (0, 9):
+        adapter = JSONOutputAdapter(tmp_path / f"x{level}.jsonl.xz", compression_level=level)
+        staging = StagingArea(adapter.path)
+        staging.create()
+        part = adapter.split(2, staging)[1]
+        assert part.compression_level == level  # type: ignore[attr-defined]
+        assert pickle.loads(pickle.dumps(part)).compression_level == level
+        writer = part.open(None)
+        writer.write(rows)
+        written[level] = writer.commit().read_bytes()
+    assert written[0] != written[9]
+    assert lzma.decompress(written[0]) == lzma.decompress(written[9])

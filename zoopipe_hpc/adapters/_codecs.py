@@ -21,6 +21,7 @@ from ..errors import ConfigurationError, OutputError
 
 __all__ = [
     "CODECS",
+    "LEVELS",
     "CompressedWriter",
     "compressed_suffix",
     "copy_from",
@@ -28,6 +29,7 @@ __all__ = [
     "first_frame",
     "open_decompressed",
     "output_codec",
+    "output_level",
     "plain_path",
     "zstd_available",
 ]
@@ -82,6 +84,34 @@ def output_codec(path: Path, compression: str | None) -> str | None:
     return codec
 
 
+#: The levels each codec takes, and the one used when none is given (each tool's default:
+#: ``gzip -6``, ``bzip2 -9``, ``xz -6``, ``zstd -3``).
+LEVELS: dict[str, tuple[range, int]] = {
+    "gzip": (range(0, 10), 6),
+    "bz2": (range(1, 10), 9),
+    "xz": (range(0, 10), 6),
+    "zstd": (range(1, 23), 3),
+}
+
+
+def output_level(path: Path, codec: str | None, level: int | None) -> int | None:
+    """``level`` checked for ``codec`` (None: the codec's default)."""
+    if level is None:
+        return None
+    if codec is None:
+        raise ConfigurationError(
+            f"{path}: compression_level={level!r} needs a compression (a .gz, .bz2, .xz or .zst "
+            "name, or compression=)"
+        )
+    allowed = LEVELS[codec][0]
+    if not isinstance(level, int) or isinstance(level, bool) or level not in allowed:
+        raise ConfigurationError(
+            f"{path}: compression_level for {codec} must be a whole number from "
+            f"{allowed.start} to {allowed.stop - 1}, got {level!r}"
+        )
+    return level
+
+
 class _Compressor(Protocol):
     def compress(self, data: bytes, /) -> bytes: ...
 
@@ -91,11 +121,11 @@ class _Compressor(Protocol):
 class _ZstdFrame:
     """A zstd compressor with the ``compress`` / ``flush`` (end of frame) pair of the others."""
 
-    def __init__(self) -> None:
+    def __init__(self, level: int) -> None:
         import zstandard
 
         self._zstd = zstandard
-        self._obj = zstandard.ZstdCompressor(level=3).compressobj()
+        self._obj = zstandard.ZstdCompressor(level=level).compressobj()
 
     def compress(self, data: bytes) -> bytes:
         return self._obj.compress(data)
@@ -104,15 +134,16 @@ class _ZstdFrame:
         return self._obj.flush(self._zstd.COMPRESSOBJ_FLUSH_FINISH)
 
 
-def _compressor(codec: str) -> _Compressor:
-    """A new frame (member, stream) of ``codec``."""
+def _compressor(codec: str, level: int | None = None) -> _Compressor:
+    """A new frame (member, stream) of ``codec``, at ``level`` (None: the codec's default)."""
+    chosen = LEVELS[codec][1] if level is None else level
     if codec == "gzip":
-        return zlib.compressobj(6, zlib.DEFLATED, _GZIP_WBITS)
+        return zlib.compressobj(chosen, zlib.DEFLATED, _GZIP_WBITS)
     if codec == "bz2":
-        return bz2.BZ2Compressor(9)
+        return bz2.BZ2Compressor(chosen)
     if codec == "xz":
-        return lzma.LZMACompressor(format=lzma.FORMAT_XZ)
-    return _ZstdFrame()
+        return lzma.LZMACompressor(format=lzma.FORMAT_XZ, preset=chosen)
+    return _ZstdFrame(chosen)
 
 
 def empty_frame(codec: str) -> bytes:
@@ -128,9 +159,16 @@ class CompressedWriter:
     frame, a valid compressed file), flushes and fsyncs the file.
     """
 
-    def __init__(self, path: Path, codec: str | None, buffering: int = 1 << 20) -> None:
+    def __init__(
+        self,
+        path: Path,
+        codec: str | None,
+        buffering: int = 1 << 20,
+        level: int | None = None,
+    ) -> None:
         self._file = open(path, "wb", buffering=buffering)  # noqa: SIM115 - closed in close()
         self.codec = codec
+        self.level = level
         self._frame: _Compressor | None = None
         self._frames = 0
 
@@ -151,7 +189,7 @@ class CompressedWriter:
         if self.codec is None:
             return self._file.write(data)
         if self._frame is None:
-            self._frame = _compressor(self.codec)
+            self._frame = _compressor(self.codec, self.level)
         self._file.write(self._frame.compress(bytes(data)))
         return len(data)
 

@@ -18,7 +18,14 @@ import pyarrow.csv as pacsv
 
 from ..errors import ConfigurationError, InputError, OutputError
 from ..validation._arrow import rows_to_table
-from ._codecs import CompressedWriter, copy_from, empty_frame, first_frame, output_codec
+from ._codecs import (
+    CompressedWriter,
+    copy_from,
+    empty_frame,
+    first_frame,
+    output_codec,
+    output_level,
+)
 from ._csv_header import check_encoding, column_names, header_of, read_header, skip_lines
 from ._csv_lines import line_ends
 from ._csv_read import CSVRangeReader
@@ -493,13 +500,14 @@ class _CSVSink(_FileSink):
         fieldnames: Sequence[str] | None,
         codec: str | None = None,
         header_frame: bool = False,
+        level: int | None = None,
     ) -> None:
         self._path = path
         self._schema = schema
         self._delimiter = delimiter
         self._quotechar = quotechar
         self._fieldnames = list(fieldnames) if fieldnames is not None else None
-        self._file = CompressedWriter(path, codec)
+        self._file = CompressedWriter(path, codec, level=level)
         self._header_frame = header_frame and codec is not None
         self._writer: pacsv.CSVWriter | None = None
         self._text: io.TextIOWrapper | None = None
@@ -574,6 +582,8 @@ class CSVOutputAdapter(BaseOutputAdapter):
     (``.gz`` gzip, ``.bz2`` bzip2, ``.xz`` xz, ``.zst`` zstd, which needs the ``[zstd]``
     extra); ``"gzip"``, ``"bz2"``, ``"xz"`` or ``"zstd"`` compress a file of any other name;
     None writes plain text. A choice the suffix contradicts (None for ``x.csv.gz``) is refused.
+    ``compression_level``: the codec's level (gzip 0-9, bzip2 1-9, xz 0-9, zstd 1-22; None: the
+    codec's own default, 6, 9, 6 and 3).
     The shards' parts are compressed by the workers and merged by concatenating their frames,
     the header kept once (``docs/guide.md``, "Compressed outputs").
     """
@@ -588,10 +598,12 @@ class CSVOutputAdapter(BaseOutputAdapter):
         quotechar: str = '"',
         fieldnames: Sequence[str] | None = None,
         compression: str | None = "infer",
+        compression_level: int | None = None,
     ) -> None:
         super().__init__(path)
         #: The codec written (``"gzip"``, ``"bz2"``, ``"xz"``, ``"zstd"``) or None.
         self.compression = output_codec(self.path, compression)
+        self.compression_level = output_level(self.path, self.compression, compression_level)
         if len(delimiter) != 1 or len(quotechar) != 1 or delimiter == quotechar:
             raise ConfigurationError(
                 f"{self.path}: delimiter and quotechar must be two different single characters, "
@@ -617,6 +629,7 @@ class CSVOutputAdapter(BaseOutputAdapter):
             quotechar=self.quotechar,
             fieldnames=self.fieldnames,
             compression=self.compression,
+            compression_level=self.compression_level,
         )
 
     def _open_file(self, path: Path, schema: pa.Schema | None) -> _FileSink:
@@ -628,6 +641,7 @@ class CSVOutputAdapter(BaseOutputAdapter):
             self.fieldnames,
             codec=self.compression,
             header_frame=not self.writes_final_format,
+            level=self.compression_level,
         )
 
     def merge(self, parts: Sequence[Path], destination: Path) -> None:

@@ -20,6 +20,7 @@ from ._codecs import (
     empty_frame,
     open_decompressed,
     output_codec,
+    output_level,
     plain_path,
 )
 from ._json_array import (
@@ -298,9 +299,14 @@ class _JSONSink(_FileSink):
     """
 
     def __init__(
-        self, path: Path, array: bool, indent: int | None = None, codec: str | None = None
+        self,
+        path: Path,
+        array: bool,
+        indent: int | None = None,
+        codec: str | None = None,
+        level: int | None = None,
     ) -> None:
-        self._file = CompressedWriter(path, codec, _WRITE_BUFFER)
+        self._file = CompressedWriter(path, codec, _WRITE_BUFFER, level)
         self._array = array
         self._indent = indent
         self._first = True
@@ -367,8 +373,9 @@ class JSONOutputAdapter(BaseOutputAdapter):
     (``.gz``, ``.bz2``, ``.xz``, ``.zst``; the format is then chosen from the suffix before it:
     ``x.json.gz`` is a compressed array); ``"gzip"``, ``"bz2"``, ``"xz"`` or ``"zstd"``
     compress a file of any other name; None writes plain text. A choice the suffix
-    contradicts is refused. JSON Lines parts are merged by concatenating their compressed
-    frames; an array's parts are decompressed and written again as one array.
+    contradicts is refused; ``compression_level`` as for ``CSVOutputAdapter``. JSON Lines
+    parts are merged by concatenating their compressed frames; an array's parts are
+    decompressed and written again as one array.
     """
 
     def __init__(
@@ -378,10 +385,12 @@ class JSONOutputAdapter(BaseOutputAdapter):
         format: str | None = None,
         indent: int | None = None,
         compression: str | None = "infer",
+        compression_level: int | None = None,
     ) -> None:
         super().__init__(path)
         #: The codec written (``"gzip"``, ``"bz2"``, ``"xz"``, ``"zstd"``) or None.
         self.compression = output_codec(self.path, compression)
+        self.compression_level = output_level(self.path, self.compression, compression_level)
         self.format = _format_for(plain_path(self.path), format)
         if indent is not None:
             if not isinstance(indent, int) or isinstance(indent, bool) or indent < 0:
@@ -402,13 +411,19 @@ class JSONOutputAdapter(BaseOutputAdapter):
 
     def _clone(self) -> JSONOutputAdapter:
         return JSONOutputAdapter(
-            self.path, format=self.format, indent=self.indent, compression=self.compression
+            self.path,
+            format=self.format,
+            indent=self.indent,
+            compression=self.compression,
+            compression_level=self.compression_level,
         )
 
     def _open_file(self, path: Path, schema: pa.Schema | None) -> _FileSink:
         # Parts of an array output are JSON Lines; merge() turns them into one array.
         array = self.format == "json" and self.writes_final_format
-        return _JSONSink(path, array=array, indent=self.indent, codec=self.compression)
+        return _JSONSink(
+            path, array, self.indent, codec=self.compression, level=self.compression_level
+        )
 
     def merge(self, parts: Sequence[Path], destination: Path) -> None:
         """JSON Lines: the parts' bytes one after another (compressed parts are whole frames,
@@ -426,7 +441,7 @@ class JSONOutputAdapter(BaseOutputAdapter):
                 out.flush()
                 os.fsync(out.fileno())
             return
-        with CompressedWriter(destination, codec, _WRITE_BUFFER) as out:
+        with CompressedWriter(destination, codec, _WRITE_BUFFER, self.compression_level) as out:
             first = True
             out.write(b"[")
             for part in parts:
