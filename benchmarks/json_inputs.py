@@ -16,6 +16,12 @@ and its own peak RSS (``VmHWM``):
 * ``array -> Parquet`` and ``JSON Lines -> Parquet``: a whole ``Pipe`` validating against
   ``Person``, one worker.
 
+* ``folder -> Parquet``, ``.gz -> Parquet`` and ``.zst -> Parquet``: the same JSON Lines as
+  a folder of files of ``--file-rows`` rows each (so 4x the rows is 4x the files), and
+  compressed whole with gzip and with zstd (read as one stream, decompressed by the worker),
+  through the same ``Pipe``: their ``peak growth`` shows that many inputs and compressed
+  inputs are streamed like one plain file (``.zst`` needs the ``zstandard`` module).
+
 Ratios: ``vs json.load`` is the case's seconds over ``json.load``'s at the same size;
 ``peak growth`` is the case's peak RSS at the larger size over its peak at the smaller one
 (1.00x: memory does not grow with the input; ``json.load`` grows with it). Nothing here asserts
@@ -25,9 +31,13 @@ a time.
 from __future__ import annotations
 
 import argparse
+import gzip
+import importlib.util
 import json
+import shutil
 import sys
 import time
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +63,42 @@ from _common import (  # noqa: E402 - needs the path above when run as a script
 
 DEFAULT_ROWS = (250_000, 1_000_000)
 QUICK_ROWS = (20_000, 80_000)
-CASES = ("json.load", "array reader", "array -> Parquet", "JSON Lines -> Parquet")
+QUICK_FILE_ROWS = 1_000
+DEFAULT_FILE_ROWS = 10_000
+#: The cases reading JSON Lines, each from its own form of the file.
+LINE_CASES = ("JSON Lines -> Parquet", "folder -> Parquet", ".gz -> Parquet", ".zst -> Parquet")
+CASES = ("json.load", "array reader", "array -> Parquet", *LINE_CASES)
+
+
+def ensure_line_forms(lines: Path, file_rows: int) -> dict[str, Path]:
+    """The JSON Lines file ``lines`` as each case of ``LINE_CASES`` reads it (made once): as it
+    is, split into a folder of ``file_rows``-row files, gzip- and zstd-compressed."""
+    forms = {"JSON Lines -> Parquet": lines}
+    folder = lines.with_name(f"{lines.stem}-files-{file_rows}")
+    if not folder.is_dir():
+        progress(f"splitting {lines.name} into files of {file_rows:,} rows ...")
+        building = Path(f"{folder}.tmp")
+        shutil.rmtree(building, ignore_errors=True)
+        building.mkdir()
+        with open(lines, "rb") as f:
+            for n, chunk in enumerate(iter(lambda: list(islice(f, file_rows)), [])):
+                (building / f"part-{n:05d}.jsonl").write_bytes(b"".join(chunk))
+        building.replace(folder)
+    forms["folder -> Parquet"] = folder
+    codecs: dict[str, tuple[str, Any]] = {".gz": (".gz", gzip.open)}
+    if importlib.util.find_spec("zstandard") is not None:
+        import zstandard
+
+        codecs[".zst"] = (".zst", zstandard.open)
+    for suffix, (ext, opener) in codecs.items():
+        target = lines.with_name(lines.name + ext)
+        if not target.exists():
+            progress(f"compressing {lines.name} to {target.name} ...")
+            with open(lines, "rb") as src, opener(f"{target}.tmp", "wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+            Path(f"{target}.tmp").replace(target)
+        forms[f"{suffix} -> Parquet"] = target
+    return forms
 
 
 def ensure_json_files(rows: int, data_dir: Path, seed: int) -> tuple[Path, Path]:
@@ -105,7 +150,8 @@ def child_main(args: argparse.Namespace) -> int:
         if case == "array reader":
             rows = sum(len(b.records) for b in JSONInputAdapter(source).batches())
         else:
-            target = out / f"{source.stem}-{case.split()[0].lower()}.parquet"
+            name = case.split()[0].strip(".").lower()
+            target = out / f"{source.name.split('.')[0]}-{name}.parquet"
             report = Pipe(JSONInputAdapter(source), ParquetOutputAdapter(target), Person).run()
             rows = report.success_count
         seconds = time.perf_counter() - started
@@ -138,11 +184,17 @@ def parent_main(args: argparse.Namespace) -> int:
     out_dir = data_dir / "json-inputs-out"
     out_dir.mkdir(exist_ok=True)
     results: list[dict[str, Any]] = []
+    file_rows = args.file_rows or (QUICK_FILE_ROWS if args.quick else DEFAULT_FILE_ROWS)
     for rows in sizes:
         array, lines = ensure_json_files(rows, data_dir, args.seed)
+        forms = ensure_line_forms(lines, file_rows)
         for case in CASES:
-            source = lines if case.startswith("JSON Lines") else array
-            warm_file(source)
+            if case in LINE_CASES and case not in forms:
+                progress(f"{rows:,} rows: {case}: skipped (zstandard is not installed)")
+                continue
+            source = forms.get(case, array)
+            for path in sorted(source.iterdir()) if source.is_dir() else [source]:
+                warm_file(path)
             progress(f"{rows:,} rows: {case} ...")
             result = measure(case, source, out_dir, args.timeout)
             result["size"] = rows
@@ -162,12 +214,17 @@ def _add_ratios(results: list[dict[str, Any]], sizes: tuple[int, ...]) -> None:
     for r in results:
         base = by.get(("json.load", r["size"]), {})
         r["vs_json_load"] = ratio(r.get("seconds"), base.get("seconds"))
+        plain = by.get(("JSON Lines -> Parquet", r["size"]), {})
+        r["vs_jsonl"] = (
+            ratio(r.get("seconds"), plain.get("seconds")) if r["case"] in LINE_CASES else None
+        )
         small = by.get((r["case"], min(sizes)), {})
         r["peak_growth"] = ratio(r.get("peak_rss_bytes"), small.get("peak_rss_bytes"))
 
 
 def print_table(results: list[dict[str, Any]]) -> None:
-    headers = ["rows", "case", "seconds", "rows/s", "vs json.load", "peak MiB", "peak growth"]
+    headers = ["rows", "case", "seconds", "rows/s", "vs json.load", "vs JSONL", "peak MiB"]
+    headers.append("peak growth")
     rows = [
         [
             fmt_int(r["size"]),
@@ -175,12 +232,13 @@ def print_table(results: list[dict[str, Any]]) -> None:
             f"{r['seconds']:.2f}" if r.get("seconds") is not None else "n/a",
             fmt_rate(r["rows"] / r["seconds"] if r.get("seconds") else None),
             fmt_ratio(r["vs_json_load"]),
+            fmt_ratio(r["vs_jsonl"]),
             fmt_mib(r.get("peak_rss_bytes")),
             fmt_ratio(r["peak_growth"]),
         ]
         for r in results
     ]
-    print(format_table(headers, rows, align="rlrrrrr"))
+    print(format_table(headers, rows, align="rlrrrrrr"))
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -190,6 +248,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--json", default=None, metavar="OUT", help="also write results here")
     parser.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR), help="inputs and outputs")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="data generator seed")
+    parser.add_argument(
+        "--file-rows", type=int, default=None, help="rows a file of the folder case (10,000)"
+    )
     parser.add_argument("--timeout", type=float, default=900, help="seconds per measurement")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--case", choices=CASES, help=argparse.SUPPRESS)

@@ -18,6 +18,11 @@ a version folder and swaps a symbolic link; no row is read). For each it reports
   clock and CPU seconds of the committing process: what a login node or a commit job pays;
 * the ratio of each against the file layout measured in the same run, and the output's size.
 
+``--outputs compressed`` measures CSV outputs the same way instead: ``people.csv`` (the
+baseline), ``.csv.gz``, ``.csv.bz2``, ``.csv.xz`` (at level 1) and ``.csv.zst``, whose shards
+compress their own parts and whose commit concatenates the parts' frames (no row decompressed):
+what compressing costs the workers, and that the commit stays a copy of bytes.
+
 Nothing is asserted; the figures describe the machine they were taken on.
 """
 
@@ -47,9 +52,14 @@ from _common import (  # noqa: E402
     warm_file,
 )
 
-__all__ = ["LAYOUTS", "main", "measure"]
+__all__ = ["COMPRESSED", "LAYOUTS", "main", "measure"]
 
 LAYOUTS = ("file", "dataset")
+#: The CSV outputs of ``--outputs compressed``, the plain file first (the baseline).
+#: ``:N`` is a compression level: xz at its default level 6 took 120x the plain file's time
+#: here (about 0.7 MB/s a core), so the set measures ``xz -1``.
+COMPRESSED = ("csv", "csv.gz", "csv.bz2", "csv.xz:1", "csv.zst")
+SETS = {"layouts": LAYOUTS, "compressed": COMPRESSED}
 
 
 def _times(value: float | None) -> str:
@@ -67,7 +77,13 @@ def _child(layout: str, source: Path, out: Path, workers: int) -> dict[str, Any]
     """One run (in this fresh process): times of the run and of its commit."""
     from _common import Person
 
-    from zoopipe_hpc import CSVInputAdapter, ParquetOutputAdapter, Pipe, PipeManager
+    from zoopipe_hpc import (
+        CSVInputAdapter,
+        CSVOutputAdapter,
+        ParquetOutputAdapter,
+        Pipe,
+        PipeManager,
+    )
     from zoopipe_hpc.commit.transaction import Transaction
 
     commit = Transaction.commit
@@ -82,8 +98,14 @@ def _child(layout: str, source: Path, out: Path, workers: int) -> dict[str, Any]
             timed["commit_cpu_s"] = time.process_time() - cpu
 
     Transaction.commit = timed_commit  # type: ignore[method-assign]
-    target = out / ("people.parquet" if layout == "file" else "people")
-    adapter = ParquetOutputAdapter(target, layout="dataset" if layout == "dataset" else "file")
+    adapter: Any
+    if layout in COMPRESSED:
+        suffix, _, level = layout.partition(":")
+        target = out / f"people.{suffix}"
+        adapter = CSVOutputAdapter(target, compression_level=int(level) if level else None)
+    else:
+        target = out / ("people.parquet" if layout == "file" else "people")
+        adapter = ParquetOutputAdapter(target, layout=layout)
     pipe = Pipe(CSVInputAdapter(source), adapter, Person)
     manager = PipeManager.parallelize_pipe(pipe, workers=workers)
     wall, cpu = time.perf_counter(), _cpu_seconds()
@@ -125,7 +147,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     parser.add_argument("--json", type=Path, help="also write the figures here")
-    parser.add_argument("--child", choices=LAYOUTS, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--outputs", choices=sorted(SETS), default="layouts", help="Parquet layouts or CSV codecs"
+    )
+    parser.add_argument("--child", choices=LAYOUTS + COMPRESSED, help=argparse.SUPPRESS)
     parser.add_argument("--csv", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -134,18 +159,19 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     source = ensure_people_csv(args.rows, args.data_dir)
     warm_file(source)
-    runs = [measure(source, args.workers, layout) for _ in range(args.repeat) for layout in LAYOUTS]
+    variants = SETS[args.outputs]
+    runs = [measure(source, args.workers, v) for _ in range(args.repeat) for v in variants]
     best = {
         layout: {
             key: min(r[key] for r in runs if r["layout"] == layout)
             for key in ("run_s", "run_cpu_s", "commit_s", "commit_cpu_s")
         }
-        | {k: runs[LAYOUTS.index(layout)][k] for k in ("files", "bytes")}
-        for layout in LAYOUTS
+        | {k: runs[variants.index(layout)][k] for k in ("files", "bytes")}
+        for layout in variants
     }
-    base = best["file"]
+    base = best[variants[0]]
     rows = []
-    for layout in LAYOUTS:
+    for layout in variants:
         b = best[layout]
         rows.append(
             [
@@ -162,8 +188,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"{b['bytes'] / (1 << 20):.1f}",
             ]
         )
-    headers = ["layout", "run s", "x file", "run CPU s", "x file", "commit s", "x file"]
-    headers += ["commit CPU s", "x file", "files", "MiB"]
+    against = f"x {variants[0]}"
+    headers = ["output", "run s", against, "run CPU s", against, "commit s", against]
+    headers += ["commit CPU s", against, "files", "MiB"]
     print(f"{args.rows:,} rows, {args.workers} shards, best of {args.repeat}")
     print(format_table(headers, rows))
     if args.json is not None:

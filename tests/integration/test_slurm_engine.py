@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from _support import Trigger, User, read_jsonl, users, write_csv
 
-from zoopipe_hpc import CSVInputAdapter, JSONOutputAdapter, Pipe, PipeManager
+from zoopipe_hpc import CSVInputAdapter, CSVOutputAdapter, JSONOutputAdapter, Pipe, PipeManager
 from zoopipe_hpc.engines import BaseEngine
 from zoopipe_hpc.engines.slurm import SlurmEngine
 from zoopipe_hpc.errors import ConfigurationError
@@ -97,6 +97,34 @@ def test_twelve_shards_across_three_nodes_equal_one_local_pipe(tmp_path: Path):
     assert calls["sbatch"] == 1, calls
 
 
+def test_compressed_outputs_of_an_array_decompress_to_the_local_plain_files(tmp_path: Path):
+    """Six array tasks write gzip and zstd parts; the commit's merge of their frames reads
+    back as exactly the plain files of one local pipe (the CSV header once)."""
+    import gzip
+
+    import zstandard
+
+    source = write_csv(tmp_path / "in.csv", users(3000, bad_every=41))
+    Pipe(
+        CSVInputAdapter(source),
+        CSVOutputAdapter(tmp_path / "local.csv"),
+        User,
+        error_output_adapter=JSONOutputAdapter(tmp_path / "local_err.jsonl"),
+    ).run()
+    pipe = Pipe(
+        CSVInputAdapter(source),
+        CSVOutputAdapter(tmp_path / "slurm.csv.gz"),
+        User,
+        error_output_adapter=JSONOutputAdapter(tmp_path / "slurm_err.jsonl.zst"),
+    )
+    manager = PipeManager.parallelize_pipe(pipe, workers=6, engine=slurm_engine(tmp_path))
+    assert manager.run(timeout=300), manager.error
+    plain = gzip.decompress((tmp_path / "slurm.csv.gz").read_bytes())
+    assert plain == (tmp_path / "local.csv").read_bytes()
+    with zstandard.open(tmp_path / "slurm_err.jsonl.zst", "rb") as f:
+        assert f.read() == (tmp_path / "local_err.jsonl").read_bytes()
+
+
 def test_job_script_dry_run_and_parameter_validation(tmp_path: Path):
     engine = SlurmEngine(
         folder=tmp_path,
@@ -154,7 +182,7 @@ def test_arrays_larger_than_max_array_size_are_split_each_from_zero(tmp_path: Pa
 SCRIPT = """
 import sys
 from pydantic import BaseModel, field_validator
-from zoopipe_hpc import CSVInputAdapter, JSONOutputAdapter, Pipe, PipeManager
+from zoopipe_hpc import CSVInputAdapter, CSVOutputAdapter, JSONOutputAdapter, Pipe, PipeManager
 from zoopipe_hpc.engines.slurm import SlurmEngine
 from row_models import Loud  # a module next to this script, not installed anywhere
 

@@ -490,7 +490,7 @@ def test_adapter_options_are_checked(tmp_path: Path) -> None:
         "name: j\ninput: {format: csv, path: a}\n"
         "output: {format: json, path: o, options: {format: x}}\n",
     )
-    assert "allowed options: indent" in str(load_error(internal))
+    assert "allowed options: compression, compression_level, indent" in str(load_error(internal))
 
 
 def test_output_may_not_overwrite_the_input(tmp_path: Path) -> None:

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import bz2
+import gzip
 import json
+import lzma
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+import zstandard
 
 from zoopipe_hpc import (
     ArrowOutputAdapter,
@@ -122,3 +128,82 @@ class TestArrowOutput(OutputAdapterConformance):
         if table.num_columns:
             assert table.schema.names == schema.names
         return table.cast(schema).to_pylist() if table.num_columns else []
+
+
+# -- compressed outputs: the same promises, read back through each codec's real decompressor ----
+
+
+def _zstd_decompress(data: bytes) -> bytes:
+    # Every frame: a merged file is the parts' frames one after another.
+    return zstandard.ZstdDecompressor().decompressobj(read_across_frames=True).decompress(data)
+
+
+_DECOMPRESS: dict[str, Callable[[bytes], bytes]] = {
+    ".gz": gzip.decompress,
+    ".bz2": bz2.decompress,
+    ".xz": lzma.decompress,
+    ".zst": _zstd_decompress,
+}
+
+
+class _Compressed(OutputAdapterConformance):
+    """Reads the file decompressed (the decompressor refuses anything but a valid stream of its
+    codec) with the plain format's reader, from a private folder away from the target."""
+
+    def read_rows(self, path: Path, schema: pa.Schema) -> list[Record]:
+        codec = path.suffix
+        assert codec in _DECOMPRESS, path
+        data = _DECOMPRESS[codec](path.read_bytes())
+        with tempfile.TemporaryDirectory(prefix="zoopipe-test-") as folder:
+            plain = Path(folder) / path.with_suffix("").name
+            plain.write_bytes(data)
+            return super().read_rows(plain, schema)
+
+
+class TestGzipCSVOutput(_Compressed, TestCSVOutput):
+    suffix = ".csv.gz"
+
+
+class TestBzip2CSVOutputWithZooPipeOptions(_Compressed, TestCSVOutputWithZooPipeOptions):
+    """The ``csv`` module's writer (quotechar ``'``) through bzip2."""
+
+    suffix = ".csv.bz2"
+
+
+class TestZstdCSVOutput(_Compressed, TestCSVOutput):
+    suffix = ".csv.zst"
+
+
+class TestXzJSONLinesOutput(_Compressed, TestJSONLinesOutput):
+    suffix = ".jsonl.xz"
+
+
+class TestZstdJSONLinesOutput(_Compressed, TestJSONLinesOutput):
+    suffix = ".jsonl.zst"
+
+
+class TestGzipJSONArrayOutput(_Compressed, TestJSONArrayOutput):
+    """``x.json.gz``: the format is chosen from the suffix before the codec's."""
+
+    suffix = ".json.gz"
+
+
+class TestZstdJSONArrayOutput(_Compressed, TestJSONArrayOutput):
+    """An array's parts are read back line by line through the codec by the merge."""
+
+    suffix = ".json.zst"
+
+
+class TestExplicitGzipJSONLinesOutput(_Compressed, TestJSONLinesOutput):
+    """``compression="gzip"`` on a name without a codec suffix (read back as gzip)."""
+
+    suffix = ".jsonl"
+
+    def make_adapter(self, path: Path) -> BaseOutputAdapter:
+        return JSONOutputAdapter(path, compression="gzip")
+
+    def read_rows(self, path: Path, schema: pa.Schema) -> list[Record]:
+        data = gzip.decompress(path.read_bytes())
+        text = data.decode("utf-8")
+        assert text == "" or text.endswith("\n")
+        return [json.loads(line) for line in text.splitlines()]

@@ -8,10 +8,7 @@ shard's share is cut into byte ranges by its own single-file ``split``; a compre
 
 from __future__ import annotations
 
-import bz2
 import glob
-import gzip
-import importlib.util
 import lzma
 import math
 import os
@@ -19,9 +16,10 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import IO, cast
+from typing import IO
 
 from ..errors import InputError
+from ._codecs import CODECS, compressed_suffix, open_decompressed, zstd_available
 from .base import BaseInputAdapter, InputBatch, check_workers
 
 __all__ = [
@@ -34,8 +32,8 @@ __all__ = [
 ]
 
 #: The compressed suffixes read as streams (``.zst`` needs the ``zstandard`` module).
-COMPRESSED_SUFFIXES: tuple[str, ...] = (".gz", ".bz2", ".xz") + (
-    (".zst",) if importlib.util.find_spec("zstandard") is not None else ()
+COMPRESSED_SUFFIXES: tuple[str, ...] = tuple(
+    suffix for codec, suffix in CODECS.items() if codec != "zstd" or zstd_available()
 )
 
 _GLOB_CHARS = frozenset("*?[")
@@ -52,19 +50,8 @@ def compression_of(path: Path) -> str | None:
 
 def open_compressed(path: Path) -> IO[bytes]:
     """``path`` opened for reading its decompressed bytes as a stream."""
-    suffix = compression_of(path)
-    if suffix == ".gz":
-        return cast(IO[bytes], gzip.open(path, "rb"))
-    if suffix == ".bz2":
-        return bz2.open(path, "rb")
-    if suffix == ".xz":
-        return lzma.open(path, "rb")
-    if suffix == ".zst":
-        import zstandard
-
-        stream: IO[bytes] = zstandard.open(path, "rb")
-        return stream
-    return open(path, "rb")
+    codec = compressed_suffix(path) if compression_of(path) is not None else None
+    return open(path, "rb") if codec is None else open_decompressed(path, codec)
 
 
 def expand_sources(source: Source) -> tuple[str, list[Path]] | None:

@@ -14,6 +14,7 @@ import pyarrow as pa
 from ..commit._staging import StagingArea
 from ..errors import ConfigurationError, OutputError
 from ..validation._arrow import joined_lines, json_rows, rows_to_table, without_zones
+from ._codecs import plain_path
 
 __all__ = [
     "InputBatch",
@@ -290,9 +291,13 @@ class BaseOutputAdapter(abc.ABC):
 
     def numbered(self, index: int) -> BaseOutputAdapter:
         """The output shard ``index`` commits by itself (``parallelize_pipe(merge=False)``):
-        ``<stem>.part-NNNNN<suffix>`` next to the target."""
+        ``<stem>.part-NNNNN<suffix>`` next to the target; a compressed target keeps both
+        suffixes (``x.csv.gz``: ``x.part-00000.csv.gz``)."""
         clone = self._clone()
-        clone.path = self.path.with_name(f"{self.path.stem}.part-{index:05d}{self.path.suffix}")
+        plain = plain_path(self.path)
+        suffix = "".join(self.path.suffixes[-2:]) if plain != self.path else self.path.suffix
+        stem = self.path.name[: len(self.path.name) - len(suffix)] if suffix else self.path.name
+        clone.path = self.path.with_name(f"{stem}.part-{index:05d}{suffix}")
         return clone
 
     def describe(self) -> str:

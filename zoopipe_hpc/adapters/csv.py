@@ -10,14 +10,22 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, cast
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from ..errors import ConfigurationError, InputError
+from ..errors import ConfigurationError, InputError, OutputError
 from ..validation._arrow import rows_to_table
+from ._codecs import (
+    CompressedWriter,
+    copy_from,
+    empty_frame,
+    first_frame,
+    output_codec,
+    output_level,
+)
 from ._csv_header import check_encoding, column_names, header_of, read_header, skip_lines
 from ._csv_lines import line_ends
 from ._csv_read import CSVRangeReader
@@ -478,7 +486,10 @@ class _EmptyCSV(BaseInputAdapter):
 class _CSVSink(_FileSink):
     """Writes tables as CSV with pyarrow, or with the ``csv`` module when the quote character
     is not ``"`` (pyarrow's writer only quotes with ``"``); ``fieldnames`` picks the columns
-    and their order (a name the rows lack is an empty column)."""
+    and their order (a name the rows lack is an empty column).
+
+    ``codec`` compresses the file; ``header_frame``: the header line is a compressed frame of
+    its own (a part to be merged: the merge drops it by skipping that frame)."""
 
     def __init__(
         self,
@@ -487,13 +498,17 @@ class _CSVSink(_FileSink):
         delimiter: str,
         quotechar: str,
         fieldnames: Sequence[str] | None,
+        codec: str | None = None,
+        header_frame: bool = False,
+        level: int | None = None,
     ) -> None:
         self._path = path
         self._schema = schema
         self._delimiter = delimiter
         self._quotechar = quotechar
         self._fieldnames = list(fieldnames) if fieldnames is not None else None
-        self._file = open(path, "wb")  # noqa: SIM115 - closed in close()
+        self._file = CompressedWriter(path, codec, level=level)
+        self._header_frame = header_frame and codec is not None
         self._writer: pacsv.CSVWriter | None = None
         self._text: io.TextIOWrapper | None = None
         self._rows: Any = None  # a csv.writer, when quotechar is not '"'
@@ -513,15 +528,20 @@ class _CSVSink(_FileSink):
 
     def _start(self, schema: pa.Schema) -> None:
         if self._quotechar == '"':
+            # pyarrow writes the header when the writer is made.
             self._writer = pacsv.CSVWriter(
                 self._file, schema, write_options=pacsv.WriteOptions(delimiter=self._delimiter)
             )
-            return
-        self._text = io.TextIOWrapper(self._file, encoding="utf-8", newline="")
-        self._rows = _csv.writer(
-            self._text, delimiter=self._delimiter, quotechar=self._quotechar, lineterminator="\n"
-        )
-        self._rows.writerow(schema.names)
+        else:
+            text = io.TextIOWrapper(cast(IO[bytes], self._file), encoding="utf-8", newline="")
+            self._text = text
+            self._rows = _csv.writer(
+                text, delimiter=self._delimiter, quotechar=self._quotechar, lineterminator="\n"
+            )
+            self._rows.writerow(schema.names)
+            text.flush()
+        if self._header_frame:
+            self._file.end_frame()
 
     def write(self, rows: Sequence[Record]) -> None:
         table = self._project(rows_to_table(rows, self._schema))
@@ -541,10 +561,7 @@ class _CSVSink(_FileSink):
             self._text.flush()
             self._text.detach()
             self._text = None
-        if not self._file.closed:
-            self._file.flush()
-            os.fsync(self._file.fileno())
-            self._file.close()
+        self._file.close()
 
 
 def _as_text(column: pa.ChunkedArray) -> list[str]:
@@ -560,6 +577,15 @@ class CSVOutputAdapter(BaseOutputAdapter):
     lists the columns written, in that order: other columns are left out, and a name the rows
     do not have is written as an empty column. Without it, the columns are the model's fields
     (or the first rows' keys) in their order.
+
+    ``compression``: ``"infer"`` (the default) compresses as the suffix says, as ZooPipe does
+    (``.gz`` gzip, ``.bz2`` bzip2, ``.xz`` xz, ``.zst`` zstd, which needs the ``[zstd]``
+    extra); ``"gzip"``, ``"bz2"``, ``"xz"`` or ``"zstd"`` compress a file of any other name;
+    None writes plain text. A choice the suffix contradicts (None for ``x.csv.gz``) is refused.
+    ``compression_level``: the codec's level (gzip 0-9, bzip2 1-9, xz 0-9, zstd 1-22; None: the
+    codec's own default, 6, 9, 6 and 3).
+    The shards' parts are compressed by the workers and merged by concatenating their frames,
+    the header kept once (``docs/guide.md``, "Compressed outputs").
     """
 
     format = "csv"
@@ -571,8 +597,13 @@ class CSVOutputAdapter(BaseOutputAdapter):
         delimiter: str = ",",
         quotechar: str = '"',
         fieldnames: Sequence[str] | None = None,
+        compression: str | None = "infer",
+        compression_level: int | None = None,
     ) -> None:
         super().__init__(path)
+        #: The codec written (``"gzip"``, ``"bz2"``, ``"xz"``, ``"zstd"``) or None.
+        self.compression = output_codec(self.path, compression)
+        self.compression_level = output_level(self.path, self.compression, compression_level)
         if len(delimiter) != 1 or len(quotechar) != 1 or delimiter == quotechar:
             raise ConfigurationError(
                 f"{self.path}: delimiter and quotechar must be two different single characters, "
@@ -597,13 +628,32 @@ class CSVOutputAdapter(BaseOutputAdapter):
             delimiter=self.delimiter,
             quotechar=self.quotechar,
             fieldnames=self.fieldnames,
+            compression=self.compression,
+            compression_level=self.compression_level,
         )
 
     def _open_file(self, path: Path, schema: pa.Schema | None) -> _FileSink:
-        return _CSVSink(path, schema, self.delimiter, self.quotechar, self.fieldnames)
+        return _CSVSink(
+            path,
+            schema,
+            self.delimiter,
+            self.quotechar,
+            self.fieldnames,
+            codec=self.compression,
+            header_frame=not self.writes_final_format,
+            level=self.compression_level,
+        )
 
     def merge(self, parts: Sequence[Path], destination: Path) -> None:
-        """Concatenate parts, keeping the header of the first part that has one."""
+        """Concatenate parts, keeping the header of the first part that has one.
+
+        Compressed parts are concatenated frame by frame, never decompressed: the first frame
+        of a part is its header alone (see ``_CSVSink``), kept for the first part that has a
+        header and skipped for the others.
+        """
+        if self.compression is not None:
+            self._merge_compressed(parts, destination, self.compression)
+            return
         wrote_header = False
         quote, delimiter = self.quotechar.encode(), self.delimiter.encode()
         with open(destination, "wb") as out:
@@ -615,7 +665,30 @@ class CSVOutputAdapter(BaseOutputAdapter):
                     end = header_end(f, size, quote, delimiter)
                     f.seek(0 if not wrote_header else end)
                     wrote_header = True
-                    while chunk := f.read(1 << 20):
-                        out.write(chunk)
+                    copy_from(f, out)
+            out.flush()
+            os.fsync(out.fileno())
+
+    def _merge_compressed(self, parts: Sequence[Path], destination: Path, codec: str) -> None:
+        wrote_header = False
+        quote, delimiter = self.quotechar.encode(), self.delimiter.encode()
+        with open(destination, "wb") as out:
+            for part in parts:
+                length, header = first_frame(part, codec)
+                if not header:
+                    continue  # a part that got no header has no rows either
+                end = header_end(io.BytesIO(header), len(header), quote, delimiter)
+                if end != len(header):
+                    raise OutputError(
+                        f"cannot merge {part} into {self.path}: its first {codec} frame is not "
+                        "its header line alone (a part written by another writer?)",
+                        path=str(part),
+                    )
+                with open(part, "rb") as f:
+                    f.seek(0 if not wrote_header else length)
+                    wrote_header = True
+                    copy_from(f, out)
+            if not wrote_header:
+                out.write(empty_frame(codec))
             out.flush()
             os.fsync(out.fileno())

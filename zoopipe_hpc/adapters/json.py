@@ -13,6 +13,16 @@ import pyarrow as pa
 
 from ..errors import ArgumentTypeError, ConfigurationError, InputError
 from ..validation._arrow import to_json_bytes
+from ._codecs import (
+    CODECS,
+    CompressedWriter,
+    copy_from,
+    empty_frame,
+    open_decompressed,
+    output_codec,
+    output_level,
+    plain_path,
+)
 from ._json_array import (
     MAX_DEPTH,
     TOO_DEEP,
@@ -288,8 +298,15 @@ class _JSONSink(_FileSink):
     column), and is written as it is, in its place among the rows.
     """
 
-    def __init__(self, path: Path, array: bool, indent: int | None = None) -> None:
-        self._file = open(path, "wb", buffering=_WRITE_BUFFER)  # noqa: SIM115
+    def __init__(
+        self,
+        path: Path,
+        array: bool,
+        indent: int | None = None,
+        codec: str | None = None,
+        level: int | None = None,
+    ) -> None:
+        self._file = CompressedWriter(path, codec, _WRITE_BUFFER, level)
         self._array = array
         self._indent = indent
         self._first = True
@@ -326,8 +343,6 @@ class _JSONSink(_FileSink):
             return
         if self._array:
             self._file.write(b"\n]\n" if not self._first else b"]\n")
-        self._file.flush()
-        os.fsync(self._file.fileno())
         self._file.close()
 
 
@@ -353,6 +368,14 @@ class JSONOutputAdapter(BaseOutputAdapter):
     ``"array"`` (ZooPipe's name; ``"json"`` is the same). ``indent`` pretty-prints an array
     with that many spaces a level; JSON Lines cannot be indented (one object a line), so
     ``indent`` with ``"jsonl"`` is refused.
+
+    ``compression``: ``"infer"`` (the default) compresses as the suffix says, as ZooPipe does
+    (``.gz``, ``.bz2``, ``.xz``, ``.zst``; the format is then chosen from the suffix before it:
+    ``x.json.gz`` is a compressed array); ``"gzip"``, ``"bz2"``, ``"xz"`` or ``"zstd"``
+    compress a file of any other name; None writes plain text. A choice the suffix
+    contradicts is refused; ``compression_level`` as for ``CSVOutputAdapter``. JSON Lines
+    parts are merged by concatenating their compressed frames; an array's parts are
+    decompressed and written again as one array.
     """
 
     def __init__(
@@ -361,9 +384,14 @@ class JSONOutputAdapter(BaseOutputAdapter):
         *,
         format: str | None = None,
         indent: int | None = None,
+        compression: str | None = "infer",
+        compression_level: int | None = None,
     ) -> None:
         super().__init__(path)
-        self.format = _format_for(self.path, format)
+        #: The codec written (``"gzip"``, ``"bz2"``, ``"xz"``, ``"zstd"``) or None.
+        self.compression = output_codec(self.path, compression)
+        self.compression_level = output_level(self.path, self.compression, compression_level)
+        self.format = _format_for(plain_path(self.path), format)
         if indent is not None:
             if not isinstance(indent, int) or isinstance(indent, bool) or indent < 0:
                 raise ConfigurationError(
@@ -378,34 +406,50 @@ class JSONOutputAdapter(BaseOutputAdapter):
 
     @property
     def part_suffix(self) -> str:
-        return ".jsonl"
+        codec = self.compression
+        return ".jsonl" + (CODECS[codec] if codec is not None else "")
 
     def _clone(self) -> JSONOutputAdapter:
-        return JSONOutputAdapter(self.path, format=self.format, indent=self.indent)
+        return JSONOutputAdapter(
+            self.path,
+            format=self.format,
+            indent=self.indent,
+            compression=self.compression,
+            compression_level=self.compression_level,
+        )
 
     def _open_file(self, path: Path, schema: pa.Schema | None) -> _FileSink:
         # Parts of an array output are JSON Lines; merge() turns them into one array.
         array = self.format == "json" and self.writes_final_format
-        return _JSONSink(path, array=array, indent=self.indent)
+        return _JSONSink(
+            path, array, self.indent, codec=self.compression, level=self.compression_level
+        )
 
     def merge(self, parts: Sequence[Path], destination: Path) -> None:
-        with open(destination, "wb") as out:
-            if self.format == "json":
-                first = True
-                out.write(b"[")
+        """JSON Lines: the parts' bytes one after another (compressed parts are whole frames,
+        so their concatenation is one valid compressed file). An array: every part's lines as
+        the elements of one array (written through the codec again)."""
+        codec = self.compression
+        if self.format == "jsonl":
+            with open(destination, "wb") as out:
+                copied = 0
                 for part in parts:
                     with open(part, "rb") as f:
-                        for line in f:
-                            line = line.rstrip(b"\n")
-                            if line:
-                                out.write(b"\n" if first else b",\n")
-                                out.write(_element(line, self.indent))
-                                first = False
-                out.write(b"]\n" if first else b"\n]\n")
-            else:
-                for part in parts:
-                    with open(part, "rb") as f:
-                        while chunk := f.read(1 << 20):
-                            out.write(chunk)
-            out.flush()
-            os.fsync(out.fileno())
+                        copied += copy_from(f, out)
+                if codec is not None and copied == 0:
+                    out.write(empty_frame(codec))
+                out.flush()
+                os.fsync(out.fileno())
+            return
+        with CompressedWriter(destination, codec, _WRITE_BUFFER, self.compression_level) as out:
+            first = True
+            out.write(b"[")
+            for part in parts:
+                with open_decompressed(part, codec) if codec else open(part, "rb") as f:
+                    for line in f:
+                        line = line.rstrip(b"\n")
+                        if line:
+                            out.write(b"\n" if first else b",\n")
+                            out.write(_element(line, self.indent))
+                            first = False
+            out.write(b"]\n" if first else b"\n]\n")
