@@ -304,6 +304,28 @@ def test_close_keeps_the_failures_seen_in_updates() -> None:
     assert "2 failed" in last and "1 cancelled" in last and "FAILED in" in last
 
 
+def test_a_completed_run_closes_as_done_whatever_an_earlier_update_saw() -> None:
+    """A shard seen failed, then retried (a Slurm retry, a watch that misread a task for a
+    moment): the run that completed is done, on the terminal and in the notebook."""
+    shards = run_of([PipeStatus.FAILED, PipeStatus.COMPLETED], [3, 10])
+    shards[0].message = "node n2 went down"
+    retried = run_of([PipeStatus.COMPLETED, PipeStatus.COMPLETED], [10, 10])
+    stream = io.StringIO()
+    progress = TerminalProgress(stream)
+    progress.update(PipeReport.aggregate(shards), shards)
+    progress.close(PipeReport.aggregate(retried))
+    last = stream.getvalue().splitlines()[-1]
+    assert "done in" in last and "failed" not in last and "FAILED" not in last, last
+    assert "shards 2/2" in last, last
+    # Without the shards, a failure the aggregate named in an update is equally outdated.
+    stream = io.StringIO()
+    progress = TerminalProgress(stream)
+    progress.update(PipeReport.aggregate(shards))
+    progress.close(PipeReport.aggregate(retried))
+    last = stream.getvalue().splitlines()[-1]
+    assert "done in" in last and "failed" not in last, last
+
+
 def test_no_color_disables_colours(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NO_COLOR", "1")
     stream = FakeTTY()
