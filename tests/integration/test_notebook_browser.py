@@ -176,14 +176,15 @@ def test_the_widget_in_jupyterlab_in_chromium(tmp_path: Path) -> None:
         f"--ServerApp.root_dir={tmp_path}",
         "--LabApp.expose_app_in_browser=True",  # window.jupyterapp: run cells without clicking
         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        "--LabApp.extension_manager=readonly",  # no look-ups on PyPI from a test
     ]
     base = f"http://127.0.0.1:{lab_port}"
     with (
         session(lab, log=tmp_path / "jupyterlab.log", env=_lab_env(tmp_path), cwd=tmp_path),
         session(["chromedriver", f"--port={driver_port}"], log=tmp_path / "chromedriver.log"),
     ):
-        wait_until("JupyterLab", lambda: _server_up(f"{base}/api/status?token={token}"), 30)
-        wait_until("chromedriver", lambda: _server_up(f"http://127.0.0.1:{driver_port}/status"), 15)
+        wait_until("JupyterLab", lambda: _server_up(f"{base}/api/status?token={token}"), 60)
+        wait_until("chromedriver", lambda: _server_up(f"http://127.0.0.1:{driver_port}/status"), 30)
         driver = _chrome(driver_port, tmp_path)
         try:
             seen = _run_and_watch(driver, f"{base}/lab/tree/progress.ipynb?token={token}")
@@ -204,7 +205,7 @@ def _run_and_watch(driver: Any, url: str) -> list[dict[str, str]]:
         " && w.sessionContext.session.kernel;"
         "return !!(k && k.status === 'idle' && w.content.widgets.length === 1);"
     )
-    wait_until("the notebook and an idle kernel", lambda: driver.execute_script(idle), 40, 0.3)
+    wait_until("the notebook and an idle kernel", lambda: driver.execute_script(idle), 90, 0.3)
     driver.execute_script("window.jupyterapp.commands.execute('notebook:run-all-cells');")
     seen: list[dict[str, str]] = []
 
@@ -214,7 +215,7 @@ def _run_and_watch(driver: Any, url: str) -> list[dict[str, str]]:
             seen.append(state)
         return state is not None and "RUN " in state["outputs"]
 
-    wait_until("the run to end in the notebook", finished, 45, 0.1)
+    wait_until("the run to end in the notebook", finished, 60, 0.1)
     # The cell printed its result; the last widget update came before it. Read it once more.
     time.sleep(0.3)
     seen.append(driver.execute_script(READ_WIDGET))
