@@ -66,19 +66,48 @@ RUN_CELL = textwrap.dedent(
     """
 )
 
-# Reads the widget off the page: the FloatProgress (its bar's width and colour class) and the
-# HTML label next to it, in the output area of the notebook's only code cell.
+# A second cell: a validator that raises (a bug in the model, not an invalid record) fails
+# the shard holding row 100, so the run fails and commits nothing. Its message quotes markup,
+# which the label must show as text.
+FAIL_CELL = textwrap.dedent(
+    f"""
+    class Strict(Row):
+        @field_validator("name")
+        @classmethod
+        def strict(cls, value):
+            if value == "row100":
+                raise RuntimeError("<b>lookup table</b> missing")
+            return value
+
+    strict = Pipe(
+        CSVInputAdapter("rows.csv"),
+        JSONOutputAdapter("strict.jsonl"),
+        Strict,
+        error_output_adapter=JSONOutputAdapter("strict-errors.jsonl"),
+    )
+    failing = PipeManager.parallelize_pipe(strict, workers={SHARDS}, engine=MultiProcessEngine())
+    print("FAILED-RUN", failing.run())
+    """
+)
+
+# Reads the widget of code cell ``arguments[0]`` off the page: the FloatProgress (its bar's
+# width, its colour class, its size on the screen), the HTML label next to it (its text, and
+# the text of its bold elements), and the text of the cell's whole output area.
 READ_WIDGET = """
-const box = document.querySelector('.jp-OutputArea .widget-hbox');
+const cell = document.querySelectorAll('.jp-Notebook .jp-CodeCell')[arguments[0]];
+const area = cell && cell.querySelector('.jp-OutputArea');
+const box = area && area.querySelector('.widget-hbox');
 if (!box) { return null; }
 const bar = box.querySelector('.widget-hprogress .progress-bar');
 const label = box.querySelector('.widget-html-content');
 if (!bar || !label) { return null; }
 return {
   width: bar.style.width,
+  bar_px: Math.round(box.querySelector('.widget-hprogress').getBoundingClientRect().width),
   classes: bar.className,
   label: label.textContent,
-  outputs: document.querySelector('.jp-OutputArea').textContent,
+  bold: Array.from(label.querySelectorAll('b')).map((b) => b.textContent).join('|'),
+  outputs: area.textContent,
 };
 """
 
@@ -92,7 +121,7 @@ def _notebook(path: Path) -> None:
     import nbformat
 
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(RUN_CELL)]
+    nb.cells = [nbformat.v4.new_code_cell(RUN_CELL), nbformat.v4.new_code_cell(FAIL_CELL)]
     nb.metadata["kernelspec"] = {
         "name": "python3",
         "display_name": "Python 3",
@@ -187,30 +216,34 @@ def test_the_widget_in_jupyterlab_in_chromium(tmp_path: Path) -> None:
         wait_until("chromedriver", lambda: _server_up(f"http://127.0.0.1:{driver_port}/status"), 30)
         driver = _chrome(driver_port, tmp_path)
         try:
-            seen = _run_and_watch(driver, f"{base}/lab/tree/progress.ipynb?token={token}")
+            seen, failure = _run_and_watch(driver, f"{base}/lab/tree/progress.ipynb?token={token}")
         finally:  # the page as it was, also for a look when this failed
             driver.save_screenshot(str(tmp_path / "notebook.png"))
             (tmp_path / "notebook.html").write_text(driver.page_source)
             driver.quit()
     _check(seen, tmp_path)
+    _check_failure(failure, tmp_path)
+    # A long failure message wraps beside the bar; it does not squeeze the bar.
+    assert failure["bar_px"] == seen[-1]["bar_px"] > 100, (failure, seen[-1])
 
 
-def _run_and_watch(driver: Any, url: str) -> list[dict[str, str]]:
-    """Open the notebook, wait for its kernel, run the cell; the widget states read on the way,
-    the last one read after the cell printed its result."""
+def _run_and_watch(driver: Any, url: str) -> tuple[list[dict[str, str]], dict[str, str]]:
+    """Open the notebook, wait for its kernel, run every cell: the first cell's widget states
+    read on the way (the last one read after the cell printed its result), and the second
+    cell's widget once that cell printed its own."""
     driver.get(url)
     idle = (
         "const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;"
         "const k = w && w.sessionContext && w.sessionContext.session"
         " && w.sessionContext.session.kernel;"
-        "return !!(k && k.status === 'idle' && w.content.widgets.length === 1);"
+        "return !!(k && k.status === 'idle' && w.content.widgets.length === 2);"
     )
     wait_until("the notebook and an idle kernel", lambda: driver.execute_script(idle), 90, 0.3)
     driver.execute_script("window.jupyterapp.commands.execute('notebook:run-all-cells');")
     seen: list[dict[str, str]] = []
 
     def finished() -> bool:
-        state = driver.execute_script(READ_WIDGET)
+        state = driver.execute_script(READ_WIDGET, 0)
         if state is not None and (not seen or state != seen[-1]):
             seen.append(state)
         return state is not None and "RUN " in state["outputs"]
@@ -218,12 +251,20 @@ def _run_and_watch(driver: Any, url: str) -> list[dict[str, str]]:
     wait_until("the run to end in the notebook", finished, 60, 0.1)
     # The cell printed its result; the last widget update came before it. Read it once more.
     time.sleep(0.3)
-    seen.append(driver.execute_script(READ_WIDGET))
+    seen.append(driver.execute_script(READ_WIDGET, 0))
+
+    def failed() -> dict[str, str] | None:
+        state: dict[str, str] | None = driver.execute_script(READ_WIDGET, 1)
+        return state if state is not None and "FAILED-RUN " in state["outputs"] else None
+
+    wait_until("the failing run to end in the notebook", failed, 60, 0.1)
+    time.sleep(0.3)
     driver.execute_script(
         "window.jupyterapp.commands.execute('application:toggle-left-area');"
-        "document.querySelector('.jp-OutputArea .widget-hbox').scrollIntoView({block: 'center'});"
+        "const boxes = document.querySelectorAll('.jp-OutputArea .widget-hbox');"
+        "boxes[boxes.length - 1].scrollIntoView({block: 'center'});"
     )
-    return seen
+    return seen, driver.execute_script(READ_WIDGET, 1)
 
 
 def _check(seen: list[dict[str, str]], tmp_path: Path) -> None:
@@ -251,3 +292,17 @@ def _check(seen: list[dict[str, str]], tmp_path: Path) -> None:
     widths = [_percent(s["width"]) for s in seen]
     assert widths == sorted(widths), widths
     assert (tmp_path / "notebook.png").stat().st_size > 10_000
+
+
+def _check_failure(final: dict[str, str], tmp_path: Path) -> None:
+    """The failed run: a full red bar, the failed shard counted and its message shown as text
+    (its markup escaped, not rendered), nothing committed."""
+    assert "FAILED-RUN False" in final["outputs"], final
+    assert _percent(final["width"]) == 100.0, final  # every shard is over
+    assert "progress-bar-danger" in final["classes"], final
+    label = final["label"]
+    assert re.search(r"FAILED in \d+:\d\d:\d\d", label), label
+    assert f"shards {SHARDS}/{SHARDS}" in label and "1 failed" in label, label
+    assert "rows.csv:102" in label and "RuntimeError: <b>lookup table</b> missing" in label, label
+    assert final["bold"] == "1 failed", final  # the only bold text is the display's own
+    assert not (tmp_path / "strict.jsonl").exists()
