@@ -43,11 +43,19 @@ class Job:
 
 
 def make_job(
-    tmp_path: Path, *, rows: int, shards: int, kind: str = "local", extra: str = ""
+    tmp_path: Path,
+    *,
+    rows: int,
+    shards: int,
+    kind: str = "local",
+    extra: str = "",
+    failing_row: int | None = None,
 ) -> Job:
     """``rows`` rows, every 6th with an id that is not an integer, the others taking 0.2 s each
-    to validate."""
+    to validate; the validator raises on ``failing_row`` while the file ``broken`` exists."""
     names = ["bad-id" if i % 6 == 0 else f"slow{i}" for i in range(rows)]
+    if failing_row is not None:
+        names[failing_row] = "needs-table"
     path = cli_job(tmp_path, names, kind=kind, workers=shards, extra=extra)
     env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "TMUX")}
     checkout = str(Path(__file__).parents[2])
@@ -238,6 +246,38 @@ def test_run_and_watch_show_the_bars_in_tmux(tmp_path: Path) -> None:
     assert f"job directory: {path}" in seen["run"].history
     check_bars(seen["run"], job, path.name)
     check_bars(seen["watch"], job, path.name)
+
+
+def test_a_failed_run_and_its_retry_in_tmux(tmp_path: Path) -> None:
+    """The red end of a failed local run (the failing shard's message under the bar, the
+    command to type), then ``zoopipe-hpc retry`` of its one failed shard ending green."""
+    need_tools("tmux", packages="tmux")
+    job = make_job(tmp_path, rows=60, shards=3, failing_row=55)  # the last shard fails
+    (tmp_path / "broken").write_text("")
+    command = zoopipe_hpc()
+    with tmux_server(tmp_path, job.env) as tmux:
+        tmux.open("run", f"{command} run job.yaml", tmp_path)
+        failed = follow(tmux, ["run"], timeout=90)["run"]
+        path = job_directory(tmp_path)
+        assert path is not None and manifest_state(path) == "failed", failed.history
+        assert not (tmp_path / "out" / "rows.jsonl").exists()  # nothing committed
+        (tmp_path / "broken").unlink()
+        tmux.open("retry", f"{command} retry {path}", tmp_path)
+        retried = follow(tmux, ["retry"], timeout=90)["retry"]
+    context = f"\n--- window ---\n{failed.history}"
+    assert failed.status == 1, context
+    assert len(bar_lines(failed.history)) == 1, context
+    final = failed.bars[-1]
+    assert final.startswith(f"{path.name}  [####################] 100%"), context
+    assert re.search(r"  FAILED in \d+:\d\d:\d\d  shards 3/3  1 failed$", final), context
+    assert "\x1b[31mFAILED" in failed.coloured and "\x1b[31m1 failed" in failed.coloured
+    under = failed.history.split(final, 1)[1]
+    assert under.startswith("\n  pipe 2: ") and "lookup table is missing" in under, context
+    assert f"  fix the cause, then: zoopipe-hpc retry {path}" in under, context
+    # The retry runs shard 2 again; its bar counts the whole job, and ends done.
+    assert "resubmitted shards [2]" in retried.history, retried.history
+    check_bars(retried, job, path.name)
+    assert manifest_state(path) == "committed"
 
 
 @pytest.mark.slurm
