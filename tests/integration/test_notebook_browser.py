@@ -160,6 +160,17 @@ def _lab_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
+def _browser_env(tmp_path: Path) -> dict[str, str]:
+    """Chromium's home, configuration (its crash reports) and cache in ``tmp_path``."""
+    home = tmp_path / "home"
+    home.mkdir(mode=0o700)
+    env = dict(os.environ)
+    env.update(
+        HOME=str(home), XDG_CONFIG_HOME=str(home / ".config"), XDG_CACHE_HOME=str(home / ".cache")
+    )
+    return env
+
+
 def _chrome(port: int, tmp_path: Path) -> Any:
     from selenium import webdriver
 
@@ -210,7 +221,11 @@ def test_the_widget_in_jupyterlab_in_chromium(tmp_path: Path) -> None:
     base = f"http://127.0.0.1:{lab_port}"
     with (
         session(lab, log=tmp_path / "jupyterlab.log", env=_lab_env(tmp_path), cwd=tmp_path),
-        session(["chromedriver", f"--port={driver_port}"], log=tmp_path / "chromedriver.log"),
+        session(
+            ["chromedriver", f"--port={driver_port}"],
+            log=tmp_path / "chromedriver.log",
+            env=_browser_env(tmp_path),
+        ),
     ):
         wait_until("JupyterLab", lambda: _server_up(f"{base}/api/status?token={token}"), 60)
         wait_until("chromedriver", lambda: _server_up(f"http://127.0.0.1:{driver_port}/status"), 30)
