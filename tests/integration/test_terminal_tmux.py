@@ -4,7 +4,9 @@ A tmux server of the test's own (its socket in the test's folder) runs a local d
 one window and, once the job runs, ``zoopipe-hpc watch`` on its directory in another, both in a
 real pseudo-terminal. ``tmux capture-pane`` is polled until both commands have exited: the bar
 is redrawn in place (one line, however many updates), grows, and ends green with the counts and
-the final summary. Needs the Debian package ``tmux`` (``scripts/test`` installs it as root).
+the final summary. A second test fails a shard (red, the message under the bar, the command
+to type, no log line glued onto the bar) and retries it to a green end. Needs the Debian
+package ``tmux`` (``scripts/test`` installs it as root).
 
 The same ``watch`` of a detached job on the Slurm test cluster is at the end, marked ``slurm``.
 """
