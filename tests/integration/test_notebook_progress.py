@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import importlib.util
 import io
-import json
 import sys
 import textwrap
 from pathlib import Path
 from typing import Any
 
 import pytest
+from _frontends import kernel_spec
 
 NOTEBOOK_CODE = textwrap.dedent(
     """
@@ -85,22 +85,6 @@ def _have_notebook_stack() -> bool:
     return all(importlib.util.find_spec(name) is not None for name in names)
 
 
-def _kernel_spec(root: Path) -> Path:
-    """A ``python3`` kernel spec that runs this interpreter (and so this zoopipe_hpc)."""
-    spec = root / "jupyter" / "kernels" / "python3"
-    spec.mkdir(parents=True)
-    (spec / "kernel.json").write_text(
-        json.dumps(
-            {
-                "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-                "display_name": "Python 3 (zoopipe_hpc tests)",
-                "language": "python",
-            }
-        )
-    )
-    return root / "jupyter"
-
-
 @pytest.mark.skipif(
     not _have_notebook_stack(), reason="needs nbclient, nbformat, ipykernel, ipywidgets"
 )
@@ -110,7 +94,7 @@ def test_notebook_progress_in_a_real_kernel(
     import nbformat
     from nbclient import NotebookClient
 
-    jupyter_path = _kernel_spec(tmp_path)
+    jupyter_path = kernel_spec(tmp_path)
     monkeypatch.setenv("JUPYTER_PATH", str(jupyter_path))
     monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "runtime"))
     monkeypatch.setenv("JUPYTER_PLATFORM_DIRS", "1")

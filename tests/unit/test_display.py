@@ -304,6 +304,59 @@ def test_close_keeps_the_failures_seen_in_updates() -> None:
     assert "2 failed" in last and "1 cancelled" in last and "FAILED in" in last
 
 
+def test_a_completed_run_closes_as_done_whatever_an_earlier_update_saw() -> None:
+    """A shard seen failed, then retried (a Slurm retry, a watch that misread a task for a
+    moment): the run that completed is done, on the terminal and in the notebook."""
+    shards = run_of([PipeStatus.FAILED, PipeStatus.COMPLETED], [3, 10])
+    shards[0].message = "node n2 went down"
+    retried = run_of([PipeStatus.COMPLETED, PipeStatus.COMPLETED], [10, 10])
+    stream = io.StringIO()
+    progress = TerminalProgress(stream)
+    progress.update(PipeReport.aggregate(shards), shards)
+    progress.close(PipeReport.aggregate(retried))
+    last = stream.getvalue().splitlines()[-1]
+    assert "done in" in last and "failed" not in last and "FAILED" not in last, last
+    assert "shards 2/2" in last, last
+    # Without the shards, a failure the aggregate named in an update is equally outdated.
+    stream = io.StringIO()
+    progress = TerminalProgress(stream)
+    progress.update(PipeReport.aggregate(shards))
+    progress.close(PipeReport.aggregate(retried))
+    last = stream.getvalue().splitlines()[-1]
+    assert "done in" in last and "failed" not in last, last
+
+
+def test_lines_written_during_a_run_go_above_the_bar_never_onto_it() -> None:
+    import logging
+
+    stream = FakeTTY()
+    progress = TerminalProgress(stream, width=200, title="job")
+    progress.write("before any bar")  # nothing drawn yet: written as is
+    shards = run_of([PipeStatus.RUNNING, PipeStatus.RUNNING], [5, 5])
+    progress.update(PipeReport.aggregate(shards), shards)
+    bar = stream.getvalue().split("\r")[-1]
+    handler = logging.StreamHandler(progress.above())
+    logger = logging.getLogger("zoopipe-test-above")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        logger.error("job j failed: shard 1: boom")
+    finally:
+        logger.removeHandler(handler)
+    shards[1].status = PipeStatus.FAILED
+    progress.close(PipeReport.aggregate(shards))
+    progress.write("after the end")
+    out = stream.getvalue()
+    # The bar's line is cleared, the log line written, the bar drawn again under it.
+    assert out.startswith("before any bar\n\r")
+    assert f"{bar}\r\x1b[Kjob j failed: shard 1: boom\n\r{bar}" in out
+    assert out.count("job j failed") == 1 and out.endswith("\nafter the end\n")
+    # Not a TTY: the text as it is, a newline added.
+    plain = io.StringIO()
+    TerminalProgress(plain).write("no bar here")
+    assert plain.getvalue() == "no bar here\n"
+
+
 def test_no_color_disables_colours(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NO_COLOR", "1")
     stream = FakeTTY()

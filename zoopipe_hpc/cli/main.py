@@ -23,15 +23,16 @@ it never reaches the terminal. ``--json`` output escapes it by the JSON rules.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from .._text import printable, printable_lines
 from ..engines.slurm import SlurmCommandError
@@ -49,6 +50,9 @@ from ..jobs.runner import (
     submit,
 )
 from ..report import PipeReport
+
+if TYPE_CHECKING:
+    from ..display import TerminalProgress
 
 __all__ = ["main", "build_parser", "EXIT_CODES"]
 
@@ -367,9 +371,10 @@ def _watch_to_end(handle: JobHandle, quiet: bool, out: TextIO) -> int:
         if display is not None:
             display.update(report, shards)
 
-    committed = handle.wait(on_report=show if display is not None else None)
-    if display is not None:
-        display.close(handle.report())
+    with _logs_above(display):
+        committed = handle.wait(on_report=show if display is not None else None)
+        if display is not None:
+            display.close(handle.report())
     manifest = handle.manifest()
     job_id = printable(manifest.job_id)
     if committed:
@@ -381,10 +386,26 @@ def _watch_to_end(handle: JobHandle, quiet: bool, out: TextIO) -> int:
     return EXIT_FAILED
 
 
-def _display(title: str):  # type: ignore[no-untyped-def]
+def _display(title: str) -> TerminalProgress:
     from ..display import TerminalProgress
 
     return TerminalProgress(sys.stderr, title=title)
+
+
+@contextlib.contextmanager
+def _logs_above(display: TerminalProgress | None) -> Iterator[None]:
+    """While inside: the log lines meant for the display's stream (a job that failed, a
+    warning) are written above its bar, not glued onto the end of the bar's line."""
+    moved: list[tuple[logging.StreamHandler[Any], Any]] = []
+    if display is not None:
+        for handler in logging.getLogger().handlers:
+            if isinstance(handler, logging.StreamHandler) and handler.stream is display.stream:
+                moved.append((handler, handler.setStream(display.above())))
+    try:
+        yield
+    finally:
+        for handler, stream in moved:
+            handler.setStream(stream)
 
 
 _COMMANDS: dict[str, Callable[[argparse.Namespace, TextIO], int]] = {

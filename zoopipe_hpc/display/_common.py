@@ -170,9 +170,13 @@ def _estimate(report: PipeReport, shards: Sequence[PipeReport] | None = None) ->
 
 
 def _final_estimate(report: PipeReport, seen: _Estimate | None) -> _Estimate:
-    """The estimate of a final ``report`` given alone, keeping the failures seen in updates."""
+    """The estimate of a final ``report`` given alone, keeping the failures seen in updates.
+
+    Not when the report says the run completed: every shard did, so a failure an update saw
+    was retried since (or misread for a moment), and a committed run must not end in red.
+    """
     est = _estimate(report)
-    if seen is None or seen.total != est.total:
+    if seen is None or seen.total != est.total or report.status is PipeStatus.COMPLETED:
         return est
     return replace(
         est, failed=max(est.failed, seen.failed), cancelled=max(est.cancelled, seen.cancelled)

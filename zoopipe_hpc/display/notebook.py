@@ -158,6 +158,9 @@ class NotebookProgress:
                 description=printable(self.title),  # shown as text: description_allow_html is off
                 bar_style=style,
                 style={"description_width": "initial"},
+                # The label beside it grows (a failure message is long): it wraps, the bar
+                # keeps its width instead of shrinking in the flex box.
+                layout={"flex": "0 0 auto"},
             )
             self.label = widgets.HTML(value=label)
             self.box = widgets.HBox([self.bar, self.label])

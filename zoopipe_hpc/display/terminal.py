@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import sys
@@ -71,6 +72,7 @@ class TerminalProgress:
         self._throttle = _Throttle()
         self._seen: _Estimate | None = None
         self._closed = False
+        self._line: str | None = None  # the bar on a TTY's screen, redrawn after a write above it
 
     @property
     def width(self) -> int:
@@ -107,6 +109,7 @@ class TerminalProgress:
         if self.is_tty:
             self._redraw(self._tty_line(est, final=True))
             self._write("\n")
+            self._line = None
         else:
             self._write(self._plain_line(est, final=True) + "\n")
         if report.message and not _succeeded(est):
@@ -172,7 +175,30 @@ class TerminalProgress:
             parts.append(f"{colour}{text}{_RESET}" if colour and self.color else text)
         return "".join(parts)
 
+    def write(self, text: str) -> None:
+        """Write ``text`` above the bar, as whole lines (a newline is added if it lacks one).
+
+        On a TTY with the bar drawn, the bar's line is cleared, ``text`` written, and the bar
+        drawn again below it: a log line or a message printed during the run never glues onto
+        the bar. Elsewhere, and once closed, ``text`` is simply written. :meth:`above` gives a
+        stream that writes through here, for a ``logging.StreamHandler``.
+        """
+        if not text:
+            return
+        if not text.endswith("\n"):
+            text += "\n"
+        if self._line is None:
+            self._write(text)
+            return
+        self._write("\r" + _CLEAR_EOL + text)
+        self._redraw(self._line)
+
+    def above(self) -> io.TextIOBase:
+        """A text stream whose writes go through :meth:`write` (above the bar)."""
+        return _Above(self)
+
     def _redraw(self, line: str) -> None:
+        self._line = line
         self._write("\r" + line + _CLEAR_EOL)
 
     def _write(self, text: str) -> None:
@@ -181,3 +207,17 @@ class TerminalProgress:
             self.stream.flush()
         except (OSError, ValueError):  # a closed stream must not break the run
             pass
+
+
+class _Above(io.TextIOBase):
+    """What :meth:`TerminalProgress.above` returns: lines written above a progress bar."""
+
+    def __init__(self, progress: TerminalProgress) -> None:
+        self._progress = progress
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        self._progress.write(text)
+        return len(text)
