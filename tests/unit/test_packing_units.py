@@ -57,7 +57,13 @@ AllowedRAMSpace         = 100.0%
 
 def test_site_limits_are_read_from_scontrol_show_config() -> None:
     limits = parse_site_limits(SCONTROL_25_05)
-    assert limits == SiteLimits(max_array_size=11000, max_job_count=65000, min_job_age=300)
+    assert limits == SiteLimits(
+        max_array_size=11000,
+        max_job_count=65000,
+        min_job_age=300,
+        rate_limit_per_minute=240.0,  # rl_refill_rate=4 every (default) 1 s
+        rate_limit_bucket=40,
+    )
 
 
 def test_missing_limits_keep_slurms_defaults_and_bad_ones_name_their_line() -> None:
@@ -75,6 +81,27 @@ def test_engine_reads_the_limits_once(tmp_path: Path) -> None:
     assert engine.max_array_size() == 11000
     assert engine.site_limits().max_job_count == 65000
     assert cli.calls["scontrol"] == 1
+
+
+def test_a_sites_rate_limit_is_read_and_the_budget_stays_within_half_of_it(
+    tmp_path: Path,
+) -> None:
+    """``SlurmctldParameters=rl_enable,...`` (Slurm 23.02+): requests a minute per user."""
+    strict = "MaxArraySize = 100\nSlurmctldParameters = enable_configless,rl_enable,"
+    strict += "rl_bucket_size=6,rl_refill_rate=1,rl_refill_period=20\n"
+    limits = parse_site_limits(strict)
+    assert limits.rate_limit_per_minute == 3.0 and limits.rate_limit_bucket == 6
+    defaults = parse_site_limits("SlurmctldParameters = rl_enable\n")
+    assert defaults.rate_limit_per_minute == 120.0 and defaults.rate_limit_bucket == 30
+    assert parse_site_limits("SlurmctldParameters = enable_configless\n").rate_limit_bucket is None
+    with pytest.raises(ConfigurationError, match="line 1: rl_refill_period is 'x'"):
+        parse_site_limits("SlurmctldParameters = rl_enable,rl_refill_period=x\n")
+    engine = SlurmEngine(folder=tmp_path, cli=LocalArray(config=strict))
+    engine.site_limits()
+    assert engine._budget.per_minute == 1.5 and engine._budget.capacity == 3
+    roomy = SlurmEngine(folder=tmp_path, cli=LocalArray(config="SlurmctldParameters = rl_enable\n"))
+    roomy.site_limits()
+    assert roomy._budget.per_minute == 4.0 and roomy._budget.capacity == 10
 
 
 def choose(shards: int, limits: SiteLimits = DEFAULT_LIMITS, **kwargs: object) -> Packing | None:

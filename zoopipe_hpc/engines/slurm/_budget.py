@@ -41,6 +41,13 @@ class QueryBudget:
         self._tokens = float(capacity)
         self._at = clock()
 
+    def limit_to(self, per_minute: float, capacity: int) -> None:
+        """Lower the rate and the burst to at most these (a site's own rate limit)."""
+        self._fill()
+        self.per_minute = min(self.per_minute, per_minute)
+        self.capacity = max(1, min(self.capacity, capacity))
+        self._tokens = min(self._tokens, float(self.capacity))
+
     def _fill(self) -> None:
         now = self._clock()
         rate = self.per_minute / 60.0

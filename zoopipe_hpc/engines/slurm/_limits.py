@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from ...errors import ConfigurationError
 
@@ -27,6 +28,10 @@ class SiteLimits:
     max_array_size: int = 1001
     max_job_count: int = 10000
     min_job_age: int = 300
+    #: The controller's per-user RPC rate limit (``SlurmctldParameters=rl_enable``, Slurm
+    #: 23.02+): requests a minute, sustained, and the bucket (burst); None where it is off.
+    rate_limit_per_minute: float | None = None
+    rate_limit_bucket: int | None = None
 
 
 #: Slurm's defaults (slurm.conf(5)), for a site whose output lacks a setting.
@@ -39,15 +44,41 @@ _FIELDS = {
 }
 
 
+#: slurm.conf(5)'s defaults of the rate limiter once ``rl_enable`` is set.
+_RL_DEFAULTS = {"rl_bucket_size": 30, "rl_refill_rate": 2, "rl_refill_period": 1}
+
+
+def _rate_limit(value: str, where: str) -> dict[str, float | int]:
+    """``SlurmctldParameters``' rate-limit options, or nothing if ``rl_enable`` is not set."""
+    options = dict(
+        (item.partition("=")[0].strip(), item.partition("=")[2].strip())
+        for item in value.split(",")
+        if item.strip()
+    )
+    if "rl_enable" not in options:
+        return {}
+    numbers: dict[str, int] = {}
+    for name, default in _RL_DEFAULTS.items():
+        raw = options.get(name) or str(default)
+        if not raw.isdigit() or int(raw) == 0:
+            raise ConfigurationError(f"{where}: {name} is {raw!r}, not a whole number above 0")
+        numbers[name] = int(raw)
+    per_minute = numbers["rl_refill_rate"] * 60.0 / numbers["rl_refill_period"]
+    return {"rate_limit_per_minute": per_minute, "rate_limit_bucket": numbers["rl_bucket_size"]}
+
+
 def parse_site_limits(text: str, source: str = "scontrol show config") -> SiteLimits:
     """The :class:`SiteLimits` in ``scontrol show config``'s output ``text``.
 
     A setting that is there but not a whole number (of seconds, for ``MinJobAge``) is an error
     naming the line: planning with a guess could submit more than the site allows.
     """
-    found: dict[str, int] = {}
+    found: dict[str, Any] = {}
     for number, line in enumerate(text.splitlines(), start=1):
         match = _LINE.match(line.strip())
+        if match is not None and match["name"] == "SlurmctldParameters":
+            found.update(_rate_limit(match["value"], f"{source}, line {number}"))
+            continue
         if match is None or match["name"] not in _FIELDS:
             continue
         value = _NUMBER.match(match["value"])

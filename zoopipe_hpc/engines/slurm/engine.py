@@ -185,7 +185,25 @@ class SlurmEngine(ShardWatch):
         """The limits the cluster reports (``scontrol show config``), read once."""
         if self._limits is None:
             self._limits = parse_site_limits(self.cli.run(["scontrol", "show", "config"]))
+            self._within_the_sites_rate_limit(self._limits)
         return self._limits
+
+    def _within_the_sites_rate_limit(self, limits: SiteLimits) -> None:
+        """Where the controller rate-limits each user, the state queries take at most half
+        of the user's rate and bucket: sbatch, srun and the user's own commands share it."""
+        if limits.rate_limit_per_minute is None or limits.rate_limit_bucket is None:
+            return
+        before = self._budget.per_minute
+        self._budget.limit_to(limits.rate_limit_per_minute / 2, limits.rate_limit_bucket // 2)
+        if self._budget.per_minute < before:
+            log.info(
+                "the site limits each user to %.0f requests a minute (bucket %d): state "
+                "queries at most %.1f a minute, bursts of %d",
+                limits.rate_limit_per_minute,
+                limits.rate_limit_bucket,
+                self._budget.per_minute,
+                self._budget.capacity,
+            )
 
     def max_array_size(self) -> int:
         """The cluster's MaxArraySize (tasks of one array are indexed 0..MaxArraySize-1)."""
