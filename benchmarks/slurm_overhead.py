@@ -13,9 +13,16 @@ Needs a Slurm cluster (``scripts/slurm-cluster up`` starts the local one). In on
    it to a part file. Two more baselines take the same script with ``import zoopipe_hpc`` first,
    directly and through ``srun`` (as submitit's job script starts its tasks), so the ratio can
    be split into interpreter/import cost and the engine's own machinery.
-2. **Slurm calls.** ``engine.slurm_calls()`` after runs of 10, 100 and 1000 shards: one sbatch
-   per array and one sacct per poll for every array, so the count should follow the run time,
-   not the number of shards.
+2. **Slurm calls.** ``engine.slurm_calls()`` after runs of 10, 100, 1,000 and 10,000 shards
+   (from ``--pack-from`` shards on, packed: ``max_tasks=--pack-tasks``): one sbatch per array,
+   and state queries within the request budget whatever the shard count: the peak in any
+   60 s window and the sustained rate after the first minute, from the time of every call; the
+   coordinator's CPU seconds, peak RSS and time per poll (``pipe_reports``), which should stay
+   flat in the shard count.
+
+``--max-tasks K`` packs every engine run (the overhead comparison too): ``--tasks 1000
+--max-tasks 6`` measures the makespan of 1,000 one-row shards on packed tasks against the
+plain array.
 
 Every measurement runs in a fresh child process (this script with ``--child``), started by
 ``_common.run_child``; the parent waits for an empty queue before each one, and afterwards
@@ -82,7 +89,10 @@ HEADLINE = "plain"
 SLURM_TOOLS = ("sbatch", "sacct", "squeue", "scontrol", "scancel")
 
 DEFAULT_TASKS = 100
-DEFAULT_COUNTS = (10, 100, 1000)
+DEFAULT_COUNTS = (10, 100, 1000, 10000)
+#: Shard counts from which the Slurm-call table packs the shards (MaxJobCount-sized runs).
+DEFAULT_PACK_FROM = 10000
+DEFAULT_PACK_TASKS = 6
 QUICK_TASKS = 20
 QUICK_COUNTS = (10, 30)
 DEFAULT_SETTLE = 300.0
@@ -221,22 +231,72 @@ def _cpu_times() -> tuple[float, float]:
 # ==============================================================================================
 
 
+STATE_TOOLS = ("sacct", "squeue")
+
+
+def query_rates(times: list[float], start: float, end: float) -> tuple[int, float | None]:
+    """(most state queries in any 60 s window, queries a minute after the first minute)."""
+    times = sorted(times)
+    peak, low = 0, 0
+    for high, t in enumerate(times):
+        while t - times[low] >= 60.0:
+            low += 1
+        peak = max(peak, high - low + 1)
+    later = [t for t in times if t >= start + 60.0]
+    rest = end - (start + 60.0)
+    return peak, (len(later) / rest * 60.0 if rest >= 60.0 else None)
+
+
+def _peak_rss_mib() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
 def child_engine(args: argparse.Namespace, report: dict[str, Any]) -> None:
     import zoopipe_hpc as zh
-    from zoopipe_hpc.engines.slurm import SlurmEngine
+    from zoopipe_hpc.engines.slurm import SlurmCLI, SlurmEngine
+
+    calls_at: list[tuple[float, str]] = []
+
+    class TimedCLI(SlurmCLI):
+        """The engine's door to Slurm, noting when each command ran (its single-attempt
+        view for state queries is a copy: it shares this list)."""
+
+        def run(self, args: Any, *, check: bool = True) -> str:
+            calls_at.append((time.time(), str(args[0])))
+            return super().run(args, check=check)
 
     work = Path(args.work).resolve()
     source = work / "input.csv"
     target = work / "out.jsonl"
     n = args.shards
     write_input(source, n)
+    packing: dict[str, int] = {}
+    if args.max_tasks:
+        packing["max_tasks"] = args.max_tasks
+        if args.workers_per_task:
+            packing["workers_per_task"] = args.workers_per_task
     engine = SlurmEngine(
         folder=work / "jobs",
         time=TIME,
         mem=MEM,
         poll_interval=args.poll_interval,
         job_name=args.job_name,
+        cli=TimedCLI(),
+        **packing,
     )
+    poll_seconds: list[float] = []
+    refresh = engine._refresh
+
+    def timed_refresh() -> Any:
+        began = time.perf_counter()
+        try:
+            return refresh()
+        finally:
+            poll_seconds.append(time.perf_counter() - began)
+
+    engine._refresh = timed_refresh  # type: ignore[method-assign]
     pipe = zh.Pipe(
         input_adapter=zh.CSVInputAdapter(source),
         output_adapter=zh.JSONOutputAdapter(target, format="jsonl"),
@@ -276,6 +336,20 @@ def child_engine(args: argparse.Namespace, report: dict[str, Any]) -> None:
     report["arrays"] = len(arrays)
     report["slurm_calls"] = engine.slurm_calls()
     report["ok_run"] = ok
+    queries = [t for t, tool in calls_at if tool in STATE_TOOLS]
+    peak, sustained = query_rates(queries, t0, t_end)
+    polls = sorted(poll_seconds)
+    report.update(
+        {
+            "packed_tasks": args.max_tasks or None,
+            "queries_peak_per_minute": peak,
+            "queries_sustained_per_minute": sustained,
+            "polls": len(polls),
+            "poll_ms_median": polls[len(polls) // 2] * 1000 if polls else None,
+            "poll_ms_max": polls[-1] * 1000 if polls else None,
+            "driver_peak_rss_mib": _peak_rss_mib(),
+        }
+    )
     if not ok:
         raise RuntimeError(f"PipeManager.run() failed: {manager.error}")
     ends = [r.end_timestamp for r in reports if r.end_timestamp is not None]
@@ -293,6 +367,9 @@ def child_engine(args: argparse.Namespace, report: dict[str, Any]) -> None:
             else None,
             "commit_seconds": (t_end - marks["waited"]) if "waited" in marks else None,
             "driver_cpu_seconds": own1 - own0,
+            "driver_cpu_ms_per_poll": (own1 - own0) / len(poll_seconds) * 1000
+            if poll_seconds
+            else None,
             "slurm_commands_cpu_seconds": kids1 - kids0,
             "success": manager.report.success_count,
             "errors": manager.report.error_count,
@@ -520,9 +597,15 @@ def _epoch(text: str) -> float | None:
 
 
 def measure(
-    kind: str, variant: str | None, shards: int, work_dir: Path, args: argparse.Namespace
+    kind: str,
+    variant: str | None,
+    shards: int,
+    work_dir: Path,
+    args: argparse.Namespace,
+    max_tasks: int | None = None,
 ) -> dict[str, Any]:
-    """One measurement in a fresh child; a flat dict of what happened."""
+    """One measurement in a fresh child (an engine run packed onto ``max_tasks`` tasks if
+    given); a flat dict of what happened."""
     leftover = wait_for_empty_queue(args.settle)
     work = Path(tempfile.mkdtemp(prefix=f"{kind}-{variant or 'x'}-{shards}-", dir=work_dir))
     job_name = f"zpbench-{uuid.uuid4().hex[:10]}"
@@ -545,6 +628,10 @@ def measure(
     ]
     if variant:
         argv += ["--variant", variant]
+    if kind == ENGINE and max_tasks:
+        argv += ["--max-tasks", str(max_tasks)]
+        if args.workers_per_task:
+            argv += ["--workers-per-task", str(args.workers_per_task)]
     try:
         child = run_child(argv, timeout=args.timeout, cwd=work)
     finally:
@@ -643,7 +730,7 @@ def parent_main(args: argparse.Namespace) -> int:
                 tag = f"[{repeat + 1}/{args.repeat}] " if args.repeat > 1 else ""
                 label = ENGINE_LABEL if kind == ENGINE else BASELINE_LABEL[variant or ""].strip()
                 progress(f"{tag}{label}, {tasks} tasks ...")
-                result = measure(kind, variant, tasks, work_dir, args)
+                result = measure(kind, variant, tasks, work_dir, args, args.max_tasks)
                 progress(f"    {describe(result)}")
                 runs.setdefault((kind, variant), []).append(result)
         overhead = [fastest(runs[key]) for key in plan]
@@ -664,12 +751,14 @@ def parent_main(args: argparse.Namespace) -> int:
         # -- 2. Slurm calls against the number of shards ----------------------------------------
         counts_rows: list[dict[str, Any]] = []
         for n in counts:
-            if n == tasks and engine_row["ok"]:
+            packed = args.max_tasks or (args.pack_tasks if n >= args.pack_from else None)
+            if n == tasks and engine_row["ok"] and packed == args.max_tasks:
                 result = dict(engine_row)
                 result["reused_from_overhead"] = True
             else:
-                progress(f"Slurm calls: {ENGINE_LABEL}, {n} shards ...")
-                result = measure(ENGINE, None, n, work_dir, args)
+                how = f", packed onto {packed} tasks" if packed else ""
+                progress(f"Slurm calls: {ENGINE_LABEL}, {n} shards{how} ...")
+                result = measure(ENGINE, None, n, work_dir, args, packed)
                 result["reused_from_overhead"] = False
                 progress(f"    {describe(result)}")
             result.pop("repeats", None)
@@ -692,6 +781,9 @@ def parent_main(args: argparse.Namespace) -> int:
         "counts": list(counts),
         "repeat": args.repeat,
         "poll_interval": args.poll_interval,
+        "max_tasks": args.max_tasks,
+        "pack_from": args.pack_from,
+        "pack_tasks": args.pack_tasks,
         "slurm_parameters": {"time": TIME, "mem": MEM, "cpus_per_task": 1},
         "python": sys.executable,
         "baseline": {
@@ -866,12 +958,13 @@ def print_report(results: dict[str, Any]) -> None:
     for r in results["slurm_calls"]:
         c = r["slurm_calls"]
         if not r["ok"]:
-            rows.append([r["shards"]] + ["n/a"] * 12)
+            rows.append([r["shards"]] + ["n/a"] * 17)
             notes.append(f"{r['shards']} shards: FAILED: {r['error']}")
             continue
         rows.append(
             [
                 r["shards"],
+                r.get("packed_tasks") or "-",
                 r["arrays"],
                 c["sbatch"],
                 c["sacct"],
@@ -879,11 +972,15 @@ def print_report(results: dict[str, Any]) -> None:
                 c["scontrol"],
                 c["scancel"],
                 r["slurm_calls_total"],
-                _f(r["calls_per_shard"], 3),
                 _f(r["seconds"], 1),
                 _f(r["state_queries_per_minute"], 1),
+                r.get("queries_peak_per_minute", "n/a"),
+                _f(r.get("queries_sustained_per_minute"), 1),
                 _f(r.get("driver_cpu_seconds")),
-                _f(r.get("slurm_commands_cpu_seconds")),
+                _f(r.get("driver_cpu_ms_per_poll"), 1),
+                _f(r.get("poll_ms_median"), 1),
+                _f(r.get("poll_ms_max"), 1),
+                _f(r.get("driver_peak_rss_mib"), 0),
             ]
         )
         if r.get("reused_from_overhead"):
@@ -899,6 +996,7 @@ def print_report(results: dict[str, Any]) -> None:
         format_table(
             [
                 "shards",
+                "packed",
                 "arrays",
                 "sbatch",
                 "sacct",
@@ -906,11 +1004,15 @@ def print_report(results: dict[str, Any]) -> None:
                 "scontrol",
                 "scancel",
                 "total",
-                "per shard",
                 "wall s",
-                "sacct+squeue/min",
+                "queries/min",
+                "peak 60 s",
+                "sustained/min",
                 "driver CPU s",
-                "Slurm cmd CPU s",
+                "CPU ms/poll",
+                "poll ms med",
+                "poll ms max",
+                "peak RSS MiB",
             ],
             rows,
         )
@@ -931,9 +1033,13 @@ def print_report(results: dict[str, Any]) -> None:
             f"sbatch per array: {'always 1' if one_each else 'NOT 1'}"
         )
     print()
-    print("  sacct+squeue/min: state queries per minute of run time (one call covers every array)")
+    print("  packed: max_tasks of a packed run (- : one shard per array task)")
+    print("  queries/min: state queries (sacct+squeue) per minute of run time; peak 60 s: the")
+    print("    most in any 60 s window (the burst); sustained/min: the rate after the first")
+    print("    minute (n/a for runs under two minutes). Target: at most 4 sustained.")
     print("  driver CPU s: CPU of the submitting Python process during run() (reading progress")
-    print("    records, payloads, merge); Slurm cmd CPU s: CPU of the sbatch/sacct/... it ran")
+    print("    records, payloads, merge), per poll in CPU ms/poll; poll ms: one pipe_reports")
+    print("    (median, max); peak RSS: the submitting process's")
     print()
     print(f"total benchmark time: {results['total_seconds']:.1f} s")
 
@@ -982,6 +1088,31 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=int,
         default=1,
         help="run every overhead case this many times (interleaved), keep the fastest",
+    )
+    parser.add_argument(
+        "--max-tasks",
+        type=int,
+        default=None,
+        help="pack every engine run onto at most this many array tasks (SlurmEngine max_tasks)",
+    )
+    parser.add_argument(
+        "--workers-per-task",
+        type=int,
+        default=None,
+        help="shards a packed task runs at once (default: the engine's)",
+    )
+    parser.add_argument(
+        "--pack-from",
+        type=int,
+        default=DEFAULT_PACK_FROM,
+        help=f"shard counts of the Slurm-call table from which runs are packed onto "
+        f"--pack-tasks tasks (default {DEFAULT_PACK_FROM})",
+    )
+    parser.add_argument(
+        "--pack-tasks",
+        type=int,
+        default=DEFAULT_PACK_TASKS,
+        help=f"max_tasks of those packed runs (default {DEFAULT_PACK_TASKS})",
     )
     parser.add_argument("--json", default=None, metavar="OUT", help="also write results here")
     parser.add_argument(
