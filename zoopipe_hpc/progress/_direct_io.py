@@ -44,8 +44,9 @@ _CHUNK: Final = 1 << 20
 _UNSUPPORTED: Final = frozenset({errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP})
 _DONTNEED: Final = getattr(os, "POSIX_FADV_DONTNEED", None)
 #: How often :func:`read_fresh` opens a file that keeps answering ESTALE.
-READ_ATTEMPTS: Final = 6
-#: Pause before the n-th re-open after ESTALE: n times this.
+READ_ATTEMPTS: Final = 8
+#: Pause before the n-th re-open after ESTALE: this times 2**(n-1), 2.54 s in all: well over
+#: the 1 s a FUSE client (GlusterFS) keeps a name bound to the replaced file by default.
 _ESTALE_DELAY: Final = 0.02
 
 
@@ -104,6 +105,19 @@ def _read_buffered(path: str, size: int | None) -> bytes:
         os.close(fd)
 
 
+def _refresh_entries(path: str) -> bool:
+    """List the folder of ``path``; whether it names ``path``. A client that kept a name bound
+    to a file another client replaced (why it got ESTALE or ENOENT) learns the new binding from
+    the listing."""
+    folder, leaf = os.path.split(path)
+    try:
+        with os.scandir(folder or ".") as entries:
+            return any(entry.name == leaf for entry in entries)
+    except OSError as exc:
+        _log.debug("listing %s to refresh its entries failed: %s", folder, exc)
+        return False
+
+
 def read_block(path: str, size: int) -> tuple[bytes, bool]:
     """Return ``(data, used_direct_io)`` for the first ``size`` bytes of ``path``.
 
@@ -124,8 +138,10 @@ def read_fresh(path: str | os.PathLike[str], *, attempts: int = READ_ATTEMPTS) -
 
     For the state the package reads under a lock or from another node (manifests, commit
     records, result files): a direct read, or a buffered one after dropping the cached pages.
-    ``ESTALE`` is retried with a new open, at most ``attempts`` opens in all; any other
-    ``OSError`` (``FileNotFoundError`` included) propagates at once.
+    ``ESTALE``, and ``ENOENT`` for a name its folder still lists (both mean: another client
+    replaced the file), are retried with a new open after listing the folder, at most
+    ``attempts`` opens in all; any other ``OSError`` (``FileNotFoundError`` for a file that is
+    not there) propagates.
     """
     if attempts < 1:
         raise ConfigurationError(f"attempts must be >= 1, got {attempts}")
@@ -135,8 +151,12 @@ def read_fresh(path: str | os.PathLike[str], *, attempts: int = READ_ATTEMPTS) -
             data = _read_direct(name, None) if O_DIRECT else None
             return _read_buffered(name, None) if data is None else data
         except OSError as exc:
-            if exc.errno != errno.ESTALE or attempt >= attempts:
+            if attempt >= attempts or exc.errno not in (errno.ESTALE, errno.ENOENT):
                 raise
-            _log.debug("%s: stale file handle (replaced by another client?); reopening", name)
-            time.sleep(_ESTALE_DELAY * attempt)
+            # A missing file the folder still lists was replaced by another client: its name
+            # points to the new file once this client's entry is refreshed.
+            if not _refresh_entries(name) and exc.errno == errno.ENOENT:
+                raise
+            _log.debug("%s: %s (replaced by another client?); reading again", name, exc)
+            time.sleep(_ESTALE_DELAY * 2 ** (attempt - 1))
     raise OSError(errno.ESTALE, "stale file handle", name)  # pragma: no cover (unreachable)
