@@ -25,6 +25,7 @@ from zoopipe_hpc.errors import CommitError
 from zoopipe_hpc.jobs.manifest import JobDirectory, Manifest
 from zoopipe_hpc.progress import ProgressReader, ProgressState, ProgressWriter, _direct_io
 from zoopipe_hpc.progress._direct_io import read_fresh
+from zoopipe_hpc.progress._freshness import freshness_problem, mount_of
 from zoopipe_hpc.progress._reader import read_progress_checked
 
 pytestmark = pytest.mark.shared_fs
@@ -131,6 +132,15 @@ def test_a_node_in_its_own_mount_namespace(shared_fs: Any) -> None:
     assert (snapshot.total_processed, snapshot.error_count) == (7, 1)
     assert snapshot.message == "from the namespace"
     assert _client_pids() == before, "the namespace's client outlived its command"
+
+
+def test_the_engine_sees_no_cache_it_cannot_get_past(shared_fs: Any) -> None:
+    """O_DIRECT works through both clients on both profiles: no freshness warning."""
+    host, other = shared_fs.folder("fresh")
+    for folder in (host, other):
+        assert mount_of(folder).fstype == "fuse.glusterfs" and mount_of(folder).shared
+        assert freshness_problem(folder) is None
+        assert list(folder.iterdir()) == []  # the probe is gone
 
 
 def _client_pids() -> set[str]:

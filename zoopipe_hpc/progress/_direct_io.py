@@ -30,7 +30,7 @@ from typing import Final
 
 from ..errors import ConfigurationError
 
-__all__ = ["O_DIRECT", "READ_ATTEMPTS", "read_block", "read_fresh"]
+__all__ = ["DONTNEED", "O_DIRECT", "READ_ATTEMPTS", "read_block", "read_fresh"]
 
 _log = logging.getLogger(__name__)
 
@@ -42,7 +42,8 @@ _ALIGN: Final = 4096
 #: Bytes one direct read of a whole file asks for at a time.
 _CHUNK: Final = 1 << 20
 _UNSUPPORTED: Final = frozenset({errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP})
-_DONTNEED: Final = getattr(os, "POSIX_FADV_DONTNEED", None)
+#: ``os.POSIX_FADV_DONTNEED`` where the platform has it, else None (cached pages kept).
+DONTNEED: Final = getattr(os, "POSIX_FADV_DONTNEED", None)
 #: How often :func:`read_fresh` opens a file that keeps answering ESTALE.
 READ_ATTEMPTS: Final = 8
 #: Pause before the n-th re-open after ESTALE: this times 2**(n-1), 2.54 s in all: well over
@@ -83,10 +84,10 @@ def _read_direct(path: str, size: int | None) -> bytes | None:
 
 def _drop_cached_pages(fd: int) -> None:
     """Make this node's next read of ``fd`` ask the filesystem, not the page cache."""
-    if _DONTNEED is None:
+    if DONTNEED is None:
         return
     try:
-        os.posix_fadvise(fd, 0, 0, _DONTNEED)
+        os.posix_fadvise(fd, 0, 0, DONTNEED)
     except OSError as exc:  # advice only: a filesystem may ignore or refuse it
         _log.debug("posix_fadvise(DONTNEED) refused (%s)", exc)
 
