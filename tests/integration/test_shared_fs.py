@@ -245,3 +245,17 @@ def test_replace_seen_from_the_other_client_is_never_partial(shared_fs: Any) -> 
     while read_fresh(other / "target") != _version(count):
         assert time.monotonic() < deadline, "the last version did not reach the other client"
         time.sleep(0.05)
+
+
+def test_the_freshness_benchmark_runs(shared_fs: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    """benchmarks/shared_fs_freshness.py end to end (one short run per read path)."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import shared_fs_freshness
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    argv = ["--host", str(shared_fs.host), "--other", str(shared_fs.other)]
+    assert shared_fs_freshness.main([*argv, "--runs", "1", "--seconds", "0.3"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split()[:2] == ["read", "path"] and len(table) == 5
+    assert all("inf" not in line for line in table), table
