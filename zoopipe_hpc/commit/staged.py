@@ -129,7 +129,7 @@ def read_result(path: Path, attempt_id: str | None = None) -> WorkerOutcome | No
     """The result in ``path``; None if there is none (yet) or it is not a valid result of
     ``attempt_id`` (a torn or foreign file is never taken for a success)."""
     try:
-        outcome = WorkerOutcome.from_json(json.loads(read_fresh(path)))
+        outcome = WorkerOutcome.from_json(json.loads(read_fresh(path, may_be_missing=True)))
     except FileNotFoundError:
         return None
     except (OSError, ValueError, KeyError, TypeError, CommitError):

@@ -134,7 +134,9 @@ def read_block(path: str, size: int) -> tuple[bytes, bool]:
     return _read_buffered(path, size), False
 
 
-def read_fresh(path: str | os.PathLike[str], *, attempts: int = READ_ATTEMPTS) -> bytes:
+def read_fresh(
+    path: str | os.PathLike[str], *, attempts: int = READ_ATTEMPTS, may_be_missing: bool = False
+) -> bytes:
     """The whole content of ``path`` as the filesystem has it now, not as this node cached it.
 
     For the state the package reads under a lock or from another node (manifests, commit
@@ -142,7 +144,8 @@ def read_fresh(path: str | os.PathLike[str], *, attempts: int = READ_ATTEMPTS) -
     ``ESTALE``, and ``ENOENT`` for a name its folder still lists (both mean: another client
     replaced the file), are retried with a new open after listing the folder, at most
     ``attempts`` opens in all; any other ``OSError`` (``FileNotFoundError`` for a file that is
-    not there) propagates.
+    not there) propagates. ``may_be_missing`` is for a file that is often absent (a result not
+    written yet, polled for): its ``ENOENT`` propagates at once, without listing the folder.
     """
     if attempts < 1:
         raise ConfigurationError(f"attempts must be >= 1, got {attempts}")
@@ -153,6 +156,8 @@ def read_fresh(path: str | os.PathLike[str], *, attempts: int = READ_ATTEMPTS) -
             return _read_buffered(name, None) if data is None else data
         except OSError as exc:
             if attempt >= attempts or exc.errno not in (errno.ESTALE, errno.ENOENT):
+                raise
+            if exc.errno == errno.ENOENT and may_be_missing:
                 raise
             # A missing file the folder still lists was replaced by another client: its name
             # points to the new file once this client's entry is refreshed.
