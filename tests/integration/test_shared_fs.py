@@ -98,6 +98,38 @@ def test_progress_record_crosses_clients(
     assert worker.exitcode == 0
 
 
+def test_a_record_reused_on_another_client_continues_its_sequence(shared_fs: Any) -> None:
+    """A second writer on another node reuses a record file whose early page that node's client
+    cached, once that node has seen the first writer's end: it continues after the first
+    writer's last sequence, never below it (its own read goes past the cached page)."""
+    host, other = shared_fs.folder("reuse")
+    first = ProgressWriter(host / "0.progress", "attempt-1", flush_interval=0.0)
+    first.start()
+    fd = os.open(other / "0.progress", os.O_RDONLY)  # the other client caches this early page
+    try:
+        assert len(os.pread(fd, 4096, 0)) == 4096
+    finally:
+        os.close(fd)
+    for n in range(1, 51):
+        first.update(n, n, 0)
+    first.fail("node lost")
+    first.close()
+    last, _ = read_progress_checked(host / "0.progress")
+    assert last is not None and last.state is ProgressState.FAILED
+    # As a coordinator would: the new attempt starts once the other node has seen the end.
+    deadline = time.monotonic() + FRESHNESS_BOUND
+    while (seen := read_progress_checked(other / "0.progress")[0]) != last:
+        assert time.monotonic() < deadline, f"the other client still sees {seen}"
+        time.sleep(0.01)
+    with ProgressWriter(other / "0.progress", "attempt-2") as second:
+        second.start()
+        reader = ProgressReader(host / "0.progress")
+        snapshot = reader.poll()
+        assert snapshot is not None and snapshot.attempt_id == "attempt-2"
+        assert snapshot.sequence > last.sequence
+        second.finish()
+
+
 def _write_in_namespace(path: Path) -> subprocess.CompletedProcess[str]:
     code = (
         "import sys\n"

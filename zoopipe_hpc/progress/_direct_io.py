@@ -30,7 +30,14 @@ from typing import Final
 
 from ..errors import ConfigurationError
 
-__all__ = ["DONTNEED", "O_DIRECT", "READ_ATTEMPTS", "read_block", "read_fresh"]
+__all__ = [
+    "DONTNEED",
+    "O_DIRECT",
+    "READ_ATTEMPTS",
+    "drop_cached_pages",
+    "read_block",
+    "read_fresh",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -82,7 +89,7 @@ def _read_direct(path: str, size: int | None) -> bytes | None:
         os.close(fd)
 
 
-def _drop_cached_pages(fd: int) -> None:
+def drop_cached_pages(fd: int) -> None:
     """Make this node's next read of ``fd`` ask the filesystem, not the page cache."""
     if DONTNEED is None:
         return
@@ -95,7 +102,7 @@ def _drop_cached_pages(fd: int) -> None:
 def _read_buffered(path: str, size: int | None) -> bytes:
     fd = os.open(path, os.O_RDONLY | _O_CLOEXEC)
     try:
-        _drop_cached_pages(fd)
+        drop_cached_pages(fd)
         if size is not None:
             return os.pread(fd, size, 0)
         parts = []
