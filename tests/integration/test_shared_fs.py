@@ -291,3 +291,16 @@ def test_the_freshness_benchmark_runs(shared_fs: Any, capsys: pytest.CaptureFixt
     table = capsys.readouterr().out.splitlines()
     assert table[0].split()[:2] == ["read", "path"] and len(table) == 5
     assert all("inf" not in line for line in table), table
+
+
+def test_the_lock_benchmark_runs(shared_fs: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    """benchmarks/shared_fs_locks.py end to end (a few acquisitions): nothing but CommitError."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import shared_fs_locks
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    argv = ["--host", str(shared_fs.host), "--other", str(shared_fs.other)]
+    assert shared_fs_locks.main([*argv, "--acquisitions", "10"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert [line.split()[:2] for line in table[1:3]] == [["same", "client"], ["two", "clients"]]
