@@ -301,6 +301,6 @@ def test_the_lock_benchmark_runs(shared_fs: Any, capsys: pytest.CaptureFixture[s
     finally:
         sys.path.remove(str(REPO / "benchmarks"))
     argv = ["--host", str(shared_fs.host), "--other", str(shared_fs.other)]
-    assert shared_fs_locks.main([*argv, "--acquisitions", "10"]) == 0
+    assert shared_fs_locks.main([*argv, "--acquisitions", "4"]) == 0
     table = capsys.readouterr().out.splitlines()
     assert [line.split()[:2] for line in table[1:3]] == [["same", "client"], ["two", "clients"]]
