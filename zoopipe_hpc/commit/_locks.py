@@ -15,9 +15,11 @@ nobody, so such a folder is refused with a :class:`CommitError` saying why and w
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import socket
+import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
@@ -28,6 +30,7 @@ from .._private import Use, check_private, check_private_stat, ensure_private_di
 from ..errors import CommitError, ZoopipeHPCError
 
 __all__ = [
+    "LOCK_ATTEMPTS",
     "LOCK_TIMEOUT",
     "commit_lock",
     "break_dead_claims",
@@ -41,6 +44,13 @@ log = logging.getLogger(__name__)
 
 STAGING_DIR_NAME = ".zoopipe-staging"
 LOCK_TIMEOUT = 600.0
+#: How often a lock is tried (or released) when the lock protocol meets a transient error.
+LOCK_ATTEMPTS = 5
+#: Pause before the n-th new try: n times this.
+_RETRY_DELAY = 0.02
+#: Errors another client's move explains: a claim it withdrew (or replaced) between this
+#: client's lookup and its open, read or close.
+_TRANSIENT_ERRNOS = frozenset({errno.ENOENT, errno.ESTALE})
 
 
 def _lock_use(target: Path) -> Use:
@@ -68,13 +78,20 @@ def check_lock_files(target: Path) -> None:
         if not os.path.lexists(path):
             return
         check_private(path, "lock folder", use)
-    with os.scandir(claims) as entries:
-        for entry in entries:
-            try:
-                info = entry.stat(follow_symlinks=False)
-            except FileNotFoundError:
-                continue  # withdrawn by its holder meanwhile
-            check_private_stat(info, claims / entry.name, "lock claim", use, kind="file")
+    try:
+        with os.scandir(claims) as entries:
+            for entry in entries:
+                try:
+                    info = entry.stat(follow_symlinks=False)
+                except OSError as exc:
+                    if exc.errno in _TRANSIENT_ERRNOS:
+                        continue  # withdrawn by its holder meanwhile, maybe on another client
+                    raise
+                check_private_stat(info, claims / entry.name, "lock claim", use, kind="file")
+    except OSError as exc:
+        raise CommitError(
+            f"cannot check the lock claims of {target} under {claims}: {exc}", path=str(target)
+        ) from exc
 
 
 def commit_lock(target: Path, timeout: float = LOCK_TIMEOUT) -> StrictSoftFileLock:
@@ -106,6 +123,57 @@ def break_dead_claims(lock: StrictSoftFileLock) -> None:
             lock.force_break(claim.name)
 
 
+def _transient(exc: BaseException) -> bool:
+    """A lock-protocol error another client's move explains, which a new try gets past."""
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_transient(inner) for inner in exc.exceptions)
+    return isinstance(exc, OSError) and exc.errno in _TRANSIENT_ERRNOS
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, BaseExceptionGroup):
+        return f"{exc.message} ({'; '.join(_describe(inner) for inner in exc.exceptions)})"
+    return str(exc) or type(exc).__name__
+
+
+def _owners(lock: StrictSoftFileLock) -> str:
+    try:
+        claims = lock.claims
+    except (OSError, ExceptionGroup):  # the claims changed while being listed: name none
+        return "unknown"
+    return ", ".join(dict.fromkeys(f"pid {c.pid} on {c.hostname}" for c in claims)) or "unknown"
+
+
+def _acquire(lock: StrictSoftFileLock, timeout: float) -> None:
+    """Take ``lock`` within ``timeout`` s, trying again (bounded) after a transient error."""
+    deadline = time.monotonic() + timeout
+    for attempt in range(1, LOCK_ATTEMPTS + 1):
+        try:
+            break_dead_claims(lock)
+            lock.acquire(timeout=max(0.0, deadline - time.monotonic()))
+            return
+        except (OSError, ExceptionGroup) as exc:
+            if not _transient(exc) or attempt == LOCK_ATTEMPTS:
+                raise
+            log.debug("lock %s: transient %s; trying again", lock.lock_file, _describe(exc))
+            time.sleep(_RETRY_DELAY * attempt)
+
+
+def _release(lock: StrictSoftFileLock) -> None:
+    """Release ``lock``, trying again (bounded) after a transient error while it is held."""
+    for attempt in range(1, LOCK_ATTEMPTS + 1):
+        try:
+            lock.release(force=attempt > 1)
+            return
+        except (OSError, ExceptionGroup) as exc:
+            if not _transient(exc) or attempt == LOCK_ATTEMPTS:
+                raise
+            if not lock.is_locked:
+                return
+            log.debug("unlock %s: transient %s; trying again", lock.lock_file, _describe(exc))
+            time.sleep(_RETRY_DELAY * attempt)
+
+
 @contextlib.contextmanager
 def hold(
     lock_file: Path,
@@ -115,25 +183,31 @@ def hold(
     error: Callable[[str], ZoopipeHPCError],
 ) -> Iterator[StrictSoftFileLock]:
     """Hold the strict soft lock ``lock_file`` (the one way the package takes a lock on a
-    shared filesystem): dead claims of this host are removed first; a timeout or an OS error
-    becomes ``error(message)``, the message naming ``what``, the holders and the claim files."""
+    shared filesystem): dead claims of this host are removed first; a transient ``ENOENT`` or
+    ``ESTALE`` inside the lock protocol (a claim another client withdrew while this one read
+    it) is tried again, at most :data:`LOCK_ATTEMPTS` times; a timeout or any other OS error,
+    alone or grouped by filelock, becomes ``error(message)``, the message naming ``what``, the
+    holders and the claim files."""
     lock = StrictSoftFileLock(str(lock_file), timeout=timeout, mode=0o600)
     try:
-        break_dead_claims(lock)
-        lock.acquire()
+        _acquire(lock, timeout)
     except Timeout as exc:
-        owners = ", ".join(dict.fromkeys(f"pid {c.pid} on {c.hostname}" for c in lock.claims))
         raise error(
-            f"could not lock {what} within {timeout:g} s: held by {owners or 'unknown'} "
+            f"could not lock {what} within {timeout:g} s: held by {_owners(lock)} "
             f"(lock file {lock_file}; if that process is gone for good, remove its claim "
             f"files under {lock_file}.filelock/claims)"
         ) from exc
-    except OSError as exc:
-        raise error(f"could not lock {what}: {exc} (lock file {lock_file})") from exc
+    except (OSError, ExceptionGroup) as exc:
+        raise error(f"could not lock {what}: {_describe(exc)} (lock file {lock_file})") from exc
     try:
         yield lock
     finally:
-        lock.release()
+        try:
+            _release(lock)
+        except (OSError, ExceptionGroup) as exc:
+            raise error(
+                f"could not unlock {what}: {_describe(exc)} (lock file {lock_file})"
+            ) from exc
 
 
 @contextlib.contextmanager

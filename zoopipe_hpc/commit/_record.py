@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CommitError
+from ..progress._direct_io import read_fresh
 from ._locks import locked_all
 from ._staging import RECORD_FILE, TRANSACTION_FILE, StagingArea, owner_is_dead, run_folders
 from .strategies import CommitStrategy, standalone_strategy
@@ -41,7 +42,7 @@ def _no_step(name: str) -> None:
 
 def read_record(path: Path) -> dict[str, Any] | None:
     try:
-        record = json.loads(path.read_bytes())
+        record = json.loads(read_fresh(path))
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as exc:
@@ -173,7 +174,7 @@ def clean_leftovers(
 
 def _settle_dead_run(folder: Path, strategies: Mapping[str, CommitStrategy]) -> list[Path]:
     try:
-        description = json.loads((folder / TRANSACTION_FILE).read_bytes())
+        description = json.loads(read_fresh(folder / TRANSACTION_FILE))
         primary = Path(description["primary"])
         folders = [Path(p) for p in description["folders"]]
     except FileNotFoundError:

@@ -45,6 +45,7 @@ from .._private import (
     private_problem,
 )
 from ..errors import CommitError
+from ..progress._direct_io import read_fresh
 from ._atomic import atomic_write
 from ._locks import STAGING_DIR_NAME
 
@@ -440,7 +441,7 @@ _REMOVED = ".removed"
 def owner_is_dead(folder: Path) -> bool:
     """True when the run that created ``folder`` is provably over (never a guess)."""
     try:
-        owner = json.loads((folder / OWNER_FILE).read_text())
+        owner = json.loads(read_fresh(folder / OWNER_FILE))
     except (OSError, ValueError):
         # No readable owner record: only reclaim it once it is clearly old.
         try:
@@ -470,7 +471,7 @@ _FINAL_JOB_STATES = {"committed", "rolled_back", "cancelled"}
 
 def _job_is_over(job_dir: Path) -> bool:
     try:
-        document = json.loads((job_dir / "manifest.json").read_text())
+        document = json.loads(read_fresh(job_dir / "manifest.json"))
         state = document["manifest"]["state"]
     except FileNotFoundError:
         return True  # the job directory was deleted

@@ -18,6 +18,7 @@ from typing import Any
 
 from .._private import Use, check_private, check_private_stat
 from ..errors import CommitError
+from ..progress._direct_io import read_fresh
 from ._atomic import atomic_write, file_digest
 from ._locks import STAGING_DIR_NAME
 
@@ -128,7 +129,7 @@ def read_result(path: Path, attempt_id: str | None = None) -> WorkerOutcome | No
     """The result in ``path``; None if there is none (yet) or it is not a valid result of
     ``attempt_id`` (a torn or foreign file is never taken for a success)."""
     try:
-        outcome = WorkerOutcome.from_json(json.loads(path.read_bytes()))
+        outcome = WorkerOutcome.from_json(json.loads(read_fresh(path, may_be_missing=True)))
     except FileNotFoundError:
         return None
     except (OSError, ValueError, KeyError, TypeError, CommitError):

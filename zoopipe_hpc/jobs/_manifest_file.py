@@ -5,8 +5,8 @@ nothing about what the manifest says:
 
 - :func:`encode` / :func:`decode`: the envelope ``{"format", "manifest", "checksum"}``, the
   checksum being ``sha256:<hex>`` over the canonical JSON of the envelope without it;
-- :func:`read_bytes`: the file's bytes, retrying an NFS reader's ``ESTALE`` while a writer
-  replaces the file;
+- :func:`read_bytes`: the file's bytes, read past this node's caches (another node may have
+  replaced it), retrying a reader's ``ESTALE`` while a writer replaces the file;
 - :func:`write`: temporary file in the same folder, fsync, ``os.replace``, fsync of the folder;
 - :func:`locked`: the exclusive :class:`filelock.StrictSoftFileLock` on ``.manifest.lock``
   (hard-link claims, so it excludes across NFS clients; claims of dead processes on this host
@@ -16,12 +16,10 @@ nothing about what the manifest says:
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import hmac
 import json
 import threading
-import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -29,6 +27,7 @@ from typing import Any
 from ..commit._atomic import atomic_write
 from ..commit._locks import hold
 from ..errors import ConfigurationError, ManifestError, ZoopipeHPCError
+from ..progress._direct_io import read_fresh
 
 __all__ = [
     "CHECKSUM_PREFIX",
@@ -43,7 +42,6 @@ __all__ = [
 
 FORMAT = "zoopipe-hpc-manifest/1"
 CHECKSUM_PREFIX = "sha256:"
-_READ_ATTEMPTS = 5  # an NFS reader may get ESTALE while a writer replaces the file; retry then
 _held = threading.local()  # lock paths the current thread holds: the job lock is not re-entrant
 
 
@@ -109,26 +107,22 @@ def decode(raw: bytes, where: str) -> Any:
 
 
 def read_bytes(folder: Path, manifest: Path) -> bytes:
-    """The content of ``manifest`` (in the job directory ``folder``); :class:`ManifestError`
-    if there is none or it cannot be read."""
+    """The content of ``manifest`` (in the job directory ``folder``) as the filesystem has it
+    now (read past this node's caches, ``ESTALE`` retried: another node may have just replaced
+    it); :class:`ManifestError` if there is none or it cannot be read."""
     where = str(manifest)
-    for attempt in range(_READ_ATTEMPTS):
-        try:
-            return manifest.read_bytes()
-        except FileNotFoundError:
-            if not folder.is_dir():
-                reason = "no such job directory"
-            else:
-                reason = "no manifest: this is not a job directory, or the job was removed"
-            raise ManifestError(reason, path=where) from None
-        except OSError as exc:
-            if exc.errno == errno.ESTALE and attempt + 1 < _READ_ATTEMPTS:
-                time.sleep(0.05 * (attempt + 1))
-                continue
-            raise ManifestError(
-                f"unreadable: {exc.strerror or type(exc).__name__}", path=where
-            ) from exc
-    raise ManifestError("unreadable: stale file handle", path=where)  # pragma: no cover
+    try:
+        return read_fresh(manifest)
+    except FileNotFoundError:
+        if not folder.is_dir():
+            reason = "no such job directory"
+        else:
+            reason = "no manifest: this is not a job directory, or the job was removed"
+        raise ManifestError(reason, path=where) from None
+    except OSError as exc:
+        raise ManifestError(
+            f"unreadable: {exc.strerror or type(exc).__name__}", path=where
+        ) from exc
 
 
 def write(folder: Path, manifest: Path, data: bytes) -> None:

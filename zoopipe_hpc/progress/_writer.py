@@ -21,6 +21,7 @@ import psutil
 
 from ..errors import ArgumentTypeError, ClosedError, ConfigurationError, StateError
 from . import _clock, _layout
+from ._direct_io import drop_cached_pages, read_block
 from ._layout import RECORD_SIZE
 from ._snapshot import ProgressState
 
@@ -53,6 +54,16 @@ def _interval(name: str, value: float) -> float:
     if not math.isfinite(number) or number < 0:
         raise ConfigurationError(f"{name} must be a finite number >= 0, got {value!r}")
     return number
+
+
+def _read_previous(fd: int, path: str) -> bytes:
+    """The record in ``path`` (open as ``fd``) as the filesystem has it now."""
+    try:
+        data, _direct = read_block(path, RECORD_SIZE)
+        return data
+    except OSError:
+        drop_cached_pages(fd)
+        return os.pread(fd, RECORD_SIZE, 0)
 
 
 def _describe(exc: BaseException) -> str:
@@ -115,8 +126,9 @@ class ProgressWriter:
         try:
             # Continue the sequence of whatever record is already there, so
             # that a reader's "never go backwards" rule keeps working when an
-            # attempt is restarted on the same file.
-            previous = os.pread(fd, RECORD_SIZE, 0)
+            # attempt is restarted on the same file. The previous writer may have been another
+            # node: read what the filesystem has now, past this node's caches (O_DIRECT).
+            previous = _read_previous(fd, str(self._path))
             seq = _layout.peek_sequence(previous)
             if seq > _layout.U64_MAX // 2:  # garbage, not a real history: restart
                 seq = 0

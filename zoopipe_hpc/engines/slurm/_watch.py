@@ -22,6 +22,7 @@ from pathlib import Path
 from ..._deadline import Deadline
 from ...commit.staged import WorkerOutcome, read_result, result_path
 from ...progress import ProgressReader, ProgressState
+from ...progress._freshness import warn_if_stale_cache
 from ...report import PipeReport, PipeStatus
 from .._attempts import parse_record_name, slurm_restart
 from .._worker import report_from_snapshot
@@ -123,6 +124,8 @@ class ShardWatch(BaseEngine):
         """Attach each shard to the newest record of its current submission (requeues included)."""
         if self.job_folder is None:
             return
+        # Once per folder: a cache of this node that another node's records cannot get past.
+        warn_if_stale_cache(self.job_folder / "progress", log)
         newest: dict[int, tuple[int, str, str]] = {}
         with os.scandir(self.job_folder / "progress") as entries:
             for entry in entries:
