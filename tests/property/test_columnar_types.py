@@ -241,6 +241,25 @@ def test_csv_real_world_types_equal_pydantic(
         _same(model, CSVInputAdapter(path, block_size=1 << 10), out)
 
 
+@settings(max_examples=settings().max_examples // 3 or 1)
+@given(cases(), st.data())
+def test_csv_real_world_types_with_null_markers_equal_pydantic(
+    case: tuple[type[BaseModel], list[str], list[list[str]]], data: st.DataObject
+) -> None:
+    """As above with ``null_values=["NA"]`` and random ``NA`` cells: nulls meet the zone
+    choice, the day checks and the column-wide pydantic validation."""
+    model, columns, rows = case
+    rows = [["NA" if data.draw(st.booleans()) else v for v in row] for row in rows]
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        path = out / "in.csv"
+        with open(path, "w", encoding="utf-8", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(columns)
+            writer.writerows(rows)
+        _same(model, CSVInputAdapter(path, block_size=1 << 10, null_values=["NA"]), out)
+
+
 TYPED: dict[str, tuple[pa.DataType, st.SearchStrategy[Any]]] = {
     "zoned": (
         pa.timestamp("us", tz="UTC"),

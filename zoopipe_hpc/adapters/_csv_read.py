@@ -332,6 +332,8 @@ class CSVRangeReader:
         values: dict[str, list[Any]] = {}  # the bytes of each column that is not all UTF-8
         bad: dict[int, list[str]] = {}  # table row -> its columns that are not UTF-8
         for name, column in zip(table.schema.names, table.columns, strict=True):
+            if _ascii(column):
+                continue  # ASCII is UTF-8: the full check (many times slower) is not needed
             try:
                 column.validate(full=True)
                 continue
@@ -408,6 +410,13 @@ class CSVRangeReader:
                 f"{opened.last_line}); is a closing quote missing?"
             ),
         }
+
+
+def _ascii(column: pa.Array) -> bool:
+    """True if every byte of the values of the string array ``column`` is ASCII (checked over
+    its whole data buffer, which holds them)."""
+    data = column.buffers()[2]
+    return data is None or data.to_pybytes().isascii()
 
 
 def _stream_row(index: int, rows_before: int, skipped: list[int]) -> int:

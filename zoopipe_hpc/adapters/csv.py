@@ -37,6 +37,32 @@ from .base import BaseInputAdapter, BaseOutputAdapter, InputBatch, Record, _File
 __all__ = ["CSVInputAdapter", "CSVOutputAdapter"]
 
 
+#: Up to this many markers, a cell is compared with each (cheaper than a hash lookup).
+_FEW_MARKERS = 3
+
+
+def _hits(chunk: pa.Array, markers: Sequence[str]) -> pa.Array | None:
+    """The mask of the cells of ``chunk`` equal to one of ``markers`` (no nulls), or None if
+    there are none."""
+    if len(markers) <= _FEW_MARKERS:
+        hit = pc.equal(chunk, markers[0])
+        for marker in markers[1:]:
+            hit = pc.or_(hit, pc.equal(chunk, marker))
+    else:
+        hit = pc.is_in(chunk, value_set=pa.array(markers, pa.string()))
+    hit = pc.fill_null(hit, False)
+    return hit if pc.any(hit).as_py() else None
+
+
+def _nulled(chunk: pa.Array, hit: pa.Array) -> pa.Array:
+    """``chunk`` (text) with the cells of ``hit`` null: a new validity bitmap over the same
+    offsets and bytes, so no text is copied (a null's bytes are never read as a value)."""
+    if chunk.offset:
+        return pc.if_else(hit, pa.scalar(None, chunk.type), chunk)
+    valid = pc.and_not(pc.is_valid(chunk), hit)
+    return pa.Array.from_buffers(chunk.type, len(chunk), [valid.buffers()[1], *chunk.buffers()[1:]])
+
+
 class CSVInputAdapter(BaseInputAdapter):
     """Reads a CSV file. Every value is read as text; the schema converts it.
 
@@ -292,14 +318,22 @@ class CSVInputAdapter(BaseInputAdapter):
         columns = []
         for column in table.columns:
             if pa.types.is_string(column.type):
-                for values, to in (
-                    (self.true_values, pa.scalar("true")),
-                    (self.false_values, pa.scalar("false")),
-                    (self.null_values, pa.scalar(None, pa.string())),
-                ):
-                    if values:
-                        hit = pc.is_in(column, value_set=pa.array(values, pa.string()))
-                        column = pc.if_else(hit, to, column)
+                chunks = []
+                for chunk in column.chunks:
+                    for values, to in (
+                        (self.true_values, pa.scalar("true")),
+                        (self.false_values, pa.scalar("false")),
+                    ):
+                        if values:
+                            hit = _hits(chunk, values)
+                            if hit is not None:
+                                chunk = pc.if_else(hit, to, chunk)
+                    if self.null_values:
+                        hit = _hits(chunk, self.null_values)
+                        if hit is not None:
+                            chunk = _nulled(chunk, hit)
+                    chunks.append(chunk)
+                column = pa.chunked_array(chunks, column.type)
             columns.append(column)
         return pa.Table.from_arrays(columns, names=table.column_names)
 

@@ -12,8 +12,9 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from ..commit._atomic import fsync_path
-from ..errors import ConfigurationError, InputError, OutputError
+from ..errors import ConfigurationError, InputError, OutputError, StateError
 from ..validation._arrow import rows_to_table
+from ._write_behind import WriteBehind
 from .base import BaseInputAdapter, BaseOutputAdapter, InputBatch, Record, _FileSink, check_workers
 
 __all__ = ["ParquetInputAdapter", "ParquetLayout", "ParquetOutputAdapter"]
@@ -320,20 +321,27 @@ def _balance(items: Sequence[_T], sizes: Sequence[int], workers: int) -> list[li
 
 
 class _ParquetSink(_FileSink):
+    """One Parquet file; each table is encoded on a background thread (``_write_behind``) while
+    the pipe goes on with the next batch. Rows are converted to a table in the caller's
+    thread, so a value that does not fit its column still fails the write that brought it."""
+
     def __init__(self, path: Path, schema: pa.Schema | None, compression: str) -> None:
         self._path = path
         self._schema = schema
         self._compression = compression
         self._writer: pq.ParquetWriter | None = None
+        self._behind: WriteBehind[pa.Table] | None = None
+        self._failed = False
 
     def _start(self, schema: pa.Schema) -> pq.ParquetWriter:
         self._schema = schema
         self._writer = pq.ParquetWriter(self._path, schema, compression=self._compression)
         return self._writer
 
-    def write(self, rows: Sequence[Record]) -> None:
-        table = rows_to_table(rows, self._schema)
-        writer = self._writer if self._writer is not None else self._start(table.schema)
+    def _encode(self, table: pa.Table) -> None:
+        writer = self._writer
+        if writer is None:  # pragma: no cover - started before the first table is handed over
+            raise StateError(f"{self._path}: no Parquet writer")
         try:
             writer.write_table(table)
         except (pa.ArrowException, ValueError) as exc:
@@ -341,13 +349,41 @@ class _ParquetSink(_FileSink):
                 f"{self._path}: cannot write rows: {exc}", path=str(self._path)
             ) from exc
 
+    def write(self, rows: Sequence[Record]) -> None:
+        table = rows_to_table(rows, self._schema)
+        if self._writer is None:
+            self._start(table.schema)
+        if self._behind is None:
+            self._behind = WriteBehind(self._encode, name=f"zoopipe-parquet-{self._path.name}")
+        self._behind.put(table)
+
     def close(self) -> None:
+        if self._failed:
+            return  # closed after its failure was raised: the part is thrown away
+        behind, self._behind = self._behind, None
+        if behind is not None:
+            try:
+                behind.drain()  # every table written, or the first failure raised
+            except BaseException:
+                self._discard()
+                raise
         writer = (
             self._writer if self._writer is not None else self._start(self._schema or pa.schema([]))
         )
         writer.close()
         self._writer = None
         fsync_path(self._path)
+
+    def _discard(self) -> None:
+        """Close the file after a failed write: it is thrown away, the failure is raised."""
+        writer, self._writer = self._writer, None
+        self._schema = None
+        self._failed = True
+        if writer is not None:
+            try:
+                writer.close()
+            except Exception:  # noqa: BLE001 - the write's own failure is what is raised
+                pass
 
 
 #: How a Parquet target is laid out: one file, or a folder of the shards' part files.

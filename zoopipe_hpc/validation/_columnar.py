@@ -143,7 +143,11 @@ class ColumnarValidator:
     # -- one column ---------------------------------------------------------------------------
 
     def _field(self, plan: FieldPlan, column: pa.Array) -> tuple[pa.Array, pa.Array] | None:
-        """(values of the output type, a mask without nulls of the values vouched for)."""
+        """(values of the output type, a mask without nulls of the values vouched for).
+
+        The checks leave nulls in the mask where the input is null, and they are settled once
+        at the end: None for an ``Optional`` field, not vouched for otherwise.
+        """
         typ = column.type
         if pa.types.is_large_string(typ) or pa.types.is_string_view(typ):
             column = column.cast(pa.string())
@@ -152,65 +156,65 @@ class ColumnarValidator:
         kind = plan.kind
         if kind == "int":
             if text:
-                good = _fill(pc.match_substring_regex(column, _INT_RE))
+                good = pc.match_substring_regex(column, _INT_RE)
                 values = _cast_where(good, column, "0", pa.int64())
             elif pa.types.is_signed_integer(typ) or (
                 pa.types.is_unsigned_integer(typ) and typ.bit_width <= 32
             ):
                 values = column.cast(pa.int64())
-                good = pc.is_valid(values)
+                good = _true(len(column))
             else:
                 return None
         elif kind == "float":
             if text:
-                good = _fill(pc.match_substring_regex(column, _FLOAT_RE))
+                # A text of this form is a finite number (at most 20 integer digits and an
+                # exponent of two digits): no check of the values is needed.
+                good = pc.match_substring_regex(column, _FLOAT_RE)
                 values = _cast_where(good, column, "0", pa.float64())
             elif pa.types.is_floating(typ):
                 values = column.cast(pa.float64())
-                good = pc.is_valid(values)
+                good = pc.is_finite(values)
             else:
                 return None
-            good = pc.and_(good, _fill(pc.is_finite(values)))
         elif kind in ("str", "choice"):
             if not text:
                 return None
             values = column
-            good = pc.is_valid(values)
+            good = _true(len(column))
             if plan.choices is not None:
-                good = pc.and_(good, pc.is_in(values, value_set=plan.choices))
+                good = pc.is_in(values, value_set=plan.choices)
             if plan.min_length is not None or plan.max_length is not None:
                 length = pc.utf8_length(values)
                 if plan.min_length is not None:
-                    good = pc.and_(good, _fill(pc.greater_equal(length, plan.min_length)))
+                    good = pc.and_(good, pc.greater_equal(length, plan.min_length))
                 if plan.max_length is not None:
-                    good = pc.and_(good, _fill(pc.less_equal(length, plan.max_length)))
+                    good = pc.and_(good, pc.less_equal(length, plan.max_length))
             if plan.pattern is not None:
-                good = pc.and_(good, _fill(pc.match_substring_regex(values, plan.pattern)))
+                good = pc.and_(good, pc.match_substring_regex(values, plan.pattern))
         elif kind == "uuid":
             # The hyphenated form, in any case: pydantic's value prints as its lowercase.
             if not text:
                 return None
-            good = _fill(pc.match_substring_regex(column, _UUID_RE))
+            good = pc.match_substring_regex(column, _UUID_RE)
             values = pc.ascii_lower(column)
         elif kind == "bool":
             if text:
                 lower = pc.ascii_lower(column)
-                true = pc.is_in(lower, value_set=_TRUE_SET)
-                good = pc.or_(true, pc.is_in(lower, value_set=_FALSE_SET))
+                true = pc.is_in(lower, value_set=_TRUE_SET, skip_nulls=True)
+                good = pc.or_(true, pc.is_in(lower, value_set=_FALSE_SET, skip_nulls=True))
                 values = true
             elif pa.types.is_boolean(typ):
                 values = column
-                good = pc.is_valid(values)
+                good = _true(len(column))
             else:
                 return None
         elif kind == "date":
             if text:
-                good = _fill(pc.match_substring_regex(column, _DATE_RE))
-                good = _real_day_mask(column, good)
-                values = _cast_where(good, column, "2000-01-01", pa.date32())
+                good = pc.match_substring_regex(column, _DATE_RE)
+                values, good = _cast_days(good, column, "2000-01-01", pa.date32())
             elif pa.types.is_date32(typ):
                 values = column
-                good = pc.is_valid(values)
+                good = _true(len(column))
             else:
                 return None
         elif kind == "datetime":
@@ -218,7 +222,7 @@ class ColumnarValidator:
                 values, good = _datetimes(column)
             elif pa.types.is_timestamp(typ) and typ.tz is None and typ.unit in ("s", "ms", "us"):
                 values = column.cast(pa.timestamp("us"))
-                good = pc.is_valid(values)
+                good = _true(len(column))
             else:
                 return None
         else:  # pragma: no cover - every kind is handled above
@@ -230,23 +234,51 @@ class ColumnarValidator:
                 "le": pc.less_equal,
                 "lt": pc.less,
             }[op]
-            good = pc.and_(good, _fill(compare(values, pa.scalar(bound, values.type))))
-        if plan.optional and column.null_count:
-            # A null input is None for pydantic; constraints do not apply to it.
-            good = pc.or_(good, pc.is_null(column))
-            values = pc.if_else(pc.is_null(column), pa.scalar(None, values.type), values)
+            good = pc.and_(good, compare(values, pa.scalar(bound, values.type)))
         if values.type != plan.arrow_type and not (
             kind == "datetime" and values.type.equals(pa.timestamp("us", tz=values.type.tz))
         ):
             return None
-        return values, good
+        if not column.null_count:
+            return values, _fill(good)
+        # A null input is None for pydantic (constraints do not apply to it), for an Optional
+        # field; else the row goes to pydantic.
+        null = pc.is_null(column)
+        if not plan.optional:
+            return values, pc.and_not(_fill(good), null)
+        if values is not column:  # a text column is its own values, nulls included
+            values = pc.if_else(null, pa.scalar(None, values.type), values)
+        return values, pc.or_(_fill(good), null)
+
+
+def _true(n: int) -> pa.Array:
+    return pc.is_null(pa.nulls(n))
 
 
 def _cast_where(good: pa.Array, text: pa.Array, dummy: str, to: pa.DataType) -> pa.Array:
-    """``text`` cast to ``to`` where ``good``; a value that casts elsewhere (then unused)."""
-    if not pc.all(good).as_py():
+    """``text`` cast to ``to`` where ``good`` (nulls stay null); a value that casts elsewhere
+    (then unused)."""
+    if not pc.all(good).as_py():  # nulls skipped: True when every non-null value is good
         text = pc.if_else(good, text, dummy)
     return text.cast(to)
+
+
+def _cast_days(
+    good: pa.Array, text: pa.Array, dummy: str, to: pa.DataType
+) -> tuple[pa.Array, pa.Array]:
+    """(``text`` cast to a date or timestamp type where ``good``, ``good`` narrowed to the real
+    days), for texts whose form ``good`` checked (``YYYY-MM-DD`` first, month 01-12, day
+    01-31).
+
+    pyarrow's cast refuses a day that is not in its month (``2023-02-29``, ``2024-04-31``),
+    so when the cast of the batch succeeds every day is real and is not checked again; when
+    it fails, the days are checked by arithmetic and only the real ones are cast.
+    """
+    try:
+        return _cast_where(good, text, dummy, to), good
+    except pa.ArrowInvalid:
+        good = _real_day_mask(text, good)
+        return _cast_where(good, text, dummy, to), good
 
 
 _DAYS_IN_MONTH = pa.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], pa.int8())
@@ -254,11 +286,12 @@ _DAYS_IN_MONTH = pa.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], p
 
 def _real_day_mask(text: pa.Array, good: pa.Array) -> pa.Array:
     """``good`` narrowed to the texts starting ``YYYY-MM-DD`` (where ``good``: the form is
-    checked) with a real day, by arithmetic (parsing and printing dates costs more)."""
+    checked) with a real day, by arithmetic (parsing and printing dates costs more); null
+    where ``good`` is."""
     if not len(text):
         return good
     if not pc.all(good).as_py():
-        text = pc.if_else(good, text, "2000-01-01")
+        text = pc.if_else(_fill(good), text, "2000-01-01")
 
     def part(start: int, stop: int) -> pa.Array:
         return pc.utf8_slice_codeunits(text, start, stop).cast(pa.int16())
@@ -274,24 +307,50 @@ def _real_day_mask(text: pa.Array, good: pa.Array) -> pa.Array:
     return pc.and_(good, pc.or_(within, leap_day))
 
 
+def _count(mask: pa.Array) -> int:
+    return int(pc.sum(mask).as_py() or 0)
+
+
 def _datetimes(text: pa.Array) -> tuple[pa.Array, pa.Array]:
-    """Timestamps of the datetime texts of a batch, and the mask of those vouched for.
+    """Timestamps of the datetime texts of a batch, and the mask of those vouched for (null
+    where the text is null).
 
     pydantic keeps each value's offset (``Z``, ``+00:00`` and ``-00:00`` are all UTC), and an
     Arrow column has one time zone: the batch's most common zone (or none) is that of the
     column, and rows in another zone go to pydantic. A zoned column holds the instants (in
     UTC), as the row path stores aware datetimes; the JSON text keeps the offset.
+
+    Naive and zoned texts are told apart by two forms that no text has both of. When one
+    form holds more than half of the batch's texts, that form wins whatever the others are,
+    so the other form is not matched at all: the form the batch's ends suggest is matched
+    first (``Z`` ends: zoned).
     """
-    naive = _fill(pc.match_substring_regex(text, _DATETIME_RE))
-    zoned = _fill(pc.match_substring_regex(text, _ZONED_RE))
+    half = (len(text) - text.null_count) // 2
+    zulu_ends = pc.ends_with(text, "Z")
+    naive = zoned = None
+    if _count(zulu_ends) > half:
+        zoned = pc.match_substring_regex(text, _ZONED_RE)
+        if _count(pc.and_(zoned, zulu_ends)) > half and _count(zoned) == _count(
+            pc.and_(zoned, zulu_ends)
+        ):
+            # One zone, UTC, for most of the batch (the common case): no per-row zone keys.
+            return _zoned_values(text, zoned, "+00:00")
+    else:
+        naive = pc.match_substring_regex(text, _DATETIME_RE)
+        if _count(naive) > half:
+            return _zoned_values(text, naive, "")
+    if naive is None:
+        naive = pc.match_substring_regex(text, _DATETIME_RE)
+    if zoned is None:
+        zoned = pc.match_substring_regex(text, _ZONED_RE)
+    zoned, naive = _fill(zoned), _fill(naive)
     zone = ""
     good = naive
-    n_zoned = pc.sum(zoned).as_py() or 0
+    n_zoned = _count(zoned)
     if n_zoned:
-        zulu = pc.and_(zoned, pc.ends_with(text, "Z"))
-        if (pc.sum(zulu).as_py() or 0) == n_zoned:
-            # One zone, UTC (the common case): no per-row zone keys.
-            if n_zoned >= (pc.sum(naive).as_py() or 0):
+        zulu = pc.and_(zoned, zulu_ends)
+        if _count(zulu) == n_zoned:
+            if n_zoned >= _count(naive):
                 zone, good = "+00:00", zoned
         else:
             suffix = pc.if_else(zulu, "+00:00", pc.utf8_slice_codeunits(text, -6, 2**31 - 1))
@@ -306,10 +365,15 @@ def _datetimes(text: pa.Array) -> tuple[pa.Array, pa.Array]:
             if best is not None and best["values"]:
                 zone = best["values"]
                 good = _fill(pc.equal(key, zone))
-    good = _real_day_mask(text, good)
+    return _zoned_values(text, good, zone)
+
+
+def _zoned_values(text: pa.Array, good: pa.Array, zone: str) -> tuple[pa.Array, pa.Array]:
+    """(the timestamps of ``text`` where ``good``, in ``zone`` or naive, and ``good`` narrowed
+    to the real days)."""
     if not zone:
-        return _cast_where(good, text, "2000-01-01 00:00:00", pa.timestamp("us")), good
-    instants = _cast_where(good, text, "2000-01-01 00:00:00Z", pa.timestamp("us", tz="UTC"))
+        return _cast_days(good, text, "2000-01-01 00:00:00", pa.timestamp("us"))
+    instants, good = _cast_days(good, text, "2000-01-01 00:00:00Z", pa.timestamp("us", tz="UTC"))
     return instants.cast(pa.timestamp("us", tz="UTC" if zone == "+00:00" else zone)), good
 
 
