@@ -177,13 +177,15 @@ def packed_run(tmp_path: Path) -> tuple[PipeManager, list[PipeReport]]:
     """8 slow shards on 2 packed tasks of 2 workers, started and caught mid-run: some shards
     done, others under way."""
     engine = slurm_engine(tmp_path, max_tasks=2, workers_per_task=2, max_retries=1)
-    pipe = slow_pipe(tmp_path, delay=0.3)
+    # About 7 s a shard, two rounds of 4: the second round runs while the first is done.
+    pipe = slow_pipe(tmp_path, delay=1.0)
     manager = PipeManager.parallelize_pipe(pipe, workers=PACKED_SHARDS, engine=engine)
     manager.start()
 
     def mid_run(reports: list[PipeReport]) -> bool:
         done = [r for r in reports if r.status is PipeStatus.COMPLETED]
-        busy = [r for r in reports if r.status is PipeStatus.RUNNING and r.total_processed]
+        # Under way: its record is there (a slow model's rows count once its batch is done).
+        busy = [r for r in reports if r.status is PipeStatus.RUNNING and r.pid]
         return bool(done) and bool(busy)
 
     return manager, wait_for(manager, mid_run, limit=180)
@@ -209,7 +211,7 @@ def test_packed_task_killed_with_sigkill_keeps_finished_shards_and_retries_the_o
     tmp_path: Path,
 ):
     manager, before = packed_run(tmp_path)
-    victim = next(r for r in before if r.status is PipeStatus.RUNNING and r.total_processed)
+    victim = next(r for r in before if r.status is PipeStatus.RUNNING and r.pid)
     os.kill(parent_pid(victim.pid), signal.SIGKILL)
     assert manager.run(timeout=300), manager.error
     assert_finished_shards_kept(manager, before)
@@ -224,7 +226,7 @@ def test_packed_task_killed_with_sigkill_keeps_finished_shards_and_retries_the_o
 
 def test_node_taken_down_under_a_packed_task_keeps_finished_shards(tmp_path: Path):
     manager, before = packed_run(tmp_path)
-    victim = next(r for r in before if r.status is PipeStatus.RUNNING and r.total_processed)
+    victim = next(r for r in before if r.status is PipeStatus.RUNNING and r.pid)
     node = victim.host
     try:
         subprocess.run(
