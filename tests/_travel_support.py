@@ -9,6 +9,7 @@ cleaned by a helper of a second module, and a hook adds a mark.
 
 from __future__ import annotations
 
+import csv
 import os
 import shutil
 import subprocess
@@ -20,11 +21,13 @@ import zoopipe_hpc
 
 __all__ = [
     "CELL",
+    "EXPECTED",
     "ROOT",
     "SUBMIT_PAYLOAD",
     "SUBMIT_SLURM",
     "build_extension",
     "node_environment",
+    "read_output",
     "write",
     "write_input",
     "write_neighbour_project",
@@ -35,6 +38,19 @@ __all__ = [
 #: The folder zoopipe_hpc is imported from (the worktree under test): on the nodes' PYTHONPATH,
 #: as an installed zoopipe_hpc would be in their environment.
 ROOT = Path(zoopipe_hpc.__file__).resolve().parents[1]
+
+#: What every project writes from :func:`write_input`'s four rows: cleaned names, hook's mark.
+EXPECTED = [
+    {"id": "0", "name": "ADA!"},
+    {"id": "1", "name": "GRACE!"},
+    {"id": "2", "name": "ALAN!"},
+    {"id": "3", "name": "EDSGER!"},
+]
+
+
+def read_output(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
 
 
 def write(folder: Path, files: dict[str, str]) -> Path:

@@ -11,7 +11,6 @@ The same cases on the real cluster: tests/integration/test_slurm_user_code.py.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import subprocess
@@ -19,26 +18,20 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from tests._travel_support import (
+from _travel_support import (
     CELL,
+    EXPECTED,
     ROOT,
     SUBMIT_PAYLOAD,
     build_extension,
     node_environment,
+    read_output,
     write,
     write_input,
     write_neighbour_project,
     write_notebook_project,
     write_package_project,
 )
-
-EXPECTED = [
-    {"id": "0", "name": "ADA!"},
-    {"id": "1", "name": "GRACE!"},
-    {"id": "2", "name": "ALAN!"},
-    {"id": "3", "name": "EDSGER!"},
-]
 
 
 @pytest.fixture
@@ -91,11 +84,6 @@ def _run_task(place: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def _output(place: Path) -> list[dict[str, str]]:
-    with open(place / "out.csv", newline="", encoding="utf-8") as f:
-        return list(csv.DictReader(f))
-
-
 def _ok(done: subprocess.CompletedProcess[str]) -> None:
     if done.returncode != 0:
         pytest.fail(f"exit {done.returncode}\nstdout:\n{done.stdout}\nstderr:\n{done.stderr}")
@@ -110,7 +98,7 @@ def test_a_model_in_a_neighbour_module_travels_from_another_directory(place: Pat
     assert str(project) in context["sys_path"]
     project.rename(place / "elsewhere")  # a node that does not see the project
     _ok(_run_task(place))
-    assert _output(place) == EXPECTED
+    assert read_output(place / "out.csv") == EXPECTED
 
 
 def test_a_model_from_a_local_package_travels(place: Path) -> None:
@@ -122,7 +110,7 @@ def test_a_model_from_a_local_package_travels(place: Path) -> None:
     )
     project.rename(place / "elsewhere")
     _ok(_run_task(place))
-    assert _output(place) == EXPECTED
+    assert read_output(place / "out.csv") == EXPECTED
 
 
 def test_a_notebook_cell_importing_a_helper_module_travels(place: Path) -> None:
@@ -140,7 +128,7 @@ def test_a_notebook_cell_importing_a_helper_module_travels(place: Path) -> None:
     assert _context(place)["by_value"] == ["helpers"]
     notebook.rename(place / "elsewhere")
     _ok(_run_task(place))
-    assert _output(place) == EXPECTED
+    assert read_output(place / "out.csv") == EXPECTED
 
 
 def test_a_module_imported_at_run_time_is_found_through_the_submitters_sys_path(
@@ -169,7 +157,7 @@ def test_a_module_imported_at_run_time_is_found_through_the_submitters_sys_path(
     _ok(_submit(place, [str(project / "run.py"), *_script_args(place)], cwd=place / "home"))
     assert "late" not in _context(place)["by_value"]
     _ok(_run_task(place))  # the project stays: it is on the shared filesystem
-    assert _output(place) == EXPECTED
+    assert read_output(place / "out.csv") == EXPECTED
 
 
 def _compiled_project(place: Path, load: str) -> Path:
@@ -202,7 +190,7 @@ def test_a_compiled_module_of_the_users_travels_by_reference_from_its_sys_path_f
     assert context["by_reference"] == ["fastpath"]
     assert str(place / "ext") in context["sys_path"]
     _ok(_run_task(place))  # the node's PYTHONPATH lacks ext/: the payload puts it back
-    assert _output(place) == EXPECTED
+    assert read_output(place / "out.csv") == EXPECTED
 
 
 def test_a_compiled_module_outside_sys_path_is_refused_before_anything_is_submitted(
