@@ -8,7 +8,8 @@ docs/slurm.md ("Your code on the compute nodes").
 
 The submitter's folders on ``sys.path`` that are the user's own (not the standard library or
 site-packages; ``""``, the current folder, made absolute) are recorded with each payload and put
-back on ``sys.path`` by the task (which runs with ``python -P``) before anything is unpickled.
+back on ``sys.path`` by the task (which runs with ``python -P``), after its own entries, before
+anything is unpickled.
 A folder is recorded, and put back, only while it is a directory owned by the user or by root
 and not writable by group or others: anyone who can write there could plant a module that the
 task would import.
@@ -143,8 +144,16 @@ def submitter_sys_path(entries: Iterable[str] | None = None) -> list[str]:
 
 
 def reproduce_sys_path(folders: Sequence[str], where: str) -> list[str]:
-    """Put the submitter's ``folders`` first on ``sys.path`` (in their order), each checked
-    again here; returns those added. ``where`` (the payload) is named in the log."""
+    """Put the submitter's ``folders`` on ``sys.path`` (in their order) after the task's own
+    entries, each checked again here; returns those added. ``where`` (the payload) is named in
+    the log.
+
+    After, not before: what the pipe names by reference that is not the user's own (the
+    standard library, installed packages) is found in the node's environment first, so a
+    ``random.py`` next to a script shadows nothing on the node, and those imports do not look
+    in the user's (shared, slower) folders first. The user's modules travel by value; these
+    folders serve the imports that cannot (run-time imports, compiled modules).
+    """
     added: list[str] = []
     for folder in folders:
         if folder in sys.path:
@@ -158,5 +167,5 @@ def reproduce_sys_path(folders: Sequence[str], where: str) -> list[str]:
             log.warning("%s: not putting %s on sys.path: it %s", where, folder, problem)
             continue
         added.append(folder)
-    sys.path[0:0] = added
+    sys.path.extend(added)
     return added
