@@ -73,19 +73,31 @@ def _dump(obj: Any, seen: set[str]) -> tuple[bytes, dict[str, types.ModuleType]]
 
 
 def pickle_for_nodes(
-    obj: Any, what: str, sys_path: Sequence[str] | None = None, *, check_compiled: bool = True
+    obj: Any,
+    what: str,
+    sys_path: Sequence[str] | None = None,
+    *,
+    check_compiled: bool = True,
+    hint: Sequence[str] = (),
 ) -> PickledPipe:
     """Pickle ``obj`` (``what`` names it in errors, e.g. the job and shard) with every user
     module it reaches by value; ``sys_path`` defaults to :func:`submitter_sys_path`.
 
     ``check_compiled``: refuse a compiled module of the user's that is not importable from
-    ``sys_path`` (the nodes could not import it).
+    ``sys_path`` (the nodes could not import it). ``hint``: modules to send by value from the
+    start (the previous shard's ``by_value``), so that the shards of one pipe after the first
+    are pickled once instead of once per round.
     """
     folders = tuple(submitter_sys_path() if sys_path is None else sys_path)
     already = set(cloudpickle.list_registry_pickle_by_value())
     by_value: dict[str, types.ModuleType] = {}
     by_reference: dict[str, types.ModuleType] = {}
     try:
+        for name in hint:
+            module = sys.modules.get(name)
+            if module is not None and name not in already and not is_compiled(module):
+                cloudpickle.register_pickle_by_value(module)
+                by_value[name] = module
         while True:
             try:
                 data, found = _dump(obj, already | set(by_value) | set(by_reference))
@@ -107,8 +119,8 @@ def pickle_for_nodes(
                     cloudpickle.register_pickle_by_value(module)
                     by_value[name] = module
     finally:
-        for name in by_value:
-            cloudpickle.unregister_pickle_by_value(sys.modules[name])
+        for module in by_value.values():
+            cloudpickle.unregister_pickle_by_value(module)
     for name, module in by_reference.items() if check_compiled else ():
         root = module_root(module)
         if root not in folders:

@@ -33,7 +33,7 @@ from ..._private import Use, check_private, ensure_private_dir, read_private_fil
 from ...commit._atomic import atomic_write
 from ...errors import ConfigurationError, PayloadRefused
 from .._pickling import pickle_for_nodes
-from .._user_code import reproduce_sys_path
+from .._user_code import reproduce_sys_path, submitter_sys_path
 
 __all__ = ["PAYLOAD_FORMAT", "PayloadRefused", "PayloadStore"]
 
@@ -61,6 +61,10 @@ class PayloadStore:
     def __init__(self, job_folder: Path) -> None:
         self.job_folder = job_folder
         self.folder = job_folder / "payloads"
+        #: The submitter's folders of user code, read once per store (the same for every shard).
+        self._sys_path: tuple[str, ...] | None = None
+        #: The modules the last payload sent by value: the next shard's starting point.
+        self._by_value: tuple[str, ...] = ()
 
     @property
     def job_id(self) -> str:
@@ -114,7 +118,11 @@ class PayloadStore:
         submitted) when some of the user's code could not reach the nodes. Needs no job folder
         yet: a durable job packs its shards before it makes its directory.
         """
-        pickled = pickle_for_nodes(obj, f"job {self.job_id}, {name}")
+        if self._sys_path is None:
+            self._sys_path = tuple(submitter_sys_path())
+        what = f"job {self.job_id}, {name}"
+        pickled = pickle_for_nodes(obj, what, self._sys_path, hint=self._by_value)
+        self._by_value = pickled.by_value
         context = {
             "sys_path": list(pickled.sys_path),
             "by_value": list(pickled.by_value),
