@@ -132,7 +132,10 @@ def submitter_sys_path(entries: Iterable[str] | None = None) -> list[str]:
     for entry in sys.path if entries is None else entries:
         if not isinstance(entry, str):
             continue
-        folder = os.path.abspath(entry or os.getcwd())
+        try:
+            folder = os.path.abspath(entry or os.getcwd())
+        except OSError:  # "" while the current folder was removed: nothing to import from
+            continue
         if folder in chosen or not os.path.isdir(folder) or _is_installed_path(folder):
             continue
         problem = import_folder_problem(folder)
