@@ -102,3 +102,21 @@ def test_a_csv_shard_loads_only_what_it_uses(tmp_path: Path) -> None:
     assert (tmp_path / "out.csv").read_text(encoding="utf-8").splitlines() == ['"id"', "7"]
     assert _loaded(modules, HEAVY) == []
     assert {"pyarrow.csv", "pydantic", "zoopipe_hpc.adapters.csv"} <= modules
+
+
+def test_every_lazily_exported_name_resolves_to_its_defining_object() -> None:
+    import importlib
+
+    for package in (
+        "zoopipe_hpc",
+        "zoopipe_hpc.adapters",
+        "zoopipe_hpc.engines",
+        "zoopipe_hpc.engines.slurm",
+        "zoopipe_hpc.testing",
+    ):
+        module = importlib.import_module(package)
+        for name in module.__all__:
+            value = getattr(module, name)
+            assert vars(module)[name] is value and name in dir(module), (package, name)
+            if str(getattr(value, "__module__", "")).startswith("zoopipe_hpc"):  # not an alias
+                assert value.__name__ == name, (package, name)
