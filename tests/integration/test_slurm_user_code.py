@@ -10,6 +10,7 @@ simulated node: tests/integration/test_user_code_travels.py.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -45,10 +46,12 @@ def _args(place: Path) -> list[str]:
 
 
 def _run(argv: list[str], cwd: Path) -> None:
+    # A clean environment, but the Slurm client's own settings kept (a cluster's SLURM_CONF).
+    slurm = {k: v for k, v in os.environ.items() if k in ("SLURM_CONF", "USER", "LOGNAME")}
     done = subprocess.run(
         [sys.executable, *argv],
         cwd=cwd,
-        env=node_environment(),
+        env=node_environment(**slurm),
         capture_output=True,
         text=True,
         timeout=300,
