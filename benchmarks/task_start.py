@@ -15,14 +15,21 @@ only the checkout under test on PYTHONPATH), timed from spawn to exit, median of
   same checkout (what ``SlurmEngine.start`` writes).
 
 Each figure is printed as a ratio against ``python -c pass`` and against the pyarrow + pydantic
-import, measured in the same invocation. ``--compare`` adds the same two task cases for another
-checkout (say, the main branch before a change). Nothing here asserts a time; see
+import, measured in the same invocation.
+
+A second table is the submission side: writing ``--payloads`` payloads of one pipe whose model
+lives in a neighbour module subclassing a second one (``PayloadStore.dump``, as
+``SlurmEngine.start`` does per shard), in ms per payload, against ``cloudpickle.dumps`` of the
+same pipe with only the model's module by value (what the payloads held before issue 12), in
+the same process. ``--compare <checkout>`` measures the task cases and the payloads for another
+checkout too (say, the main branch before a change). Nothing here asserts a time; see
 ``benchmarks/README.md``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -69,6 +76,67 @@ store.create()
 pipe = Pipe(CSVInputAdapter(job.parent / "in.csv"), CSVOutputAdapter(job.parent / "out.csv"), Item)
 store.dump("shard-00000", pipe)
 """
+
+
+#: Times PayloadStore.dump against cloudpickle.dumps for a pipe of a neighbour-module model.
+_PACK = """
+import json, sys, time
+from pathlib import Path
+
+project = Path(sys.argv[1])
+project.mkdir(mode=0o700)
+(project / "textutil.py").write_text("def clean(v):\\n    return v.strip()\\n")
+(project / "base.py").write_text(
+    "from pydantic import BaseModel, field_validator\\nfrom textutil import clean\\n"
+    "class Base(BaseModel):\\n    name: str\\n"
+    "    @field_validator('name')\\n    @classmethod\\n    def _c(cls, v):\\n"
+    "        return clean(v)\\n"
+)
+(project / "models.py").write_text("from base import Base\\nclass User(Base):\\n    id: int\\n")
+sys.path.insert(0, str(project))
+
+import cloudpickle
+from models import User
+from zoopipe_hpc import CSVInputAdapter, CSVOutputAdapter, Pipe
+from zoopipe_hpc.engines.slurm._payload import PayloadStore
+
+count = int(sys.argv[3])
+job = Path(sys.argv[2])
+job.mkdir(mode=0o700)
+store = PayloadStore(job)
+store.create()
+pipe = Pipe(CSVInputAdapter(project / "in.csv"), CSVOutputAdapter(project / "out.csv"), User)
+cloudpickle.register_pickle_by_value(sys.modules["models"])
+start = time.perf_counter()
+for i in range(count):
+    cloudpickle.dumps(pipe)
+bare = (time.perf_counter() - start) / count
+cloudpickle.unregister_pickle_by_value(sys.modules["models"])
+start = time.perf_counter()
+for i in range(count):
+    store.dump(f"shard-{i:05d}", pipe)
+dump = (time.perf_counter() - start) / count
+size = store.path("shard-00000").stat().st_size
+print(json.dumps({"cloudpickle_s": bare, "dump_s": dump, "bytes": size}))
+"""
+
+
+def measure_payloads(checkout: Path, count: int, work: Path) -> dict[str, Any]:
+    folder = Path(tempfile.mkdtemp(prefix="pack-", dir=work))
+    done = subprocess.run(
+        [sys.executable, "-c", _PACK, str(folder / "project"), str(folder / "job"), str(count)],
+        env=_env(checkout),
+        cwd=folder,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    figures: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])
+    figures.update(checkout=str(checkout), payloads=count)
+    figures["vs_cloudpickle"] = ratio(figures["dump_s"], figures["cloudpickle_s"])
+    progress(f"payloads [{checkout}]: {figures['dump_s'] * 1000:.1f} ms each")
+    return figures
 
 
 def _env(checkout: Path | None, **extra: str) -> dict[str, str]:
@@ -132,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--quick", action="store_true", help="3 runs of each case")
     parser.add_argument("--compare", type=Path, help="another checkout, measured the same way")
+    parser.add_argument("--payloads", type=int, default=200, help="payloads written per checkout")
     parser.add_argument("--json", help="write the results to this file")
     args = parser.parse_args(argv)
     repeat = 3 if args.quick else args.repeat
@@ -151,6 +220,8 @@ def main(argv: list[str] | None = None) -> int:
         checkouts = [HERE] + ([args.compare.resolve()] if args.compare else [])
         for checkout in checkouts:
             results.extend(run_cases(checkout, repeat, work))
+        payloads = 20 if args.quick else args.payloads
+        packing = [measure_payloads(checkout, payloads, work) for checkout in checkouts]
     bare, imports = results[0]["median_s"], results[1]["median_s"]
     for r in results:
         r["vs_python"] = ratio(r["median_s"], bare)
@@ -167,8 +238,22 @@ def main(argv: list[str] | None = None) -> int:
     ]
     headers = ["case", "checkout", "median ms", "vs python -c pass", "vs import pyarrow+pydantic"]
     print(format_table(headers, rows, align="llrrr"))
+    print()
+    rows = [
+        [
+            p["checkout"],
+            f"{p['cloudpickle_s'] * 1000:.1f}",
+            f"{p['dump_s'] * 1000:.1f}",
+            fmt_ratio(p["vs_cloudpickle"]),
+            f"{p['bytes']:,}",
+        ]
+        for p in packing
+    ]
+    headers = ["payloads of", "model by value ms", "PayloadStore.dump ms", "ratio", "bytes"]
+    print(format_table(headers, rows, align="lrrrr"))
     if args.json:
-        write_results(args.json, {"environment": environment(), "results": results})
+        report = {"environment": environment(), "results": results, "payloads": packing}
+        write_results(args.json, report)
     return 0
 
 
