@@ -35,6 +35,8 @@ HEAVY = (
     "zoopipe_hpc.manager",
     "zoopipe_hpc.engines.multiprocess",
     "zoopipe_hpc.engines.slurm.engine",
+    "zoopipe_hpc.engines.slurm._packed",
+    "zoopipe_hpc.engines.slurm._claims",
     "zoopipe_hpc.adapters.parquet",
     "zoopipe_hpc.adapters.json",
 )
