@@ -250,7 +250,7 @@ def test_forged_payloads_are_refused_by_the_tasks_before_anything_is_unpickled(
     expected = {
         1: "signature does not match",
         2: "signature does not match",
-        3: "is not a signed zoopipe-hpc-payload/2 payload",
+        3: "is not a signed zoopipe-hpc-payload/3 payload",
         4: "belongs to another user (owner uid 54321",
     }
     for index, text in expected.items():

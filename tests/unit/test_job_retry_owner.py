@@ -233,13 +233,13 @@ def test_payloads_are_written_once_and_follow_ups_carry_the_site_directives(
 ) -> None:
     fake = slurm()
     dumped: list[str] = []
-    dump = PayloadStore.dump
+    write = PayloadStore.write
 
-    def counting(self: PayloadStore, name: str, obj: Any) -> Path:
+    def counting(self: PayloadStore, name: str, body: bytes) -> Path:
         dumped.append(name)
-        return dump(self, name, obj)
+        return write(self, name, body)
 
-    monkeypatch.setattr(PayloadStore, "dump", counting)
+    monkeypatch.setattr(PayloadStore, "write", counting)
     handle = runner.submit(load_job_file(job_file), detach=True)
     assert dumped == ["shard-00000", "shard-00001", "shard-00002"]
     manifest = handle.manifest()

@@ -185,7 +185,7 @@ def test_a_payload_is_bound_to_its_shard_and_job(tmp_path: Path) -> None:
     with pytest.raises(PayloadRefused, match="signature does not match"):
         other.load("shard-00000")
     store.path("shard-00002").write_bytes(b"\x80\x04K\x01.")
-    with pytest.raises(PayloadRefused, match="is not a signed zoopipe-hpc-payload/2 payload"):
+    with pytest.raises(PayloadRefused, match="is not a signed zoopipe-hpc-payload/3 payload"):
         store.load("shard-00002")
 
 

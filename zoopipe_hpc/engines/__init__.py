@@ -1,24 +1,24 @@
 """Engines: how a PipeManager's pipes are executed.
 
-Every engine is importable from here, as ZooPipe's are from ``zoopipe.engines``. The engines
-that need an optional library (Ray, Dask) or a scheduler (Slurm) are loaded on first use, by
-the module ``__getattr__`` below: ``from zoopipe_hpc.engines import SlurmEngine`` loads neither
-Ray nor Dask.
+Every engine is importable from here, as ZooPipe's are from ``zoopipe.engines``. Each is loaded
+on first use, by the module ``__getattr__`` below: ``from zoopipe_hpc.engines import
+SlurmEngine`` loads neither Ray nor Dask, and a Slurm task (``python -m
+zoopipe_hpc.engines.slurm``) loads no engine at all.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from .base import BaseEngine, WorkerResult
-from .multiprocess import MultiProcessEngine
-from .zooparallel import ZooParallelPoolEngine
+from .._lazy import lazy_exports
 
 if TYPE_CHECKING:
+    from .base import BaseEngine, WorkerResult
     from .dask import DaskEngine
+    from .multiprocess import MultiProcessEngine
     from .ray import RayEngine
     from .slurm import SlurmEngine
+    from .zooparallel import ZooParallelPoolEngine
 
 __all__ = [
     "BaseEngine",
@@ -30,22 +30,15 @@ __all__ = [
     "SlurmEngine",
 ]
 
-#: The engines loaded on first use, and the module each lives in.
+#: Where each engine lives; each is loaded on first use.
 _LAZY = {
+    "BaseEngine": ".base",
+    "WorkerResult": ".base",
+    "MultiProcessEngine": ".multiprocess",
+    "ZooParallelPoolEngine": ".zooparallel",
     "RayEngine": ".ray",
     "DaskEngine": ".dask",
     "SlurmEngine": ".slurm",
 }
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)

@@ -30,6 +30,10 @@ def submit(config: JobConfig, *, engine: str | None = None, detach: bool = False
     run_id = new_run_id()
     path = config.jobs_path() / f"{config.name}-{run_id}"
     plan = PipeManager.shard_layout(config.make_pipe(), config.workers).plan(run_id, path)
+    # Pickled before anything is made: code that cannot reach the nodes fails the submission
+    # here, with nothing created and nothing submitted.
+    store = PayloadStore(path)
+    bodies = [store.pack(shard_payload_name(i), p) for i, p in enumerate(plan.pipes)]
     resolved = config.resolved()
     resolved["engine"]["kind"] = kind
     attached_slurm = kind == "slurm" and not detach
@@ -59,10 +63,9 @@ def submit(config: JobConfig, *, engine: str | None = None, detach: bool = False
     merger = FileMergeCoordinator(plan.transaction)
     handle._merger = merger
     merger.on_start(None)
-    store = PayloadStore(path)
     store.create()
-    for index, shard_pipe in enumerate(plan.pipes):
-        store.dump(shard_payload_name(index), shard_pipe)
+    for index, body in enumerate(bodies):
+        store.write(shard_payload_name(index), body)
     if kind == "slurm":
         slurm = handle._slurm_engine(handle.manifest())
         handle._engine = slurm
@@ -94,13 +97,15 @@ def dry_run(
 
     Nothing is submitted and no job directory is made; the scripts name the job directory as
     ``<jobs_dir>/<name>-<run id>`` and the array as ``<array job id>``. The job file is checked
-    as ``submit`` checks it (the schema model is imported). A local job submits nothing: [].
+    as ``submit`` checks it (the schema model is imported, the pipe pickled for the nodes: code
+    that cannot travel is refused). A local job submits nothing: [].
     """
     kind = _engine_kind(config, engine, detach)
-    config.make_pipe()
+    pipe = config.make_pipe()
     if kind != "slurm":
         return []
     path = config.jobs_path() / f"{config.name}-<run id>"
+    PayloadStore(path).pack(shard_payload_name(0), pipe)  # refuses code that cannot travel
     slurm = SlurmEngine(folder=path.parent, job_folder=path, **config.engine.slurm_parameters())
     scripts = [(f"array of {config.workers} shards", slurm.job_script(config.workers))]
     if detach:

@@ -21,8 +21,9 @@ test models of :mod:`zoopipe_hpc.testing.data` do not load pytest.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from .engines import EngineConformance
@@ -46,14 +47,4 @@ _SUITES = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _SUITES.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_SUITES])
+__getattr__, __dir__ = lazy_exports(__name__, _SUITES)

@@ -36,7 +36,6 @@ from pathlib import Path
 from ...errors import ConfigurationError, ZoopipeHPCError
 from .._attempts import slurm_attempt_id_from_environment
 from .._worker import install_stop_handlers, progress_path, record_unstarted, run_pipe
-from ._packed import run_packed
 from ._payload import PayloadStore
 
 __all__ = [
@@ -143,6 +142,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     try:
         if args.packed is not None:
+            # Imported here: a one-shard task needs none of the workers and claims machinery.
+            from ._packed import run_packed
+
             return run_packed(args.job_folder, shards, args.packed, SLURM_STOP_REASONS)
         run_shard(args.job_folder, shards[int(task)])
     except ZoopipeHPCError as exc:
