@@ -4,6 +4,7 @@ once, two workers each), with ``SLURM_ARRAY_TASK_ID`` set by hand (see ``_local_
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
@@ -89,8 +90,9 @@ def counting_polls(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
 
 
 def test_two_packed_tasks_share_the_shards_and_the_commit_is_exact(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="zoopipe_hpc.engines.slurm.engine")
     source = write_csv(tmp_path / "in.csv", users(3000, bad_every=41))
     good, bad = expected(source, tmp_path)
     cli = LocalArray()
@@ -121,6 +123,9 @@ def test_two_packed_tasks_share_the_shards_and_the_commit_is_exact(
     assert {r.host for r in manager.pipe_reports} <= {"local0", "local1"}
     assert {r.extra["slurm_job_id"] for r in manager.pipe_reports} <= {f"{job}_0", f"{job}_1"}
     assert engine.slurm_calls()["sbatch"] == 1
+    # The run's closing line counts every call, once.
+    closing = [m for m in caplog.messages if "Slurm calls of this run" in m]
+    assert len(closing) == 1 and "sbatch 1" in closing[0], closing
     # Settled shards are never read again, however often the engine is asked.
     assert len(set(polled)) == 9  # each shard's record was read while it ran
     polled.clear()

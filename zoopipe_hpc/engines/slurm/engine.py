@@ -157,6 +157,8 @@ class SlurmEngine(ShardWatch):
         self._hold_queries = False
         self._cancelled = False
         self._fail_fast = FailFast()
+        #: Whether the run's closing line (its Slurm calls) was logged.
+        self._closing_logged = False
         #: When the current run of short waits began (None: the last look could ask Slurm).
         self._query_put_off_since: float | None = None
 
@@ -272,6 +274,7 @@ class SlurmEngine(ShardWatch):
         self._shards = [Shard(index) for index in range(shards)]
         self._cancelled = False
         self._fail_fast = FailFast()
+        self._closing_logged = False
         self._source = None
         self.read_only = False
         self._submit([s.index for s in self._shards], "first")
@@ -361,6 +364,8 @@ class SlurmEngine(ShardWatch):
                 shard.submissions.append((array, PACKED if shard.packed else int(number)))
             self._shards.append(shard)
         self._cancelled = False
+        self._fail_fast = FailFast()
+        self._closing_logged = False
         self._source = None
         self._query_soon()
 
@@ -415,6 +420,14 @@ class SlurmEngine(ShardWatch):
                     self.max_retries,
                 )
                 reports[shard.index] = self._shard_report(shard)
+        if not self._closing_logged and all(s.final is not None for s in self._shards):
+            self._closing_logged = True
+            calls = ", ".join(f"{tool} {n}" for tool, n in sorted(self.slurm_calls().items()))
+            log.info(
+                "%s: every shard is over; Slurm calls of this run: %s",
+                self.job_folder,
+                calls or "none",
+            )
         return reports
 
     def _stop_after_failing_fast(self) -> None:
