@@ -23,25 +23,6 @@ pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm_cluster")]
 STATE_QUERIES = ("sacct", "squeue", "scontrol", "pyslurm")
 
 
-def test_sixty_one_row_shards_stay_within_the_request_budget(tmp_path: Path) -> None:
-    source = write_csv(tmp_path / "in.csv", users(60))
-    engine = SlurmEngine(
-        folder=tmp_path / "jobs", time="00:05:00", mem="300M", poll_interval=0.3, stale_after=6.0
-    )
-    pipe = Pipe(CSVInputAdapter(source), JSONOutputAdapter(tmp_path / "out.jsonl"), User)
-    manager = PipeManager.parallelize_pipe(pipe, workers=60, engine=engine)
-    started = time.monotonic()
-    assert manager.run(timeout=600), manager.error
-    minutes = (time.monotonic() - started) / 60
-    calls = engine.slurm_calls()
-    queries = sum(calls.get(kind, 0) for kind in STATE_QUERIES)
-    print(f"{minutes:.2f} min, calls {calls}, {queries / max(minutes, 1 / 60):.1f} queries/min")
-    assert calls["sbatch"] == 1, calls
-    # The source probe (one sacct) comes on top of the bucket.
-    assert queries <= 1 + BURST + 4 * math.ceil(minutes), (minutes, calls)
-    assert len(read_jsonl(tmp_path / "out.jsonl")) == manager.report.success_count == 60
-
-
 #: The controller's RPCs that ask about jobs (squeue, scontrol show job, pyslurm), and
 #: slurmdbd's (sacct). Counted by the daemons themselves, not by the engine.
 CONTROLLER_QUERIES = ("REQUEST_JOB_INFO", "REQUEST_JOB_INFO_SINGLE", "REQUEST_JOB_STATE")
