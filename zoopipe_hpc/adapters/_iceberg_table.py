@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import unquote, urlparse
 
 import pyarrow as pa
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
     from pyiceberg.table import Table
 
 __all__ = [
+    "CatalogSettings",
+    "catalog_settings",
     "EMBEDDED_CATALOG_FILE",
     "EMBEDDED_CATALOG_NAME",
     "RUN_ID_PROPERTY",
@@ -41,6 +44,44 @@ RUN_ID_PROPERTY = "zoopipe.run-id"
 #: The SQLite file of the embedded catalog, inside the warehouse folder.
 EMBEDDED_CATALOG_FILE = "catalog.db"
 EMBEDDED_CATALOG_NAME = "zoopipe"
+
+
+class CatalogSettings(NamedTuple):
+    """How an Iceberg adapter reaches its catalog (see :func:`catalog_settings`)."""
+
+    catalog: Catalog | None
+    catalog_class: type[Catalog] | None
+    name: str
+    properties: dict[str, str]
+
+
+def catalog_settings(
+    adapter: str,
+    catalog: Catalog | str | None,
+    warehouse: Path | None,
+    properties: Mapping[str, Any] | None,
+) -> CatalogSettings:
+    """The catalog of an Iceberg adapter named ``adapter``: the embedded SQLite catalog in
+    ``warehouse`` (``catalog=None``), one loaded by name, or the user's own object."""
+    extra = dict(properties or {})
+    if catalog is None:
+        if warehouse is None:
+            raise ConfigurationError(
+                f"{adapter} needs warehouse= (a folder) for its embedded catalog, "
+                "or a catalog= of your own"
+            )
+        embedded = {
+            "uri": f"sqlite:///{warehouse / EMBEDDED_CATALOG_FILE}",
+            "warehouse": warehouse.as_uri(),
+            **extra,
+        }
+        return CatalogSettings(None, None, EMBEDDED_CATALOG_NAME, embedded)
+    if isinstance(catalog, str):
+        return CatalogSettings(None, None, catalog, extra)
+    own = {str(k): str(v) for k, v in catalog.properties.items()}
+    return CatalogSettings(catalog, type(catalog), catalog.name, own)
+
+
 _INSTALL_HINT = "pip install 'zoopipe_hpc[iceberg]'"
 
 

@@ -28,9 +28,9 @@ from ..commit._atomic import fsync_path
 from ..errors import ArgumentTypeError, CommitError, ConfigurationError
 from ._iceberg_table import (
     EMBEDDED_CATALOG_FILE,
-    EMBEDDED_CATALOG_NAME,
     RUN_ID_PROPERTY,
     IcebergTableAccess,
+    catalog_settings,
     require_pyiceberg,
 )
 from .base import BaseOutputAdapter, _FileSink
@@ -93,29 +93,12 @@ class IcebergOutputAdapter(IcebergTableAccess, BaseOutputAdapter):
         self.commit_retries = commit_retries
         self.retry_backoff = retry_backoff
         self.warehouse = Path(warehouse).absolute() if warehouse is not None else None
-        self._catalog: Catalog | None = None
-        self._catalog_class: type[Catalog] | None = None
-        self._catalog_name: str
-        self._catalog_properties: dict[str, str] = dict(catalog_properties or {})
-        if catalog is None:
-            if self.warehouse is None:
-                raise ConfigurationError(
-                    "IcebergOutputAdapter needs warehouse= (a folder) for its embedded catalog, "
-                    "or a catalog= of your own"
-                )
-            self._catalog_name = EMBEDDED_CATALOG_NAME
-            self._catalog_properties = {
-                "uri": f"sqlite:///{self.warehouse / EMBEDDED_CATALOG_FILE}",
-                "warehouse": self.warehouse.as_uri(),
-                **self._catalog_properties,
-            }
-        elif isinstance(catalog, str):
-            self._catalog_name = catalog
-        else:
-            self._catalog = catalog
-            self._catalog_class = type(catalog)
-            self._catalog_name = catalog.name
-            self._catalog_properties = {str(k): str(v) for k, v in catalog.properties.items()}
+        (
+            self._catalog,
+            self._catalog_class,
+            self._catalog_name,
+            self._catalog_properties,
+        ) = catalog_settings("IcebergOutputAdapter", catalog, self.warehouse, catalog_properties)
         self.location = self._resolve_location()
         super().__init__(self.location / "data")
 

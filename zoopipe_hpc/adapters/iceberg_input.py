@@ -21,9 +21,8 @@ import pyarrow as pa
 
 from ..errors import ConfigurationError, InputError
 from ._iceberg_table import (
-    EMBEDDED_CATALOG_FILE,
-    EMBEDDED_CATALOG_NAME,
     IcebergTableAccess,
+    catalog_settings,
     require_pyiceberg,
 )
 from .base import BaseInputAdapter, InputBatch, check_workers
@@ -68,28 +67,12 @@ class IcebergInputAdapter(IcebergTableAccess, BaseInputAdapter):
         self.batch_size = batch_size
         self.files = list(files) if files is not None else None
         self.warehouse = Path(warehouse).absolute() if warehouse is not None else None
-        self._catalog = None
-        self._catalog_class = None
-        self._catalog_properties = dict(catalog_properties or {})
-        if catalog is None:
-            if self.warehouse is None:
-                raise ConfigurationError(
-                    "IcebergInputAdapter needs warehouse= (a folder) for its embedded catalog, "
-                    "or a catalog= of your own"
-                )
-            self._catalog_name = EMBEDDED_CATALOG_NAME
-            self._catalog_properties = {
-                "uri": f"sqlite:///{self.warehouse / EMBEDDED_CATALOG_FILE}",
-                "warehouse": self.warehouse.as_uri(),
-                **self._catalog_properties,
-            }
-        elif isinstance(catalog, str):
-            self._catalog_name = catalog
-        else:
-            self._catalog = catalog
-            self._catalog_class = type(catalog)
-            self._catalog_name = catalog.name
-            self._catalog_properties = {str(k): str(v) for k, v in catalog.properties.items()}
+        (
+            self._catalog,
+            self._catalog_class,
+            self._catalog_name,
+            self._catalog_properties,
+        ) = catalog_settings("IcebergInputAdapter", catalog, self.warehouse, catalog_properties)
         self.snapshot_id: int | None = snapshot_id
         self._pinned = False
         self._location: str | None = None
