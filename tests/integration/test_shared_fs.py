@@ -37,6 +37,18 @@ FRESHNESS_BOUND = 2.0
 _FORK = multiprocessing.get_context("fork")
 
 
+def _script(*args: str, timeout: float = 300, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    """``scripts/shared-fs ARGS``, its output captured."""
+    return subprocess.run(
+        [str(REPO / "scripts" / "shared-fs"), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        **kwargs,
+    )
+
+
 # -- progress records --------------------------------------------------------------------------
 
 
@@ -139,14 +151,7 @@ def _write_in_namespace(path: Path) -> subprocess.CompletedProcess[str]:
         "print(open('/proc/self/mountinfo').read())\n"
     )
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run(
-        [str(REPO / "scripts" / "shared-fs"), "exec", "--", sys.executable, "-c", code, str(path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-        check=False,
-    )
+    return _script("exec", "--", sys.executable, "-c", code, str(path), timeout=120, env=env)
 
 
 def test_a_node_in_its_own_mount_namespace(shared_fs: Any) -> None:
@@ -176,9 +181,7 @@ def test_the_engine_sees_no_cache_it_cannot_get_past(shared_fs: Any) -> None:
 
 
 def _client_pids() -> set[str]:
-    status = subprocess.run(
-        [str(REPO / "scripts" / "shared-fs"), "status"], capture_output=True, text=True, check=False
-    )
+    status = _script("status")
     return {line.split()[2] for line in status.stdout.splitlines() if line.startswith("client:")}
 
 
@@ -304,3 +307,40 @@ def test_the_lock_benchmark_runs(shared_fs: Any, capsys: pytest.CaptureFixture[s
     assert shared_fs_locks.main([*argv, "--acquisitions", "4"]) == 0
     table = capsys.readouterr().out.splitlines()
     assert [line.split()[:2] for line in table[1:3]] == [["same", "client"], ["two", "clients"]]
+
+
+def _client_pid(mount: Path) -> int | None:
+    """The pid of the FUSE client process serving ``mount`` (host namespace), if any."""
+    for line in _script("status").stdout.splitlines():
+        if line.startswith("client: pid ") and f" at {mount} " in f"{line} ":
+            return int(line.split()[2])
+    return None
+
+
+def test_a_client_whose_process_died_is_mounted_again(shared_fs: Any) -> None:
+    """A client process killed (OOM killer, an admin) leaves a dead mount behind: ``status``
+    names it, ``client`` (and ``up``) mount a live client there again, which sees the volume."""
+    mount = Path("/mnt/zoopipe-shared-dead")
+    host, _ = shared_fs.folder("dead-client")
+    (host / "marker").write_text("still here")
+    assert _script("client", str(mount)).returncode == 0
+    try:
+        pid = _client_pid(mount)
+        assert pid is not None, _script("status").stdout
+        os.kill(pid, 9)
+        deadline = time.monotonic() + 30
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        with pytest.raises(OSError):
+            os.statvfs(mount)
+        status = _script("status")
+        assert f"dead mount: {mount} " in status.stdout, status.stdout
+
+        again = _script("client", str(mount))
+        assert again.returncode == 0, again.stderr
+        assert "does not answer" in again.stderr
+        leaf = host.relative_to(shared_fs.host)
+        assert (mount / leaf / "marker").read_text() == "still here"
+        assert "dead mount:" not in _script("status").stdout
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True, check=False)
