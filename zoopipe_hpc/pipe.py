@@ -96,6 +96,10 @@ class Pipe:
     discarded) and lets the exception through. A failure of the run stays in
     ``pipe.report`` (``status``, ``exception``) and is logged, as in ZooPipe.
 
+    The first four parameters may also come in ZooPipe's positional order, ``Pipe(input, output,
+    error_output, model)``: an output adapter in the third place is the error output. From the
+    fifth on, name them.
+
     A Pipe is picklable (its hooks too): it can travel to another process or a compute node.
     """
 
@@ -112,6 +116,17 @@ class Pipe:
         logger: logging.Logger | None = None,
         report_update_interval: int = 1,
     ) -> None:
+        if isinstance(schema_model, BaseOutputAdapter) and not isinstance(
+            error_output_adapter, BaseOutputAdapter
+        ):
+            # ZooPipe's positional order: (input, output, error output, model).
+            schema_model, error_output_adapter = error_output_adapter, schema_model
+        if isinstance(executor, (list, tuple)):
+            raise ConfigurationError(
+                "the fifth positional argument of Pipe is the executor; ZooPipe's positional "
+                "order (pre_validation_hooks fifth) is followed only up to the model: name "
+                "pre_validation_hooks=, post_validation_hooks=, logger= ... "
+            )
         if not isinstance(input_adapter, BaseInputAdapter):
             raise ConfigurationError(
                 f"input_adapter must be an input adapter, got {input_adapter!r}"

@@ -332,3 +332,34 @@ def test_get_pipe_report_before_start(tmp_path: Path):
     manager = PipeManager([_pipe(tmp_path)])
     report = manager.get_pipe_report(0)
     assert report.status is PipeStatus.PENDING and report.start_time is None
+
+
+def test_zoopipes_positional_order_of_the_first_four(tmp_path: Path):
+    """ZooPipe's ``Pipe(input, output, error_output, model)`` is the same pipe as ours."""
+    source = write_csv(tmp_path / "in.csv", users(20, bad_every=5))
+    errors = JSONOutputAdapter(tmp_path / "err.jsonl")
+    theirs = Pipe(CSVInputAdapter(source), JSONOutputAdapter(tmp_path / "out.jsonl"), errors, User)
+    assert theirs.schema_model is User and theirs.error_output_adapter is errors
+    report = theirs.run()
+    assert (report.success_count, report.error_count) == (16, 4)
+    assert len(read_jsonl(tmp_path / "err.jsonl")) == 4
+
+
+def test_zoopipes_fifth_positional_is_refused_with_advice(tmp_path: Path):
+    source = write_csv(tmp_path / "in.csv", users(2))
+    with pytest.raises(ConfigurationError, match="name"):
+        Pipe(
+            CSVInputAdapter(source),
+            JSONOutputAdapter(tmp_path / "out.jsonl"),
+            None,
+            User,
+            [],  # ZooPipe's pre_validation_hooks; our executor
+        )
+
+
+def test_dask_engine_takes_zoopipes_address_keyword():
+    pytest.importorskip("distributed")
+    from zoopipe_hpc.engines.dask import DaskEngine
+
+    engine = DaskEngine(address="tcp://127.0.0.1:1")
+    assert engine._address == "tcp://127.0.0.1:1"

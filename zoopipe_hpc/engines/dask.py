@@ -97,7 +97,7 @@ _ClusterFactory = Callable[[int], "Cluster"]
 class DaskEngine(ScheduledEngine[_DaskTask]):
     """Runs each pipe as one task of a Dask cluster; progress comes from the progress records.
 
-    ``address_or_cluster`` says which cluster:
+    ``address`` (ZooPipe's name; it also takes a cluster or a client) says which cluster:
 
     - ``None`` (default): a ``LocalCluster`` on this machine, started by :meth:`start`
       (processes, one thread each, no dashboard; ``n_workers`` workers, default the number
@@ -121,7 +121,7 @@ class DaskEngine(ScheduledEngine[_DaskTask]):
 
     def __init__(
         self,
-        address_or_cluster: str | Client | Cluster | None = None,
+        address: str | Client | Cluster | None = None,
         *,
         progress_dir: str | os.PathLike[str] | None = None,
         poll_interval: float = 0.1,
@@ -132,7 +132,7 @@ class DaskEngine(ScheduledEngine[_DaskTask]):
         distributed = _distributed()
         if n_workers is not None and n_workers < 1:
             raise ConfigurationError(f"n_workers must be at least 1, got {n_workers}")
-        if n_workers is not None and address_or_cluster is not None:
+        if n_workers is not None and address is not None:
             raise ConfigurationError(
                 "n_workers sizes the LocalCluster DaskEngine starts itself: "
                 "give it without an address, cluster or client"
@@ -143,18 +143,18 @@ class DaskEngine(ScheduledEngine[_DaskTask]):
         self._cluster: Cluster | None = None
         self._given_client: Client | None = None
         self._factory: _ClusterFactory | None = None
-        if address_or_cluster is None:
+        if address is None:
             self._factory = self._local_cluster
-        elif isinstance(address_or_cluster, str):
-            self._address = address_or_cluster
-        elif isinstance(address_or_cluster, distributed.Client):
-            self._given_client = address_or_cluster
-        elif isinstance(address_or_cluster, distributed.deploy.Cluster):
-            self._cluster = address_or_cluster
+        elif isinstance(address, str):
+            self._address = address
+        elif isinstance(address, distributed.Client):
+            self._given_client = address
+        elif isinstance(address, distributed.deploy.Cluster):
+            self._cluster = address
         else:
             raise ConfigurationError(
                 "DaskEngine takes a scheduler address, a distributed.Client, a "
-                f"distributed.deploy.Cluster or None, not {type(address_or_cluster).__name__}"
+                f"distributed.deploy.Cluster or None, not {type(address).__name__}"
             )
         # The client and the started cluster, typed loosely: their close() is untyped.
         self._client: Any = None
