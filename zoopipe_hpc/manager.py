@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 __all__ = ["PipeManager", "SHARD_LIMIT"]
 
 log = logging.getLogger(__name__)
+#: How many failed shards the error of a failed run names (all of them are in its ``failures``).
+_LISTED_FAILURES = 10
 
 ReportCallback = Callable[[PipeReport], None]
 
@@ -263,7 +265,13 @@ class PipeManager:
             if not r.succeeded or r.outcome is None
         }
         if failures:
-            details = "; ".join(f"shard {i}: {m}" for i, m in sorted(failures.items()))
+            listed = sorted(failures.items())[:_LISTED_FAILURES]
+            details = "; ".join(f"shard {i}: {m}" for i, m in listed)
+            if len(failures) > len(listed):
+                details += (
+                    f"; and {len(failures) - len(listed)} more "
+                    "(every one in manager.pipe_reports and in the error's failures)"
+                )
             self._fail(
                 ShardFailedError(
                     f"{len(failures)} of {len(results)} pipes failed, nothing was committed: "

@@ -243,3 +243,24 @@ def test_node_taken_down_under_a_packed_task_keeps_finished_shards(tmp_path: Pat
     assert again.attempt_id.endswith("-r1") or again.extra["attempts"] == "2", again
     assert_exact_output(tmp_path)
     assert manager.report.total_processed == ROWS
+
+
+def test_packed_array_out_of_time_continues_with_the_shards_it_did_not_get_to(tmp_path: Path):
+    """Slurm's warning before the time limit (USR2, sent here with scancel as slurmctld does)
+    stops a packed task: the shard it was running and those nobody claimed go on a new packed
+    array, without using up retries (max_retries=0), and the output is exact."""
+    engine = slurm_engine(tmp_path, max_tasks=1, workers_per_task=1)
+    pipe = slow_pipe(tmp_path, delay=0.2)  # 3 rows a shard: 0.6 s each
+    manager = PipeManager.parallelize_pipe(pipe, workers=20, engine=engine)
+    manager.start()
+    wait_for(manager, lambda rs: sum(r.status is PipeStatus.COMPLETED for r in rs) >= 3)
+    [array] = engine.live_arrays()
+    subprocess.run(["scancel", "--signal=USR2", array], check=True)
+    assert manager.run(timeout=240), manager.error
+    assert_exact_output(tmp_path)
+    reports = manager.pipe_reports
+    continued = [r for r in reports if r.extra.get("continuations") == "1"]
+    assert continued, "no shard went onto a second array"
+    assert all(r.status is PipeStatus.COMPLETED for r in reports)
+    assert all(r.extra["attempts"] == "2" for r in continued)
+    assert len({r.extra["slurm_job_id"].split("_")[0] for r in reports}) == 2, reports

@@ -32,6 +32,13 @@ def test_failures_after_reading_records_or_of_the_node_never_count() -> None:
         assert not fail_fast.observe(shard, "Slurm task 1_0 reached its time limit (TIMEOUT)", 0)
         assert not fail_fast.observe(shard, "was cancelled (CANCELLED by 0)", 0)
         assert not fail_fast.observe(shard, "Slurm task 1_0 failed (FAILED, killed by SIGKILL)", 0)
+        # A packed task's shard stopped by Slurm's warning before the time limit.
+        assert not fail_fast.observe(
+            shard,
+            "the task is about to reach its Slurm time limit (SIGUSR2) "
+            "[Slurm task 6837_3 on n2 failed (FAILED, exit code 1); log: /x/6837_3_0_log.err]",
+            0,
+        )
         assert not fail_fast.observe(
             shard, "Slurm task 1_* ended before one claimed (UNCLAIMED)", 0
         )

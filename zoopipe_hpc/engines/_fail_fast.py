@@ -30,6 +30,9 @@ _NOT_THE_PIPES = (
     "UNCLAIMED",
     "SIGKILL",
     "SIGTERM",
+    "SIGINT",
+    # Slurm's warning before the time limit (a packed task's shard stopped by it).
+    "SIGUSR2",
 )
 
 _SLURM_SUFFIX = re.compile(r"\s*\[Slurm task [^\]]*\]\s*$")

@@ -68,6 +68,9 @@ class Shard:
     slurm_seen_at: float = 0.0
     #: The current submission is a packed array's (see ``_packing``).
     packed: bool = False
+    #: Submissions that continued the shard after its packed array ran out of time or tasks
+    #: (never claimed, or stopped by the time limit): not retries of a failure.
+    continuations: int = 0
 
     @property
     def job_id(self) -> str:
@@ -173,6 +176,8 @@ class ShardWatch(BaseEngine):
                 extra["node"] = shard.slurm.node
         if shard.failures:
             extra["earlier_failures"] = " | ".join(shard.failures)
+        if shard.continuations:
+            extra["continuations"] = str(shard.continuations)
         return extra
 
     def _settle(self, shard: Shard, outcome: PipeReport, reports: list[PipeReport]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,7 +26,7 @@ from ._state import StateSource, StateSourceChoice
 from ._submitter import ArraySubmitter
 from ._watch import Shard, ShardWatch
 from .parameters import SlurmParameters
-from .task import shard_payload_name
+from .task import SLURM_STOP_REASONS, format_shards, shard_payload_name
 
 if TYPE_CHECKING:
     from ...pipe import Pipe
@@ -157,6 +158,8 @@ class SlurmEngine(ShardWatch):
         self._hold_queries = False
         self._cancelled = False
         self._fail_fast = FailFast()
+        #: Arrays with a completed shard, during one poll (see ``_arrays_with_progress``).
+        self._progressed_arrays: set[str] | None = None
         #: Whether the run's closing line (its Slurm calls) was logged.
         self._closing_logged = False
         #: When the current run of short waits began (None: the last look could ask Slurm).
@@ -385,6 +388,8 @@ class SlurmEngine(ShardWatch):
         if doubtful:
             self._maybe_ask_slurm(doubtful)
         retry: list[tuple[Shard, PipeReport, str]] = []
+        continued: list[Shard] = []
+        self._progressed_arrays = None
         for shard, report in zip(self._shards, reports, strict=True):
             if shard.final is not None:
                 continue
@@ -395,6 +400,11 @@ class SlurmEngine(ShardWatch):
                 first = self._fail_fast.tripped[1]
                 outcome.message = f"{outcome.message}; the run failed fast (see shard {first})"
             if outcome.status is PipeStatus.FAILED:
+                if self._continues(shard, outcome):
+                    shard.continuations += 1
+                    continued.append(shard)
+                    retry.append((shard, outcome, f"{shard.job_id}: {outcome.message}"))
+                    continue
                 self._fail_fast.observe(shard.index, outcome.message, outcome.total_processed)
                 if self._may_retry(shard):
                     retry.append((shard, outcome, f"{shard.job_id}: {outcome.message}"))
@@ -412,14 +422,22 @@ class SlurmEngine(ShardWatch):
                     self._settle(shard, outcome, reports)
                     continue
                 shard.failures.append(failure)
-                log.warning(
-                    "shard %d failed (%s); resubmitted (submission %d, max_retries %d)",
-                    shard.index,
-                    outcome.message,
-                    len(shard.submissions),
-                    self.max_retries,
-                )
+                if shard not in continued:
+                    log.warning(
+                        "shard %d failed (%s); resubmitted (submission %d, max_retries %d)",
+                        shard.index,
+                        outcome.message,
+                        len(shard.submissions),
+                        self.max_retries,
+                    )
                 reports[shard.index] = self._shard_report(shard)
+            if continued:
+                log.warning(
+                    "%d shard(s) the packed array did not get to (unclaimed, or stopped by its "
+                    "time limit) continue on a new packed array (not counted as retries): %s",
+                    len(continued),
+                    format_shards([s.index for s in continued]),
+                )
         if not self._closing_logged and all(s.final is not None for s in self._shards):
             self._closing_logged = True
             calls = ", ".join(f"{tool} {n}" for tool, n in sorted(self.slurm_calls().items()))
@@ -454,7 +472,38 @@ class SlurmEngine(ShardWatch):
         whichever process made them), else this engine's own count does."""
         if self.read_only or self._cancelled or self.max_retries == 0:
             return False
-        return self.ledger is not None or len(shard.submissions) <= self.max_retries
+        retries = len(shard.submissions) - 1 - shard.continuations
+        return self.ledger is not None or retries < self.max_retries
+
+    def _continues(self, shard: Shard, outcome: PipeReport) -> bool:
+        """Whether a failed shard of a packed array is resubmitted as a continuation, not a
+        retry: its array ran out of time or tasks before the shard could run.
+
+        A shard no task claimed continues if its array finished other shards (so every
+        continuation makes progress and their number is bounded); a shard the time limit
+        stopped (SIGUSR2) continues once (twice is the shard's own slowness, a failure).
+        """
+        if not shard.packed or self.read_only or self._cancelled or self.ledger is not None:
+            return False
+        if self._fail_fast.tripped is not None:
+            return False
+        message = outcome.message or ""
+        if "(UNCLAIMED)" in message:
+            return shard.submissions[-1][0] in self._arrays_with_progress()
+        stopped = SLURM_STOP_REASONS[signal.SIGUSR2] in message
+        return stopped and not any(
+            SLURM_STOP_REASONS[signal.SIGUSR2] in failure for failure in shard.failures
+        )
+
+    def _arrays_with_progress(self) -> set[str]:
+        """The arrays in which at least one shard completed (computed once per poll)."""
+        if self._progressed_arrays is None:
+            self._progressed_arrays = {
+                s.submissions[-1][0]
+                for s in self._shards
+                if s.final is not None and s.final.status is PipeStatus.COMPLETED
+            }
+        return self._progressed_arrays
 
     # -- BaseEngine -------------------------------------------------------------------------
 
