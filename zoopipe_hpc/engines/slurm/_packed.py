@@ -75,12 +75,21 @@ def _worker_main(
     parent: int,
     reasons: Mapping[signal.Signals, str],
 ) -> None:
-    install_stop_handlers(reasons)
-    _die_with_parent(parent)
     try:
+        install_stop_handlers(reasons)
+        _die_with_parent(parent)
         run_pipe(pipe, index, Path(record), attempt_id, host=host or None)
-    except BaseException:
-        log.debug("shard %d failed", index, exc_info=True)
+    except BaseException as exc:
+        snapshot = read_progress(Path(record), expected_attempt_id=attempt_id)
+        if snapshot is not None and snapshot.state.is_final:
+            log.debug("shard %d failed", index, exc_info=True)  # the record says why
+        else:
+            # Failed before its record could say so: the task's log and the record get why.
+            log.error("shard %d failed before its record was final", index, exc_info=True)
+            try:
+                record_unstarted(Path(record), attempt_id, exc, host or None)
+            except Exception:
+                log.exception("shard %d: could not record the failure in %s", index, record)
         os._exit(1)
 
 
