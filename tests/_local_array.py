@@ -84,6 +84,17 @@ class LocalArray(SlurmCLI):
             return ""
         raise SlurmCommandError(f"not run in a local array: {list(args)}", command=list(args))
 
+    def adopt(self, job: str, script: Path) -> None:
+        """Take over array ``job``, submitted by another process (e.g. one that died since)
+        whose job script is ``script``; later submissions get higher job ids."""
+        self.scripts[job] = script
+        self._texts[job] = script.read_text()
+        self._next_job = max(self._next_job, int(job) + 1)
+
+    def script_text(self, job: str) -> str:
+        """The job script ``sbatch`` was given for ``job`` (an array's, or a single job's)."""
+        return self._texts[job]
+
     def tasks(self, job: str) -> int:
         """How many tasks the job's script asks for."""
         match = _ARRAY.search(self._texts[job])

@@ -273,8 +273,14 @@ def test_detached_run_is_committed_by_slurm_alone(tmp_path: Path) -> None:
 
 @pytest.mark.slurm
 @pytest.mark.usefixtures("slurm_cluster")
-def test_killed_run_is_resumed_with_the_same_array(tmp_path: Path) -> None:
-    job = make_job(tmp_path, [f"slow{i}" for i in range(45)], kind="slurm", extra=SLURM)
+@pytest.mark.parametrize(
+    "packing",
+    ["", "\n  max_tasks: 2\n  workers_per_task: 2"],
+    ids=["one-task-per-shard", "packed"],
+)
+def test_killed_run_is_resumed_with_the_same_array(tmp_path: Path, packing: str) -> None:
+    names = [f"slow{i}" for i in range(45)]
+    job = make_job(tmp_path, names, kind="slurm", extra=SLURM + packing)
 
     def submitted(path: Path) -> bool:
         return bool(manifest(path)["arrays"]) and len(list((path / "progress").glob("*.rec"))) == 3
@@ -290,6 +296,10 @@ def test_killed_run_is_resumed_with_the_same_array(tmp_path: Path) -> None:
     final = manifest(path)
     assert final["state"] == "committed" and final["arrays"] == arrays
     assert all(len(s["submissions"]) == 1 for s in final["shards"])
+    if packing:  # two tasks shared the three shards, each shard with its own record
+        assert [s["submissions"] for s in final["shards"]] == [[f"{arrays[0]}_*"]] * 3
+        ran_by = {s["attempt_id"] for s in final["shards"]}
+        assert ran_by <= {f"{arrays[0]}-0-r0", f"{arrays[0]}-1-r0"}, ran_by
     assert [r["id"] for r in read_jsonl(tmp_path / "out" / "rows.jsonl")] == list(range(45))
 
 

@@ -140,3 +140,28 @@ def test_a_shard_that_fails_once_is_retried_once_and_committed(tmp_path: Path) -
     tasks = tasks_of(sacct_rows(start, name), f"{name}-array")
     assert len(tasks) == 3 + 1, tasks
     assert [len(s["submissions"]) for s in final["shards"]] == [1, 1, 2]
+
+
+def test_a_packed_detached_job_is_retried_by_its_recover_job_and_committed(
+    tmp_path: Path,
+) -> None:
+    start = time.strftime("%Y-%m-%dT%H:%M:%S")
+    job, name = detached_job(tmp_path, FAILS_ONCE)  # shard 2 fails the first time
+    job.write_text(job.read_text().rstrip("\n") + "\n  max_tasks: 2\n  workers_per_task: 2\n")
+    path, _, codes = run_and_look(tmp_path, job)
+    final = manifest(path)
+    assert final["state"] == "committed", final["message"]
+    assert codes == [0, 0]
+    assert [r["id"] for r in read_jsonl(tmp_path / "out" / "rows.jsonl")] == list(range(30))
+    # The first array had 2 tasks for 3 shards; the task that ran shard 2 failed, so the
+    # recover job (a Slurm job itself) resubmitted shard 2 alone, packed again: 1 task.
+    first, retry = final["arrays"]
+    assert [s["submissions"] for s in final["shards"]] == [
+        [f"{first}_*"],
+        [f"{first}_*"],
+        [f"{first}_*", f"{retry}_*"],
+    ]
+    time.sleep(3)
+    rows = sacct_rows(start, name)
+    tasks = tasks_of(rows, f"{name}-array")
+    assert sorted(tasks) == sorted([f"{first}_0", f"{first}_1", f"{retry}_0"]), rows

@@ -20,6 +20,7 @@ from zoopipe_hpc.jobs.config import (
     JobConfigError,
     load_job_file,
 )
+from zoopipe_hpc.jobs.submission import dry_run
 from zoopipe_hpc.report import PipeStatus
 
 MODELS = """
@@ -575,8 +576,10 @@ def test_local_engine_refuses_slurm_keys(tmp_path: Path) -> None:
 
 
 def test_engine_spec_keys_are_the_slurm_parameters() -> None:
-    # finish_time and finish_mem are the follow-up jobs' time and mem (SlurmParameters too).
-    slurm_keys = set(EngineSpec.model_fields) - {"kind", "max_retries", "finish_time", "finish_mem"}
+    # finish_time and finish_mem are the follow-up jobs' time and mem (SlurmParameters too);
+    # max_tasks and workers_per_task are SlurmEngine's packing.
+    others = {"kind", "max_retries", "finish_time", "finish_mem", "max_tasks", "workers_per_task"}
+    slurm_keys = set(EngineSpec.model_fields) - others
     assert slurm_keys == set(SlurmParameters.model_fields)
     assert "folder" not in EngineSpec.model_fields
 
@@ -702,3 +705,27 @@ def test_arrow_files_and_zoopipe_csv_options_in_a_job_file(tmp_path: Path) -> No
     assert (pipe.input_adapter.skip_rows, pipe.input_adapter.quotechar) == (1, "'")
     back = DataSpec(format="arrow", path="out.arrow").input_adapter(tmp_path)
     assert isinstance(back, ArrowInputAdapter)
+
+
+def test_packing_keys_reach_the_slurm_engine_and_are_refused_locally(tmp_path: Path) -> None:
+    for bad, expected in (("0", "an integer >= 1"), ("true", "an integer >= 1"), ("two", "")):
+        error = engine_error(tmp_path, f"  kind: slurm\n  max_tasks: {bad}\n")
+        assert error.key == "engine.max_tasks" and error.line == 6, str(error)
+        assert expected in str(error)
+    local = engine_error(tmp_path, "  kind: local\n  workers_per_task: 2\n")
+    assert local.key == "engine.workers_per_task" and "only applies to kind: slurm" in str(local)
+    job = write(
+        tmp_path / "packed.yaml",
+        minimal() + "workers: 240\nengine: {kind: slurm, max_tasks: 12, workers_per_task: 4}\n",
+    )
+    config = load_job_file(job)
+    resolved = config.resolved()
+    assert resolved["engine"]["max_tasks"] == 12 and resolved["engine"]["workers_per_task"] == 4
+    assert JobConfig.from_resolved(resolved).engine == config.engine
+    assert "max_tasks" not in config.engine.slurm_parameters()  # not an sbatch option
+    # Run locally, the stored Slurm job drops its packing with its Slurm parameters.
+    local_copy = {**resolved, "engine": {**resolved["engine"], "kind": "local"}}
+    assert JobConfig.from_resolved(local_copy).engine.max_tasks is None
+    [(what, script)] = dry_run(config)
+    assert what == "array of 240 shards"
+    assert "#SBATCH --array=0-11%12" in script and "--shards 0-239 --packed 4" in script

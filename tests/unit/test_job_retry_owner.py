@@ -59,6 +59,8 @@ class FakeSlurm:
         self.commands: list[list[str]] = []
         self.sacct = sacct
         self.next_id = 100
+        #: ``scontrol show config``'s answer: the site's limits.
+        self.config = "MaxArraySize            = 1001\n"
 
     def __call__(self, args: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
         self.commands.append(list(args))
@@ -67,7 +69,7 @@ class FakeSlurm:
             self.next_id += 1
             out = f"{self.next_id}\n"
         elif args[0] == "scontrol":
-            out = "MaxArraySize            = 1001\n"
+            out = self.config
         elif args[0] == "sacct" and "-j" in args and args[args.index("-j") + 1] != "1":
             out = self.sacct
         return subprocess.CompletedProcess(args, 0, out, "")
@@ -292,3 +294,19 @@ def test_an_attached_run_owns_its_retries(job_file: Path, slurm: Callable[..., F
         runner.open_job(handle.path).wait()
     gone = {**owner, "pid": "999999999"}
     assert runner._nobody_drives(gone) and runner._nobody_drives({})
+
+
+def test_a_durable_job_past_the_sites_limits_is_packed_by_itself(
+    job_file: Path, slurm: Callable[..., FakeSlurm]
+) -> None:
+    fake = slurm()
+    fake.config = "MaxArraySize = 2\nMaxJobCount = 10000\n"  # 3 shards do not fit one each
+    handle = runner.submit(load_job_file(job_file), detach=True)
+    manifest = handle.manifest()
+    assert [s.submissions for s in manifest.shards] == [["101_*"]] * 3
+    assert manifest.arrays == ["101"]
+    script = (handle.path / "logs" / "101_submission.sh").read_text()
+    assert "#SBATCH --array=0-1%2" in script and "--shards 0-2 --packed 1" in script
+    _, commit, recover = (Path(c[-1]) for c in fake.ran("sbatch"))
+    assert "#SBATCH --dependency=afterok:101" in commit.read_text()
+    assert "#SBATCH --dependency=afternotok:101" in recover.read_text()

@@ -129,7 +129,6 @@ def test_one_shard_per_task_unless_asked_or_past_the_sites_limits(
         assert choose(600, SiteLimits(max_job_count=500)) == Packing(50, 1)
         assert choose(5, SiteLimits(max_array_size=3), max_tasks=8) == Packing(3, 1)
         assert "MaxArraySize=3" in caplog.text
-    assert choose(50_000, automatic=False) is None  # a durable job's: never by itself
     assert Packing(12, 2).tasks_for(240) == 12 and Packing(12, 2).tasks_for(5) == 5
 
 
@@ -139,8 +138,6 @@ def test_packing_parameters_are_checked(tmp_path: Path) -> None:
             SlurmEngine(folder=tmp_path, **bad)  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError, match="nodes"):
         SlurmEngine(folder=tmp_path, nodes=2)
-    with pytest.raises(ConfigurationError, match="durable job"):
-        SlurmEngine(folder=tmp_path, max_tasks=3, ledger=object())  # type: ignore[arg-type]
 
 
 def test_job_script_dry_run_shows_the_packed_array(tmp_path: Path) -> None:

@@ -47,6 +47,8 @@ EXPECTED: dict[str, str] = {
     "engine": "a mapping with 'kind' ('local' or 'slurm') and engine options",
     "kind": "'local' or 'slurm'",
     "max_retries": "an integer >= 0",
+    "max_tasks": "an integer >= 1 (array tasks the shards are packed onto)",
+    "workers_per_task": "an integer >= 1 (shards a packed task runs at once)",
     "jobs_dir": "a folder path (text)",
     "extends": EXTENDS_RULE,
     "partition": "a Slurm partition name (text)",

@@ -54,7 +54,10 @@ class JobLedger:
             return token, []
         return token, allowed
 
-    def record(self, token: str, array: str, indices: list[int]) -> None:
+    def record(self, token: str, array: str, indices: list[int], *, packed: bool = False) -> None:
+        """Confirm the reservation ``token``: shard ``indices[k]`` is task ``k`` of ``array``,
+        or, ``packed``, one of the shards its tasks share (``"<array>_*"``: which task runs
+        it is told by the shard's claim and records, see ``engines.slurm._claims``)."""
         unwanted: list[str] = []
 
         def change(m: Manifest) -> None:
@@ -62,7 +65,7 @@ class JobLedger:
             m.arrays.append(array)
             over = m.state.is_final
             for task, index in enumerate(indices):
-                m.shards[index].submissions.append(f"{array}_{task}")
+                m.shards[index].submissions.append(f"{array}_{'*' if packed else task}")
                 m.shards[index].state = "cancelled" if over else "pending"
             if over:
                 unwanted.append(m.state.value)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..commit.staged import read_result
+from ..commit.staged import read_result, result_path
 from ..coordinators.file_merge import FileMergeCoordinator
 from ..engines.base import BaseEngine, WorkerResult
 from ..engines.slurm import SlurmEngine
@@ -21,7 +21,7 @@ from ..report import PipeReport, PipeStatus
 from ._ledger import JobLedger
 from ._local_runner import LocalRunner
 from .config import JobConfig
-from .listing import ShardStatus, report_from_record
+from .listing import ShardStatus, attempt_record, report_from_record
 from .manifest import JobDirectory, JobState, Manifest
 
 __all__ = ["JobReader"]
@@ -76,6 +76,8 @@ class JobReader:
             max_retries=0 if read_only else config.engine.max_retries,
             poll_interval=1.0,
             ledger=None if read_only else JobLedger(self, config.engine.max_retries),
+            max_tasks=config.engine.max_tasks,
+            workers_per_task=config.engine.workers_per_task,
             **config.engine.slurm_parameters(),
         )
 
@@ -113,10 +115,9 @@ class JobReader:
         folder = self.path / "progress"
         for r in self.shard_reports():
             outcome = None
-            if r.status is PipeStatus.COMPLETED and r.attempt_id:
-                # By attempt id (unique): a local run of some shards numbers its own records.
-                for path in folder.glob(f"result-*.{r.attempt_id}.json"):
-                    outcome = read_result(path, r.attempt_id)
+            record = attempt_record(folder, r.pipe_index, r.attempt_id) if r.attempt_id else None
+            if r.status is PipeStatus.COMPLETED and record is not None:
+                outcome = read_result(result_path(record), r.attempt_id)
             results.append(WorkerResult(r.pipe_index, r.status, r, r.message, outcome))
         return results
 

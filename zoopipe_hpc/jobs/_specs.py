@@ -34,7 +34,7 @@ from ..errors import ConfigurationError, ZoopipeHPCError
 from ._config_errors import EXPECTED, problem
 from ._yaml import dotted, resolve_path, show
 
-__all__ = ["DataSpec", "EngineSpec", "SLURM_KEYS"]
+__all__ = ["DataSpec", "EngineSpec", "PACKING_KEYS", "SLURM_KEYS"]
 
 #: Adapter constructor arguments that are the adapter's own business (sharding, format).
 _INTERNAL_OPTIONS = frozenset(
@@ -58,6 +58,8 @@ SLURM_KEYS = (
     "setup",
     "signal_delay_s",
 )
+#: EngineSpec keys that are SlurmEngine's packing arguments (``max_tasks=``...), not sbatch's.
+PACKING_KEYS = ("max_tasks", "workers_per_task")
 _SLURM_INT_KEYS = frozenset({"cpus_per_task", "nodes", "array_parallelism", "signal_delay_s"})
 
 _JSON_FORMATS: dict[str, str] = {"jsonl": "jsonl", "ndjson": "jsonl", "json": "json"}
@@ -167,12 +169,23 @@ class DataSpec(BaseModel):
 # -- the engine ------------------------------------------------------------------------------
 
 
+def _refuse_with_kind_local(info: ValidationInfo) -> None:
+    """A key of the Slurm engine (a Slurm parameter, the packing) set with ``kind: local``."""
+    if info.data.get("kind") == "local":
+        raise problem(
+            "no Slurm parameters with kind: local",
+            "is a Slurm parameter and only applies to kind: slurm (this engine is "
+            "kind: local); remove it, set it to null, or set engine.kind: slurm",
+        )
+
+
 class EngineSpec(BaseModel):
     """Where the job runs: ``kind: local`` (processes on this machine) or ``kind: slurm``.
 
-    Every key other than ``kind`` and ``max_retries`` is a Slurm parameter (see
-    :class:`~zoopipe_hpc.engines.slurm.parameters.SlurmParameters`); they are validated when
-    ``kind`` is ``slurm`` and refused when it is ``local``. A key set to null is not set.
+    Every key other than ``kind``, ``max_retries`` and the engine's :data:`PACKING_KEYS` is a
+    Slurm parameter (see :class:`~zoopipe_hpc.engines.slurm.parameters.SlurmParameters`); they
+    are validated when ``kind`` is ``slurm`` and refused when it is ``local``. A key set to
+    null is not set.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -198,6 +211,18 @@ class EngineSpec(BaseModel):
     #: set: ``SlurmParameters.for_follow_up``'s defaults (00:30:00, 1G).
     finish_time: Any = None
     finish_mem: Any = None
+    #: Shards packed onto at most ``max_tasks`` array tasks, ``workers_per_task`` at a time
+    #: (``SlurmEngine``'s arguments of the same names; kind: slurm).
+    max_tasks: int | None = Field(default=None, ge=1, strict=True)
+    workers_per_task: int | None = Field(default=None, ge=1, strict=True)
+
+    @field_validator(*PACKING_KEYS)
+    @classmethod
+    def _packing_key(cls, value: int | None, info: ValidationInfo) -> int | None:
+        """Refused with kind: local, whose shards are processes of this machine, not tasks."""
+        if value is not None:
+            _refuse_with_kind_local(info)
+        return value
 
     @field_validator("finish_time", "finish_mem")
     @classmethod
@@ -205,12 +230,7 @@ class EngineSpec(BaseModel):
         """Checked as ``time`` and ``mem`` are and, like them, refused with kind: local."""
         if value is None:
             return None
-        if info.data.get("kind") == "local":
-            raise problem(
-                "no Slurm parameters with kind: local",
-                "is a Slurm parameter and only applies to kind: slurm (this engine is "
-                "kind: local); remove it, set it to null, or set engine.kind: slurm",
-            )
+        _refuse_with_kind_local(info)
         name = (info.field_name or "").removeprefix("finish_")
         expected = EXPECTED[name]
         try:
@@ -226,12 +246,7 @@ class EngineSpec(BaseModel):
             return None
         name = info.field_name or ""
         kind = info.data.get("kind")
-        if kind == "local":
-            raise problem(
-                "no Slurm parameters with kind: local",
-                "is a Slurm parameter and only applies to kind: slurm (this engine is "
-                "kind: local); remove it, set it to null, or set engine.kind: slurm",
-            )
+        _refuse_with_kind_local(info)
         if kind != "slurm":  # kind itself is invalid and reported on its own
             return value
         expected = EXPECTED[name]

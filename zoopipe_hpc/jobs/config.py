@@ -46,7 +46,7 @@ from .._paths import Role, collisions
 from ..errors import JobConfigError, SchemaError
 from ..pipe import Pipe
 from ._config_errors import EXPECTED, LOADER_KEYS, NAME_RULE, parse_key, problem, translate
-from ._specs import SLURM_KEYS, DataSpec, EngineSpec
+from ._specs import PACKING_KEYS, SLURM_KEYS, DataSpec, EngineSpec
 from ._yaml import Origins, load_tree, lookup, resolve_path, show
 
 __all__ = ["JobConfigError", "DataSpec", "EngineSpec", "JobConfig", "load_job_file"]
@@ -165,7 +165,7 @@ class JobConfig(BaseModel):
             if target.endswith(".py"):
                 schema = f"{resolve_path(base, target)}:{attribute}"
         engine: dict[str, Any] = {"kind": self.engine.kind, "max_retries": self.engine.max_retries}
-        for key in (*SLURM_KEYS, "finish_time", "finish_mem"):
+        for key in (*SLURM_KEYS, "finish_time", "finish_mem", *PACKING_KEYS):
             value = getattr(self.engine, key)
             if value is not None:
                 engine[key] = to_jsonable_python(value)
@@ -201,7 +201,7 @@ class JobConfig(BaseModel):
         payload = copy.deepcopy(data)
         engine = payload.get("engine")
         if isinstance(engine, dict) and engine.get("kind", "local") == "local":
-            for key in (*SLURM_KEYS, "finish_time", "finish_mem"):
+            for key in (*SLURM_KEYS, "finish_time", "finish_mem", *PACKING_KEYS):
                 engine.pop(key, None)
         try:
             return cls.model_validate(payload)

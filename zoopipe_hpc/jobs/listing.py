@@ -12,13 +12,14 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..engines._attempts import record_name
 from ..engines._worker import report_from_snapshot
 from ..errors import ZoopipeHPCError
 from ..progress import read_progress
 from ..report import PipeReport, PipeStatus
 from .manifest import JobDirectory, ShardRecord
 
-__all__ = ["JobSummary", "ShardStatus", "list_jobs", "report_from_record"]
+__all__ = ["JobSummary", "ShardStatus", "attempt_record", "list_jobs", "report_from_record"]
 
 
 @dataclass(frozen=True)
@@ -70,15 +71,30 @@ def list_jobs(jobs_dir: str | os.PathLike[str]) -> list[JobSummary]:
     return summaries
 
 
+def attempt_record(progress_dir: Path, index: int, attempt_id: str) -> Path | None:
+    """The progress record of shard ``index``'s attempt ``attempt_id``, None if it has none.
+
+    A Slurm attempt's record is named by the shard (one task run of a packed array runs many
+    shards under one attempt id); a local run of some shards numbers its records its own way,
+    but gives each shard an attempt id of its own.
+    """
+    exact = progress_dir / record_name(index, attempt_id)
+    if exact.exists():
+        return exact
+    return next(iter(sorted(progress_dir.glob(f"progress-*.{attempt_id}.rec"))), None)
+
+
 def report_from_record(record: ShardRecord, progress_dir: Path) -> PipeReport:
     """A shard's report from the manifest, with its counters from its attempt's record."""
-    if record.attempt_id:
-        for path in progress_dir.glob(f"progress-*.{record.attempt_id}.rec"):
-            snapshot = read_progress(path, expected_attempt_id=record.attempt_id)
-            if snapshot is not None:
-                report = report_from_snapshot(record.index, snapshot)
-                report.extra = {"attempts": str(len(record.submissions))}
-                return report
+    path = (
+        attempt_record(progress_dir, record.index, record.attempt_id) if record.attempt_id else None
+    )
+    if path is not None:
+        snapshot = read_progress(path, expected_attempt_id=record.attempt_id)
+        if snapshot is not None:
+            report = report_from_snapshot(record.index, snapshot)
+            report.extra = {"attempts": str(len(record.submissions))}
+            return report
     status = {
         "completed": PipeStatus.COMPLETED,
         "failed": PipeStatus.FAILED,

@@ -106,7 +106,13 @@ def dry_run(
         return []
     path = config.jobs_path() / f"{config.name}-<run id>"
     PayloadStore(path).pack(shard_payload_name(0), pipe)  # refuses code that cannot travel
-    slurm = SlurmEngine(folder=path.parent, job_folder=path, **config.engine.slurm_parameters())
+    slurm = SlurmEngine(
+        folder=path.parent,
+        job_folder=path,
+        max_tasks=config.engine.max_tasks,
+        workers_per_task=config.engine.workers_per_task,
+        **config.engine.slurm_parameters(),
+    )
     scripts = [(f"array of {config.workers} shards", slurm.job_script(config.workers))]
     if detach:
         arrays = ["<array job id>"]

@@ -12,6 +12,10 @@ so the engine follows and retries shards one by one. A worker that dies without 
 (killed, out of memory) gets one written by the task: FAILED, with how it died. A stop signal
 (scancel, time limit, node shutdown) stops the claiming, is passed on to the running workers,
 which record their shards as cancelled, and ends the task.
+
+The task's exit code says what a one-shard task's says: 0 only if every shard it ran
+finished; so Slurm's ``afterok`` / ``afternotok`` (a detached job's commit and recover jobs)
+and the task's state in ``sacct`` mean for a packed array what they mean for any other.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ...errors import ConfigurationError, StateError
-from ...progress import read_progress
+from ...progress import ProgressState, read_progress
 from .._attempts import slurm_attempt_id_from_environment
 from .._child import _die_with_parent
 from .._fork import start_forked
@@ -100,7 +104,7 @@ def run_packed(
     reasons: Mapping[signal.Signals, str] | None = None,
 ) -> int:
     """Run the shards this task claims, ``workers`` at a time; returns the task's exit code
-    (0: every shard it ran ended by itself, well or not; 1: the task was stopped). ``reasons``:
+    (0: every shard it ran finished; 1: one failed, or the task was stopped). ``reasons``:
     why each stop signal comes (as for a one-shard task), recorded by a stopped shard."""
     if workers < 0:
         raise ConfigurationError(
@@ -117,6 +121,7 @@ def run_packed(
     context = multiprocessing.get_context("fork")
     running: dict[int, _Running] = {}
     ran = 0
+    failed: list[int] = []
     log.info("packed task %s: %d shard(s) to share, %d at a time", attempt_id, len(shards), width)
     try:
         exhausted = False
@@ -134,6 +139,7 @@ def run_packed(
                     if isinstance(exc, WorkerTerminated):
                         raise
                     log.error("shard %d: could not load its payload: %s", index, exc)
+                    failed.append(index)
                     continue
                 process = context.Process(
                     target=_worker_main,
@@ -146,7 +152,9 @@ def run_packed(
                 ran += 1
             if running:
                 for sentinel in wait(list(running)):
-                    _reap(running.pop(sentinel), attempt_id, host)  # type: ignore[arg-type]
+                    item = running.pop(sentinel)  # type: ignore[arg-type]
+                    if not _reap(item, attempt_id, host):
+                        failed.append(item.index)
     except WorkerTerminated as exc:
         log.warning(
             "packed task %s stopped (%s): stopping %d worker(s)", attempt_id, exc, len(running)
@@ -158,16 +166,21 @@ def run_packed(
             item.process.join()
             _reap(item, attempt_id, host)
         return 1
+    if failed:
+        log.error("packed task %s ran %d shard(s), failed: %s", attempt_id, ran, failed)
+        return 1
     log.info("packed task %s ran %d shard(s)", attempt_id, ran)
     return 0
 
 
-def _reap(item: _Running, attempt_id: str, host: str) -> None:
-    """A worker ended: if it left no final record (killed), record how it died."""
+def _reap(item: _Running, attempt_id: str, host: str) -> bool:
+    """A worker ended: if it left no final record (killed), record how it died. Whether the
+    shard finished."""
     item.process.join()
     snapshot = read_progress(item.record, expected_attempt_id=attempt_id)
     if snapshot is not None and snapshot.state.is_final:
-        return
+        return snapshot.state is ProgressState.FINISHED
     reason = f"shard {item.index}: {describe_exit(item.process.exitcode)}"
     log.error("%s (%s)", reason, attempt_id)
     record_unstarted(item.record, attempt_id, StateError(reason), host or None)
+    return False

@@ -67,13 +67,12 @@ def choose_packing(
     workers_per_task: int | None,
     parameters: SlurmParameters,
     limits: SiteLimits,
-    automatic: bool = True,
 ) -> Packing | None:
     """How ``shards`` shards are submitted: packed (a :class:`Packing`) or one per task (None).
 
     With ``max_tasks`` they are packed onto at most that many tasks (and never more than the
-    site's MaxArraySize). Without it they are packed by themselves (``automatic``) only when
-    one task per shard would pass MaxArraySize or MaxJobCount; the choice is logged.
+    site's MaxArraySize). Without it they are packed by themselves only when one task per
+    shard would pass MaxArraySize or MaxJobCount (a durable job's too); the choice is logged.
     """
     workers = default_workers(parameters, workers_per_task)
     if max_tasks is not None:
@@ -85,7 +84,7 @@ def choose_packing(
                 limits.max_array_size,
             )
         return Packing(min(max_tasks, limits.max_array_size), workers)
-    if not automatic or (shards <= limits.max_array_size and shards <= limits.max_job_count):
+    if shards <= limits.max_array_size and shards <= limits.max_job_count:
         return None
     tasks = max(1, min(limits.max_array_size, limits.max_job_count // _JOB_COUNT_SHARE))
     log.info(

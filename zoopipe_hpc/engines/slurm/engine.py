@@ -52,12 +52,13 @@ class SubmissionLedger(Protocol):
     ``reserve`` records the intent to submit (so a submission is on record before ``sbatch``
     runs) and returns a token and the shards that may be submitted: all, some, or none (then
     nothing is submitted). ``record`` confirms the reservation with the array's job id once
-    ``sbatch`` answered; ``release`` withdraws it when ``sbatch`` refused.
+    ``sbatch`` answered (``packed``: the array's tasks share the shards, so no shard has a
+    task of its own yet; see ``max_tasks``); ``release`` withdraws it when ``sbatch`` refused.
     """
 
     def reserve(self, indices: list[int], kind: SubmissionKind) -> tuple[str, list[int]]: ...
 
-    def record(self, token: str, array: str, indices: list[int]) -> None: ...
+    def record(self, token: str, array: str, indices: list[int], *, packed: bool) -> None: ...
 
     def release(self, token: str) -> None: ...
 
@@ -119,11 +120,6 @@ class SlurmEngine(ShardWatch):
         for name, value in (("max_tasks", max_tasks), ("workers_per_task", workers_per_task)):
             if value is not None and (isinstance(value, bool) or value < 1):
                 raise ConfigurationError(f"{name} must be 1 or more, got {value!r}")
-        if max_tasks is not None and ledger is not None:
-            raise ConfigurationError(
-                "max_tasks: a durable job records one Slurm task per shard, so its shards "
-                "cannot be packed yet; leave max_tasks out"
-            )
         self.max_tasks = max_tasks
         self.workers_per_task = workers_per_task
         self.parameters = SlurmParameters.validate_kwargs(**slurm)
@@ -215,15 +211,13 @@ class SlurmEngine(ShardWatch):
         return self.site_limits().max_array_size
 
     def _packing(self, shards: int, limits: SiteLimits | None = None) -> Packing | None:
-        """How ``shards`` shards are submitted (None: one per task), see ``_packing``; a
-        durable job (a ledger) is never packed by itself."""
+        """How ``shards`` shards are submitted (None: one per task), see ``_packing``."""
         return choose_packing(
             shards,
             max_tasks=self.max_tasks,
             workers_per_task=self.workers_per_task,
             parameters=self.parameters,
             limits=limits or self.site_limits(),
-            automatic=self.ledger is None,
         )
 
     def start(self, pipes: Sequence[Pipe]) -> None:
@@ -315,7 +309,7 @@ class SlurmEngine(ShardWatch):
                     self.ledger.release(token)
                 raise
             if self.ledger is not None:
-                self.ledger.record(token, job_id, list(chunk))
+                self.ledger.record(token, job_id, list(chunk), packed=packing is not None)
             submitted.extend(chunk)
             for task, index in enumerate(chunk):
                 shard = self._shards[index]
