@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from _local_array import SCONTROL_CONFIG, LocalArray
-from _support import Trigger, User, users, write_csv
+from _support import Trigger, User, read_jsonl, users, write_csv
 
 from zoopipe_hpc import CSVInputAdapter, JSONOutputAdapter, Pipe, PipeManager, PipeStatus
 from zoopipe_hpc.engines import BaseEngine
@@ -297,3 +297,35 @@ def test_past_the_sites_max_array_size_the_engine_packs_by_itself(
     assert (out / "out.jsonl").read_bytes() == good
     assert (out / "errors.jsonl").read_bytes() == bad
     assert cli.calls["scontrol"] == 1 and cli.calls["sbatch"] == 1
+
+
+def test_usr2_stops_the_claiming_and_the_rest_continues_on_a_new_array(tmp_path: Path) -> None:
+    """Slurm's warning before the time limit (USR2) ends a packed task: the shards it ran keep
+    their results, the one it was running records why, and that one and every unclaimed shard
+    go onto a new packed array (a continuation, with max_retries=0), whose run commits."""
+    rows = [{"id": i, "name": "sleep0.05"} for i in range(60)]
+    source = write_csv(tmp_path / "in.csv", rows)
+    cli = LocalArray()
+    engine = packed_engine(tmp_path, cli, max_tasks=1, workers_per_task=1)
+    out = tmp_path / "packed"
+    out.mkdir()
+    manager = PipeManager.parallelize_pipe(pipe_of(source, out, Trigger), workers=12, engine=engine)
+    manager.start()
+    [job] = cli.scripts
+    task = cli.start_task(job, 0)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if sum(r.status is PipeStatus.COMPLETED for r in manager.pipe_reports) >= 2:
+            break
+        time.sleep(0.05)
+    task.send_signal(signal.SIGUSR2)
+    assert task.wait(30) == 1
+    follow_up = next_submission(manager, cli)
+    assert follow_up != job
+    assert run_tasks(cli, follow_up, 1) == [0]
+    assert manager.run(timeout=60), manager.error
+    reports = manager.pipe_reports
+    continued = [r for r in reports if r.extra.get("continuations") == "1"]
+    assert continued and len(continued) < 12, reports
+    assert all(r.status is PipeStatus.COMPLETED for r in reports)
+    assert [r["id"] for r in read_jsonl(out / "out.jsonl")] == list(range(60))

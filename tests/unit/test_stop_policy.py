@@ -144,3 +144,32 @@ def test_the_slurm_task_records_its_time_limit_warning_as_a_cancellation(tmp_pat
     assert snapshot.host == "n9"
     assert snapshot.total_processed < 3000
     assert not (folder / "out.jsonl").exists()
+
+
+def test_a_packed_task_notes_a_stop_even_where_exceptions_are_swallowed() -> None:
+    """The packed task's loop notes its stop signal instead of raising it: a USR2 landing in
+    code that swallows exceptions (the logging module's at-fork hook lost one so, and the task
+    ran on into its time limit) still stops the loop, and wakes its wait."""
+    from multiprocessing.connection import wait
+
+    from zoopipe_hpc.engines.slurm._packed import _StopRequest
+
+    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR2)}
+    stop = _StopRequest(SLURM_STOP_REASONS)
+    try:
+        try:
+            os.kill(os.getpid(), signal.SIGUSR2)
+            time.sleep(0.05)  # the handler runs here, between bytecodes
+        except BaseException:  # what swallowing code does; the note must not depend on it
+            pass
+        assert stop.signum == signal.SIGUSR2
+        assert stop.reason == SLURM_STOP_REASONS[signal.SIGUSR2]
+        assert wait([stop.fileno()], timeout=1) == [stop.fileno()]
+        stop.drain()
+        os.kill(os.getpid(), signal.SIGTERM)  # a later signal keeps the first reason
+        time.sleep(0.05)
+        assert stop.signum == signal.SIGUSR2
+    finally:
+        stop.close()
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)

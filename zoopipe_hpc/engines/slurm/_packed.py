@@ -29,7 +29,8 @@ from dataclasses import dataclass
 from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
 from pathlib import Path
-from typing import TYPE_CHECKING
+from types import FrameType
+from typing import TYPE_CHECKING, cast
 
 from ...errors import ConfigurationError, StateError
 from ...progress import ProgressState, read_progress
@@ -37,6 +38,7 @@ from .._attempts import slurm_attempt_id_from_environment
 from .._child import _die_with_parent
 from .._fork import start_forked
 from .._worker import (
+    STOP_SIGNALS,
     WorkerTerminated,
     describe_exit,
     install_stop_handlers,
@@ -82,6 +84,9 @@ def _worker_main(
     try:
         install_stop_handlers(reasons)
         _die_with_parent(parent)
+        inherited = _stop_request
+        if inherited is not None and inherited.signum:
+            raise WorkerTerminated(inherited.reason, inherited.signum)
         run_pipe(pipe, index, Path(record), attempt_id, host=host or None)
     except BaseException as exc:
         snapshot = read_progress(Path(record), expected_attempt_id=attempt_id)
@@ -97,6 +102,57 @@ def _worker_main(
         os._exit(1)
 
 
+class _StopRequest:
+    """The packed task's stop signals, noted instead of raised.
+
+    A worker turns a stop signal into an exception (:func:`install_stop_handlers`), which
+    interrupts its pipe wherever it is. The task's own loop must not: an exception raised by a
+    signal handler is lost when the signal lands in code that swallows exceptions (the logging
+    module's at-fork hook, a ``__del__``), and a task that lost Slurm's USR2 warning went on
+    claiming shards until the time limit killed it. So the task notes the first signal, wakes
+    its wait through a pipe, and checks the note between steps.
+    """
+
+    def __init__(self, reasons: Mapping[signal.Signals, str]) -> None:
+        self.reasons = {int(k): v for k, v in reasons.items()}
+        self.signum = 0
+        self.reason = ""
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._write, False)
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, self._note)
+
+    def _note(self, signum: int, frame: FrameType | None) -> None:
+        if not self.signum:
+            self.signum = signum
+            self.reason = self.reasons.get(signum) or f"stopped by {signal.Signals(signum).name}"
+        try:
+            os.write(self._write, b"\0")
+        except OSError:  # the pipe is full: the loop is awake anyway
+            pass
+
+    def fileno(self) -> int:
+        """The end of the pipe the task's wait watches."""
+        return self._read
+
+    def drain(self) -> None:
+        os.set_blocking(self._read, False)
+        try:
+            while os.read(self._read, 512):
+                pass
+        except BlockingIOError:
+            pass
+
+    def close(self) -> None:
+        os.close(self._read)
+        os.close(self._write)
+
+
+#: This task's stop request; a freshly forked worker checks it (the signal may have come
+#: between the fork and the worker's own handlers).
+_stop_request: _StopRequest | None = None
+
+
 def run_packed(
     job_folder: str,
     shards: list[int],
@@ -106,14 +162,28 @@ def run_packed(
     """Run the shards this task claims, ``workers`` at a time; returns the task's exit code
     (0: every shard it ran finished; 1: one failed, or the task was stopped). ``reasons``:
     why each stop signal comes (as for a one-shard task), recorded by a stopped shard."""
+    global _stop_request
     if workers < 0:
         raise ConfigurationError(
             f"workers per task must be 1 or more (0: the node's CPUs), got {workers}"
         )
     width = workers or node_cpus()
     reasons = dict(reasons or {})
-    install_stop_handlers(reasons)
-    folder = Path(job_folder)
+    stop = _stop_request = _StopRequest(reasons)
+    try:
+        return _claim_and_run(Path(job_folder), shards, width, reasons, stop)
+    finally:
+        _stop_request = None
+        stop.close()
+
+
+def _claim_and_run(
+    folder: Path,
+    shards: list[int],
+    width: int,
+    reasons: Mapping[signal.Signals, str],
+    stop: _StopRequest,
+) -> int:
     attempt_id = slurm_attempt_id_from_environment()
     host = os.environ.get("SLURMD_NODENAME", "")
     store = PayloadStore(folder)
@@ -123,45 +193,54 @@ def run_packed(
     ran = 0
     failed: list[int] = []
     log.info("packed task %s: %d shard(s) to share, %d at a time", attempt_id, len(shards), width)
-    try:
-        exhausted = False
-        while running or not exhausted:
-            while not exhausted and len(running) < width:
-                index = board.claim_next()
-                if index is None:
-                    exhausted = True
-                    break
-                record = progress_path(folder / "progress", index, attempt_id)
-                try:
-                    pipe = store.load(f"shard-{index:05d}")
-                except (WorkerTerminated, Exception) as exc:
-                    record_unstarted(record, attempt_id, exc, host or None)
-                    if isinstance(exc, WorkerTerminated):
-                        raise
-                    log.error("shard %d: could not load its payload: %s", index, exc)
-                    failed.append(index)
-                    continue
-                process = context.Process(
-                    target=_worker_main,
-                    args=(pipe, index, str(record), attempt_id, host, os.getpid(), reasons),
-                    name=f"zoopipe-shard-{index}",
-                    daemon=False,
+    exhausted = False
+    while (running or not exhausted) and not stop.signum:
+        while not exhausted and not stop.signum and len(running) < width:
+            index = board.claim_next()
+            if index is None:
+                exhausted = True
+                break
+            record = progress_path(folder / "progress", index, attempt_id)
+            try:
+                pipe = store.load(f"shard-{index:05d}")
+            except Exception as exc:
+                record_unstarted(record, attempt_id, exc, host or None)
+                log.error("shard %d: could not load its payload: %s", index, exc)
+                failed.append(index)
+                continue
+            if stop.signum:  # came while the payload loaded: the shard never starts
+                record_unstarted(
+                    record, attempt_id, WorkerTerminated(stop.reason, stop.signum), host or None
                 )
-                start_forked(process)
-                running[process.sentinel] = _Running(index, record, process)
-                ran += 1
-            if running:
-                for sentinel in wait(list(running)):
-                    item = running.pop(sentinel)  # type: ignore[arg-type]
-                    if not _reap(item, attempt_id, host):
-                        failed.append(item.index)
-    except WorkerTerminated as exc:
+                break
+            process = context.Process(
+                target=_worker_main,
+                args=(pipe, index, str(record), attempt_id, host, os.getpid(), reasons),
+                name=f"zoopipe-shard-{index}",
+                daemon=False,
+            )
+            start_forked(process)
+            running[process.sentinel] = _Running(index, record, process)
+            ran += 1
+        if running and not stop.signum:
+            wake = stop.fileno()
+            for ready in wait([*running, wake]):
+                if ready == wake:
+                    stop.drain()
+                    continue
+                item = running.pop(cast(int, ready))
+                if not _reap(item, attempt_id, host):
+                    failed.append(item.index)
+    if stop.signum:
         log.warning(
-            "packed task %s stopped (%s): stopping %d worker(s)", attempt_id, exc, len(running)
+            "packed task %s stopped (%s): stopping %d worker(s)",
+            attempt_id,
+            stop.reason,
+            len(running),
         )
         for item in running.values():
             if item.process.pid is not None:
-                os.kill(item.process.pid, exc.signum or signal.SIGTERM)
+                os.kill(item.process.pid, stop.signum)
         for item in running.values():
             item.process.join()
             _reap(item, attempt_id, host)

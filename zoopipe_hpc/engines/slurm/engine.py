@@ -46,6 +46,12 @@ _JOB_FOLDER_USE = Use(
 )
 
 
+def _out_of_time(message: str) -> bool:
+    """Whether a shard's failure is its task's time limit: Slurm's USR2 warning before it, or
+    the limit itself (TIMEOUT)."""
+    return SLURM_STOP_REASONS[signal.SIGUSR2] in message or "(TIMEOUT)" in message
+
+
 class SubmissionLedger(Protocol):
     """Where a durable job keeps its submissions; the engine asks it before every ``sbatch``.
 
@@ -475,7 +481,8 @@ class SlurmEngine(ShardWatch):
 
         A shard no task claimed continues if its array finished other shards (so every
         continuation makes progress and their number is bounded); a shard the time limit
-        stopped (SIGUSR2) continues once (twice is the shard's own slowness, a failure).
+        stopped (its USR2 warning, or the limit itself: TIMEOUT) continues once (twice is the
+        shard's own slowness, a failure).
         """
         if not shard.packed or self.read_only or self._cancelled or self.ledger is not None:
             return False
@@ -484,10 +491,7 @@ class SlurmEngine(ShardWatch):
         message = outcome.message or ""
         if "(UNCLAIMED)" in message:
             return shard.submissions[-1][0] in self._arrays_with_progress()
-        stopped = SLURM_STOP_REASONS[signal.SIGUSR2] in message
-        return stopped and not any(
-            SLURM_STOP_REASONS[signal.SIGUSR2] in failure for failure in shard.failures
-        )
+        return _out_of_time(message) and not any(_out_of_time(f) for f in shard.failures)
 
     def _arrays_with_progress(self) -> set[str]:
         """The arrays in which at least one shard completed (computed once per poll)."""
