@@ -86,15 +86,23 @@ def _worker_main(
         _die_with_parent(parent)
         inherited = _stop_request
         if inherited is not None and inherited.signum:
+            # The task was stopped between the fork and the handlers above: never start.
             raise WorkerTerminated(inherited.reason, inherited.signum)
         run_pipe(pipe, index, Path(record), attempt_id, host=host or None)
     except BaseException as exc:
+        # Ending either way: a stop signal now (the task passes its own on) must not cut the
+        # recording of why short.
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, signal.SIG_IGN)
         snapshot = read_progress(Path(record), expected_attempt_id=attempt_id)
         if snapshot is not None and snapshot.state.is_final:
             log.debug("shard %d failed", index, exc_info=True)  # the record says why
         else:
             # Failed before its record could say so: the task's log and the record get why.
-            log.error("shard %d failed before its record was final", index, exc_info=True)
+            if isinstance(exc, WorkerTerminated):
+                log.warning("shard %d stopped before it started: %s", index, exc)
+            else:
+                log.error("shard %d failed before its record was final", index, exc_info=True)
             try:
                 record_unstarted(Path(record), attempt_id, exc, host or None)
             except Exception:
