@@ -103,6 +103,7 @@ class LiveReports:
         #: Positions of the pipes not settled yet, in order (a dict: ordered, O(1) removal).
         self._unsettled: dict[int, None] = dict.fromkeys(range(count))
         self._totals: _Totals | None = _Totals()
+        self._out_of_order = False
 
     def __len__(self) -> int:
         return len(self._reports)
@@ -110,6 +111,9 @@ class LiveReports:
     @property
     def unsettled(self) -> list[int]:
         """The positions of the pipes not settled yet, in order."""
+        if self._out_of_order:  # reopened ones were added at the end
+            self._unsettled = dict.fromkeys(sorted(self._unsettled))
+            self._out_of_order = False
         return list(self._unsettled)
 
     def is_settled(self, position: int) -> bool:
@@ -134,7 +138,7 @@ class LiveReports:
         """A settled pipe runs again (resubmitted): the totals are made again when next asked."""
         if position not in self._unsettled:
             self._unsettled[position] = None
-            self._unsettled = dict.fromkeys(sorted(self._unsettled))
+            self._out_of_order = True
             self._totals = None
 
     def reports(self) -> list[PipeReport]:
