@@ -19,8 +19,9 @@ Needs a Slurm cluster (``scripts/slurm-cluster up`` starts the local one). In on
    (from ``--pack-from`` shards on, packed: ``max_tasks=--pack-tasks``): one sbatch per array,
    and state queries within the request budget whatever the shard count: the peak in any
    60 s window and the sustained rate after the first minute, from the time of every call; the
-   coordinator's CPU seconds, peak RSS and time per poll (``pipe_reports``), which should stay
-   flat in the shard count.
+   coordinator's CPU seconds, peak RSS and time per poll (``engine._look``, which
+   ``pipe_reports``, ``is_running`` and ``report`` go through), which should stay flat in the
+   shard count.
 
 ``--max-tasks K`` packs every engine run (the overhead comparison too): ``--tasks 1000
 --max-tasks 6`` measures the makespan of 1,000 one-row shards on packed tasks against the
@@ -293,16 +294,16 @@ def child_engine(args: argparse.Namespace, report: dict[str, Any]) -> None:
         **packing,
     )
     poll_seconds: list[float] = []
-    refresh = engine._refresh
+    look = engine._look  # one poll: pipe_reports, is_running and report all go through it
 
-    def timed_refresh() -> Any:
+    def timed_look() -> Any:
         began = time.perf_counter()
         try:
-            return refresh()
+            return look()
         finally:
             poll_seconds.append(time.perf_counter() - began)
 
-    engine._refresh = timed_refresh  # type: ignore[method-assign]
+    engine._look = timed_look  # type: ignore[method-assign]
     pipe = zh.Pipe(
         input_adapter=zh.CSVInputAdapter(source),
         output_adapter=zh.JSONOutputAdapter(target, format="jsonl"),
@@ -1047,7 +1048,7 @@ def print_report(results: dict[str, Any]) -> None:
     print("    most in any 60 s window (the burst); sustained/min: the rate after the first")
     print("    minute (n/a for runs under two minutes). Target: at most 4 sustained.")
     print("  driver CPU s: CPU of the submitting Python process during run() (reading progress")
-    print("    records, payloads, merge), per poll in CPU ms/poll; poll ms: one pipe_reports")
+    print("    records, payloads, merge), per poll in CPU ms/poll; poll ms: one look at the shards")
     print("    (median, max); peak RSS: the submitting process's")
     print()
     print(f"total benchmark time: {results['total_seconds']:.1f} s")

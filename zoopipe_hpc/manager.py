@@ -374,7 +374,10 @@ class PipeManager:
 
     @property
     def report(self) -> PipeReport:
-        return PipeReport.aggregate(self.pipe_reports)
+        """The aggregate of every pipe's report (the engine's: O(pipes not settled) a look)."""
+        if not self._started:
+            return PipeReport.aggregate(self.pipe_reports)
+        return self.engine.report
 
     def results(self) -> list[WorkerResult]:
         return self.engine.results()

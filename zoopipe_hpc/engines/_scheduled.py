@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 
 from .._deadline import wait_until
 from ..errors import StateError
-from ..report import PipeReport
+from ._live import LiveReports
 from ._pickling import dumps_with_user_code
 from ._remote import request_stop
 from ._tracking import RUNNING, WAITING, PipeTracker, TaskEnded, TaskState, TrackedEngine
@@ -96,12 +96,9 @@ class ScheduledEngine(TrackedEngine, Generic[Handle], abc.ABC):
             return TaskEnded(False, "cancelled: its task did not stop in time and was abandoned")
         return self._state(handle)
 
-    @property
-    def pipe_reports(self) -> list[PipeReport]:
+    def _look(self) -> LiveReports | None:
         tracker = self._tracker
-        if tracker is None:
-            return []
-        return [tracker.report(i, self._task_state(i)) for i in range(len(tracker))]
+        return tracker.poll(self._task_state) if tracker is not None else None
 
     def shutdown(self, timeout: float = 5.0) -> None:
         """Stop every pipe still running (stop file, then the scheduler's cancel) and leave."""
@@ -125,7 +122,6 @@ class ScheduledEngine(TrackedEngine, Generic[Handle], abc.ABC):
                     )
                     self._cancel(handle)
                 self._abandoned.add(index)
-            for index in range(len(tracker)):
-                tracker.report(index, self._task_state(index))
+            tracker.poll(self._task_state)
             tracker.cleanup()
         self._disconnect()

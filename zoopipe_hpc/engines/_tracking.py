@@ -12,6 +12,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from ..commit.staged import WorkerOutcome, read_result, result_path
 from ..progress import ProgressReader
 from ..report import PipeReport, PipeStatus
 from ._attempts import local_attempt_ids
+from ._live import LiveReports
 from ._worker import progress_path, report_from_snapshot
 from .base import BaseEngine
 
@@ -63,6 +65,10 @@ class PipeTracker:
             for index in range(count)
         ]
         self._final: dict[int, PipeReport] = {}
+        #: The result file of each pipe that settled COMPLETED, read when it settled.
+        self._outcomes: dict[int, WorkerOutcome] = {}
+        #: Every pipe's latest report; a poll (:meth:`poll`) looks only at unsettled ones.
+        self.live = LiveReports(count)
         self.cancelled: set[int] = set()
 
     def __len__(self) -> int:
@@ -83,8 +89,19 @@ class PipeTracker:
         self.cancelled.update(i for i in range(len(self)) if i not in self._final)
 
     def outcome(self, index: int) -> WorkerOutcome | None:
-        """The result file of pipe ``index``'s attempt, if it wrote a valid one."""
+        """The result file of pipe ``index``'s attempt, if it wrote a valid one (read once
+        when the pipe settled COMPLETED, never again)."""
+        known = self._outcomes.get(index)
+        if known is not None:
+            return known
         return read_result(result_path(self.record_path(index)), self.attempt_ids[index])
+
+    def poll(self, state_of: Callable[[int], TaskState]) -> LiveReports:
+        """Look once at every pipe not settled yet; ``state_of(index)`` is asked about those
+        only. A settled pipe costs nothing: no record read, no question to the scheduler."""
+        for index in self.live.unsettled:
+            self.report(index, state_of(index))
+        return self.live
 
     def report(self, index: int, state: TaskState) -> PipeReport:
         """A fresh report of pipe ``index`` whose task is in ``state``.
@@ -98,6 +115,7 @@ class PipeTracker:
         reader = self._readers[index]
         report = report_from_snapshot(index, reader.poll())
         cancelled = index in self.cancelled
+        outcome: WorkerOutcome | None = None
         if state == WAITING:
             if cancelled:
                 report.status = PipeStatus.CANCELLED
@@ -129,19 +147,27 @@ class PipeTracker:
                 outcome = self.outcome(index)
                 if outcome is None:
                     report.status = PipeStatus.RUNNING  # finishing: its result is on the way
-                    return self._noting(report, reader)
+                    return self._unsettled(index, report, reader)
                 _complete_from(report, outcome)
             if report.status is PipeStatus.CANCELLED and not cancelled:
                 # Stopped by something else than this engine: the task's own end decides
                 # (above) whether that was a failure, so do not settle on the record yet.
                 report.status = PipeStatus.RUNNING
-                return self._noting(report, reader)
+                return self._unsettled(index, report, reader)
+        if not report.is_finished:
+            return self._unsettled(index, report, reader)
         self._noting(report, reader)
-        if report.is_finished:
-            report.is_alive = False
-            if report.end_timestamp is None:
-                report.end_timestamp = time.time()
-            self._final[index] = report.copy()
+        report.is_alive = False
+        if report.end_timestamp is None:
+            report.end_timestamp = time.time()
+        self._final[index] = report.copy()
+        if outcome is not None and report.status is PipeStatus.COMPLETED:
+            self._outcomes[index] = outcome
+        self.live.settle(index, self._final[index])
+        return report
+
+    def _unsettled(self, index: int, report: PipeReport, reader: ProgressReader) -> PipeReport:
+        self.live.put(index, self._noting(report, reader))
         return report
 
     @staticmethod
@@ -173,6 +199,11 @@ class TrackedEngine(BaseEngine):
     def attempt_ids(self) -> list[str]:
         """The attempt id of each pipe of the current run (names its record and part files)."""
         return list(self._tracker.attempt_ids) if self._tracker is not None else []
+
+    @property
+    def pipe_reports(self) -> list[PipeReport]:
+        live = self._look()
+        return live.reports() if live is not None else []
 
     def _outcome(self, report: PipeReport) -> WorkerOutcome | None:
         tracker = self._tracker

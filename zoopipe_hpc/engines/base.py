@@ -14,6 +14,7 @@ from ..report import PipeReport, PipeStatus
 if TYPE_CHECKING:
     from ..commit.staged import WorkerOutcome
     from ..pipe import Pipe
+    from ._live import LiveReports
 
 __all__ = ["BaseEngine", "WorkerResult"]
 
@@ -72,8 +73,17 @@ class BaseEngine(abc.ABC):
     @property
     def is_running(self) -> bool:
         """True while any pipe has not reached a final state."""
+        live = self._look()
+        if live is not None:
+            return live.running
         reports = self.pipe_reports
         return bool(reports) and not all(r.is_finished for r in reports)
+
+    def _look(self) -> LiveReports | None:
+        """Look at the pipes once and return the run's live reports, for an engine that keeps
+        them (see ``_live``): ``is_running`` and ``report`` then cost O(pipes not settled), not
+        O(pipes). None (the default, and before a run): both derive from ``pipe_reports``."""
+        return None
 
     @property
     @abc.abstractmethod
@@ -92,6 +102,9 @@ class BaseEngine(abc.ABC):
 
     @property
     def report(self) -> PipeReport:
+        live = self._look()
+        if live is not None:
+            return live.aggregate()
         return PipeReport.aggregate(self.pipe_reports)
 
     def results(self) -> list[WorkerResult]:

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 
 from .._deadline import Deadline
 from ..errors import ConfigurationError, StateError
-from ..report import PipeReport
 from ._fork import start_forked
+from ._live import LiveReports
 from ._tracking import RUNNING, WAITING, PipeTracker, TaskEnded, TaskState, TrackedEngine
 from ._worker import describe_exit, install_stop_handlers, run_pipe
 
@@ -141,14 +141,13 @@ class MultiProcessEngine(TrackedEngine):
         process.join(0)
         return TaskEnded(process.exitcode == 0, describe_exit(process.exitcode))
 
-    @property
-    def pipe_reports(self) -> list[PipeReport]:
+    def _look(self) -> LiveReports | None:
         tracker = self._tracker
         if tracker is None:
-            return []
-        reports = [tracker.report(i, self._state(i)) for i in range(len(self._pipes))]
+            return None
+        live = tracker.poll(self._state)
         self._launch_more()
-        return reports
+        return live
 
     def shutdown(self, timeout: float = 5.0) -> None:
         tracker = self._tracker
@@ -165,8 +164,7 @@ class MultiProcessEngine(TrackedEngine):
                 if process.is_alive():
                     process.kill()
                     process.join(1.0)
-        for index in range(len(self._pipes)):
-            tracker.report(index, self._state(index))
+        tracker.poll(self._state)
         tracker.cleanup()
 
     def __del__(self) -> None:

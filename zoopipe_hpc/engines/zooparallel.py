@@ -21,6 +21,7 @@ from .._deadline import Deadline
 from ..errors import ConfigurationError, StateError
 from ..report import PipeReport
 from ._fork import start_forked
+from ._live import LiveReports
 from ._pool import IDLE, Board, worker_main
 from ._tracking import RUNNING, WAITING, PipeTracker, TaskEnded, TaskState, TrackedEngine
 from ._worker import describe_exit
@@ -227,18 +228,33 @@ class ZooParallelPoolEngine(TrackedEngine):
             board.close()
             board.unlink()
 
-    @property
-    def pipe_reports(self) -> list[PipeReport]:
+    def _look(self) -> LiveReports | None:
         with self._lock:
             tracker = self._tracker
             if tracker is None:
-                return []
+                return None
             if not self._stopped:
                 self._refresh(replace=True)
-            reports = [tracker.report(i, self._state(i)) for i in range(len(tracker))]
+            live = tracker.poll(self._state)
             if tracker.all_settled and self._pool_is_empty():
                 self._release_board()
-            return reports
+            return live
+
+    # The looks of other threads wait: a poll changes the live reports these read.
+    @property
+    def pipe_reports(self) -> list[PipeReport]:
+        with self._lock:
+            return super().pipe_reports
+
+    @property
+    def is_running(self) -> bool:
+        with self._lock:
+            return super().is_running
+
+    @property
+    def report(self) -> PipeReport:
+        with self._lock:
+            return super().report
 
     def shutdown(self, timeout: float = 5.0) -> None:
         with self._lock:
@@ -257,8 +273,7 @@ class ZooParallelPoolEngine(TrackedEngine):
                     process.kill()
                     process.join(1.0)
             self._refresh(replace=False)
-            for index in range(len(tracker)):
-                tracker.report(index, self._state(index))
+            tracker.poll(self._state)
             self._stopped = True
             if not any(p is not None and p.is_alive() for p in self._workers):
                 self._release_board()

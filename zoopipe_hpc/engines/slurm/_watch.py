@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,10 +24,12 @@ from ...progress import ProgressReader, ProgressState
 from ...progress._freshness import warn_if_stale_cache
 from ...report import PipeReport, PipeStatus
 from .._attempts import parse_record_name, slurm_restart
+from .._live import LiveReports
 from .._worker import report_from_snapshot
 from ..base import BaseEngine
 from ._budget import QueryBudget
 from ._cli import SlurmCLI, SlurmCommandError
+from ._listing import FolderListing
 from ._packing import PACKED, packed_attempt, packed_state
 from ._state import StateSource, StateSourceChoice, TaskState, choose_state_source
 from ._submitter import ArraySubmitter
@@ -71,6 +72,8 @@ class Shard:
     #: Submissions that continued the shard after its packed array ran out of time or tasks
     #: (never claimed, or stopped by the time limit): not retries of a failure.
     continuations: int = 0
+    #: The result file of the attempt that settled the shard COMPLETED, read when it did.
+    outcome: WorkerOutcome | None = None
 
     @property
     def job_id(self) -> str:
@@ -120,35 +123,61 @@ class ShardWatch(BaseEngine):
     _hold_queries: bool
     _cancelled: bool
     _query_put_off_since: float | None
+    #: Every shard's latest report; a poll looks at the unsettled shards only (see ``_live``).
+    _live: LiveReports | None = None
+    #: The progress folder's names not seen yet (read only when it may have new ones).
+    _listing: FolderListing | None = None
 
     # -- records and reports ----------------------------------------------------------------
 
+    def _watch_shards(self, shards: list[Shard]) -> None:
+        """Follow these shards from now on (a new run, or arrays attached to)."""
+        self._shards = shards
+        self._live = LiveReports(len(shards))
+        self._listing = None
+
+    def _reopen(self, shard: Shard) -> None:
+        """The shard is submitted again: it is followed at every poll until it settles."""
+        if self._live is not None:
+            self._live.reopen(shard.index)
+
     def _scan_records(self) -> None:
-        """Attach each shard to the newest record of its current submission (requeues included)."""
-        if self.job_folder is None:
+        """Attach each shard to the newest record of its current submission (requeues included).
+
+        Only the names the progress folder got since the last look are read, and only when it
+        may have new ones (:class:`~._listing.FolderListing`): a name once seen is never
+        counted again (a record of an earlier submission, or of a shard settled since).
+        """
+        live = self._live
+        if self.job_folder is None or live is None:
             return
+        folder = self.job_folder / "progress"
         # Once per folder: a cache of this node that another node's records cannot get past.
-        warn_if_stale_cache(self.job_folder / "progress", log)
+        warn_if_stale_cache(folder, log)
+        if self._listing is None or self._listing.folder != folder:
+            self._listing = FolderListing(folder, lambda: self._clock())
         newest: dict[int, tuple[int, str, str]] = {}
-        with os.scandir(self.job_folder / "progress") as entries:
-            for entry in entries:
-                parsed = parse_record_name(entry.name)
-                if parsed is None:
-                    continue
-                index, attempt = parsed
-                if index >= len(self._shards) or self._shards[index].final is not None:
-                    continue
-                restart = self._shards[index].restart_of(attempt)
-                if restart is None:
-                    continue  # an earlier submission of this shard: never counted again
-                if index not in newest or restart > newest[index][0]:
-                    newest[index] = (restart, attempt, entry.path)
+        for name, path in self._listing.new_entries():
+            parsed = parse_record_name(name)
+            if parsed is None:
+                continue
+            index, attempt = parsed
+            if index >= len(self._shards) or live.is_settled(index):
+                continue
+            shard = self._shards[index]
+            restart = shard.restart_of(attempt)
+            if restart is None:
+                continue  # an earlier submission of this shard: never counted again
+            current = shard.restart_of(shard.attempt_id) if shard.attempt_id else None
+            if current is not None and restart <= current:
+                continue  # an older run of the current submission's task, seen late
+            if index not in newest or restart > newest[index][0]:
+                newest[index] = (restart, attempt, path)
         for index, (_, attempt, path) in newest.items():
             shard = self._shards[index]
-            if attempt != shard.attempt_id:
-                shard.pin_task(attempt)
-                shard.attempt_id = attempt
-                shard.reader = ProgressReader(path, expected_attempt_id=attempt)
+            shard.pin_task(attempt)
+            shard.attempt_id = attempt
+            shard.reader = ProgressReader(path, expected_attempt_id=attempt)
 
     def _shard_report(self, shard: Shard) -> PipeReport:
         if shard.final is not None:
@@ -180,10 +209,11 @@ class ShardWatch(BaseEngine):
             extra["continuations"] = str(shard.continuations)
         return extra
 
-    def _settle(self, shard: Shard, outcome: PipeReport, reports: list[PipeReport]) -> None:
+    def _settle(self, shard: Shard, outcome: PipeReport) -> None:
         outcome.extra = self._extra(shard)
         shard.final = outcome
-        reports[shard.index] = outcome
+        if self._live is not None:
+            self._live.settle(shard.index, outcome)
 
     # -- judgement ----------------------------------------------------------------------------
 
@@ -209,7 +239,11 @@ class ShardWatch(BaseEngine):
     def _outcome(self, report: PipeReport) -> WorkerOutcome | None:
         if not 0 <= report.pipe_index < len(self._shards):
             return None
-        return self._shard_outcome(self._shards[report.pipe_index])
+        shard = self._shards[report.pipe_index]
+        known = shard.outcome
+        if shard.final is not None and known is not None and known.attempt_id == shard.attempt_id:
+            return known  # read when the shard settled: not opened again
+        return self._shard_outcome(shard)
 
     def _judge(self, shard: Shard, report: PipeReport, now: float) -> PipeReport | None:
         """The final report of a shard if it is over, else None."""
@@ -217,6 +251,7 @@ class ShardWatch(BaseEngine):
         outcome = self._shard_outcome(shard)
         if outcome is not None and (report.status is PipeStatus.COMPLETED or state is not None):
             # The result file decides, whatever the live record says (even a corrupt one).
+            shard.outcome = outcome
             done = report.copy()
             done.status = PipeStatus.COMPLETED
             done.total_processed = outcome.total_processed

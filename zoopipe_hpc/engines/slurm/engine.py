@@ -17,6 +17,7 @@ from ...commit._staging import new_run_id
 from ...errors import ConfigurationError, PayloadRefused, StateError
 from ...report import PipeReport, PipeStatus
 from .._fail_fast import FailFast
+from .._live import LiveReports
 from ._budget import QueryBudget
 from ._cli import SlurmCLI, SlurmCommandError
 from ._limits import DEFAULT_LIMITS, SiteLimits, parse_site_limits
@@ -274,7 +275,7 @@ class SlurmEngine(ShardWatch):
         if self.job_folder is None:
             raise StateError("the job folder is not made yet")
         self._submitter = self._make_submitter(self.job_folder)
-        self._shards = [Shard(index) for index in range(shards)]
+        self._watch_shards([Shard(index) for index in range(shards)])
         self._cancelled = False
         self._fail_fast = FailFast()
         self._closing_logged = False
@@ -326,6 +327,7 @@ class SlurmEngine(ShardWatch):
                 shard.slurm = None
                 shard.final = None
                 shard.ended_since = None
+                self._reopen(shard)
         self._query_soon()
         return submitted
 
@@ -358,14 +360,15 @@ class SlurmEngine(ShardWatch):
         self.read_only = read_only
         self.job_folder = Path(job_folder).absolute()
         self._submitter = self._make_submitter(self.job_folder)
-        self._shards = []
+        shards = []
         for index, tasks in enumerate(submissions):
             shard = Shard(index)
             for task in tasks:
                 array, _, number = task.partition("_")
                 shard.packed = number == "*"  # a packed array's: any of its tasks
                 shard.submissions.append((array, PACKED if shard.packed else int(number)))
-            self._shards.append(shard)
+            shards.append(shard)
+        self._watch_shards(shards)
         self._cancelled = False
         self._fail_fast = FailFast()
         self._closing_logged = False
@@ -376,24 +379,31 @@ class SlurmEngine(ShardWatch):
         """Arrays of this run that still have unfinished shards."""
         return sorted({s.submissions[-1][0] for s in self._shards if s.final is None})
 
-    # -- refreshing: every shard judged (see _watch), the failed ones retried ----------------
+    # -- refreshing: every shard not settled judged (see _watch), the failed ones retried ---
 
     def _refresh(self) -> list[PipeReport]:
-        if not self._shards:
-            return []
+        live = self._look()
+        return live.reports() if live is not None else []
+
+    def _look(self) -> LiveReports | None:
+        """One poll: the shards not settled yet are read and judged; a settled one costs
+        nothing (its final report is kept, its files are never opened again)."""
+        live = self._live
+        if not self._shards or live is None:
+            return None
         self._scan_records()
         now = time.time()
-        reports = [self._shard_report(s) for s in self._shards]
-        doubtful = [s for s in self._shards if s.final is None and self._needs_slurm(s, now)]
+        active = [self._shards[index] for index in live.unsettled]
+        for shard in active:
+            live.put(shard.index, self._shard_report(shard))
+        doubtful = [s for s in active if self._needs_slurm(s, now)]
         if doubtful:
             self._maybe_ask_slurm(doubtful)
         retry: list[tuple[Shard, PipeReport, str]] = []
         continued: list[Shard] = []
         self._progressed_arrays = None
-        for shard, report in zip(self._shards, reports, strict=True):
-            if shard.final is not None:
-                continue
-            outcome = self._judge(shard, report, now)
+        for shard in active:
+            outcome = self._judge(shard, live.get(shard.index), now)
             if outcome is None:
                 continue
             if outcome.status is PipeStatus.CANCELLED and self._fail_fast.tripped is not None:
@@ -409,17 +419,17 @@ class SlurmEngine(ShardWatch):
                 if self._may_retry(shard):
                     retry.append((shard, outcome, f"{shard.job_id}: {outcome.message}"))
                     continue
-            self._settle(shard, outcome, reports)
+            self._settle(shard, outcome)
         if self._fail_fast.tripped is not None:
             for shard, outcome, _ in retry:
-                self._settle(shard, outcome, reports)
+                self._settle(shard, outcome)
             retry = []
             self._stop_after_failing_fast()
         if retry:
             resubmitted = set(self._submit([shard.index for shard, _, _ in retry], "retry"))
             for shard, outcome, failure in retry:
                 if shard.index not in resubmitted:  # the ledger allowed no more submissions
-                    self._settle(shard, outcome, reports)
+                    self._settle(shard, outcome)
                     continue
                 shard.failures.append(failure)
                 if shard not in continued:
@@ -430,7 +440,7 @@ class SlurmEngine(ShardWatch):
                         len(shard.submissions),
                         self.max_retries,
                     )
-                reports[shard.index] = self._shard_report(shard)
+                live.put(shard.index, self._shard_report(shard))
             if continued:
                 log.warning(
                     "%d shard(s) the packed array did not get to (unclaimed, or stopped by its "
@@ -438,7 +448,7 @@ class SlurmEngine(ShardWatch):
                     len(continued),
                     format_shards([s.index for s in continued]),
                 )
-        if not self._closing_logged and all(s.final is not None for s in self._shards):
+        if not self._closing_logged and not live.unsettled:
             self._closing_logged = True
             calls = ", ".join(f"{tool} {n}" for tool, n in sorted(self.slurm_calls().items()))
             log.info(
@@ -446,7 +456,7 @@ class SlurmEngine(ShardWatch):
                 self.job_folder,
                 calls or "none",
             )
-        return reports
+        return live
 
     def _stop_after_failing_fast(self) -> None:
         """Once: report the error and cancel the tasks still queued or running."""
@@ -519,20 +529,19 @@ class SlurmEngine(ShardWatch):
         self._cancel_live()
 
         def all_final() -> bool:
-            if all(s.final is not None for s in self._shards):
+            if self._live is None or not self._live.unsettled:
                 return True
             self._query_soon()  # ask at every look the budget allows: the tasks are cancelled
             self._refresh()
-            return all(s.final is not None for s in self._shards)
+            return not self._live.unsettled
 
         wait_until(all_final, timeout, min(self.poll_interval, 0.5))
-        for shard in self._shards:
-            if shard.final is None:
-                report = self._shard_report(shard)
-                report.status = PipeStatus.CANCELLED
-                report.message = report.message or f"cancelled (scancel {shard.job_id})"
-                report.is_alive = False
-                shard.final = report
+        for shard in [s for s in self._shards if s.final is None]:
+            report = self._shard_report(shard)
+            report.status = PipeStatus.CANCELLED
+            report.message = report.message or f"cancelled (scancel {shard.job_id})"
+            report.is_alive = False
+            self._settle(shard, report)
 
     def slurm_calls(self) -> dict[str, int]:
         """How many times each Slurm command (and pyslurm, as ``pyslurm``) was called by this
