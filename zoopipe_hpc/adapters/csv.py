@@ -29,7 +29,7 @@ from ._codecs import (
 from ._csv_header import check_encoding, column_names, header_of, read_header, skip_lines
 from ._csv_lines import line_ends
 from ._csv_read import CSVRangeReader
-from ._multi import MultiFileInput, expand_sources
+from ._multi import MultiFileInput, expand_sources, refuse_hidden_compression
 from ._multi import one_path as _one_path
 from ._split import ByteRange, file_size, header_end, split_ranges
 from .base import BaseInputAdapter, BaseOutputAdapter, InputBatch, Record, _FileSink, check_workers
@@ -224,6 +224,7 @@ class CSVInputAdapter(BaseInputAdapter):
                 f.read(1)
         except OSError as exc:
             raise InputError(f"cannot read CSV input: {exc.strerror}", path=self.source) from exc
+        refuse_hidden_compression(self.path, self.source)
 
     def _layout(self) -> tuple[bytes, ByteRange, list[str]]:
         """(the header pyarrow reads first, the records' byte range with the line of its first
