@@ -123,6 +123,8 @@ class _Decompressed(BaseInputAdapter):
     """One compressed file: decompressed as a stream into a private copy, read by a
     single-file adapter, with the original file named in every batch and error record."""
 
+    read_ahead = True  # decompressing runs without the GIL
+
     def __init__(self, source: Path, make: Callable[[Path], BaseInputAdapter]) -> None:
         super().__init__(source)
         readable_codec(source)
@@ -186,6 +188,11 @@ class MultiFileInput(BaseInputAdapter):
             )
             pieces.append((piece, _size(path)))
         return cls(name, pieces)
+
+    @property
+    def read_ahead(self) -> bool:  # type: ignore[override]
+        """Read ahead when every piece may be."""
+        return bool(self.pieces) and all(piece.read_ahead for piece, _ in self.pieces)
 
     @property
     def paths(self) -> list[Path]:

@@ -105,6 +105,9 @@ class CSVInputAdapter(BaseInputAdapter):
       and the byte offset.
     """
 
+    #: pyarrow parses the text and applies the markers without the GIL.
+    read_ahead = True
+
     def __init__(
         self,
         source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
