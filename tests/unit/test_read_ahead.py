@@ -3,6 +3,8 @@ batch would have been, the reader stopped and the input closed when the pipe end
 
 from __future__ import annotations
 
+import gzip
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -12,7 +14,13 @@ import pyarrow.parquet as pq
 import pytest
 from pydantic import BaseModel
 
-from zoopipe_hpc import CSVInputAdapter, JSONInputAdapter, ParquetOutputAdapter, Pipe
+from zoopipe_hpc import (
+    CSVInputAdapter,
+    JSONInputAdapter,
+    JSONOutputAdapter,
+    ParquetOutputAdapter,
+    Pipe,
+)
 from zoopipe_hpc.adapters import _read_ahead
 from zoopipe_hpc.adapters._read_ahead import ReadAhead, reading
 from zoopipe_hpc.errors import InputError
@@ -198,3 +206,35 @@ def test_an_input_error_met_while_reading_ahead_fails_the_pipe_with_it(
         assert not (tmp_path / f"out{flag}.parquet").exists()
     assert raised[0] == raised[1] and raised[0][1] == 5002
     assert not _readers_alive()
+
+
+def test_inputs_read_from_a_temporary_copy_are_not_read_ahead(tmp_path: Path) -> None:
+    # The copy is removed once its last batch is read, while the pipe may still look up the
+    # lines of that batch's error records in it.
+    plain = _csv(tmp_path / "plain.csv", 10)
+    packed = tmp_path / "packed.csv.gz"
+    packed.write_bytes(gzip.compress(plain.read_bytes()))
+    assert CSVInputAdapter(plain).read_ahead
+    assert not CSVInputAdapter(packed).read_ahead
+    assert not CSVInputAdapter([plain, packed]).read_ahead
+    assert not CSVInputAdapter(plain, encoding="latin-1").read_ahead
+    assert CSVInputAdapter(tmp_path).read_ahead is False  # holds packed.csv.gz
+
+
+def test_error_lines_of_a_compressed_input_survive_the_end_of_its_reading(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_read_ahead, "_usable_cpus", lambda: 2)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.csv.gz").write_bytes(gzip.compress(b"id,name\n1,a\nx,b\n"))
+    (folder / "b.csv").write_bytes(b"id,name\n2,c\nzz,d\n")
+    errors = tmp_path / "err.jsonl"
+    Pipe(
+        CSVInputAdapter(folder),
+        JSONOutputAdapter(tmp_path / "out.jsonl"),
+        _Row,
+        error_output_adapter=JSONOutputAdapter(errors),
+    ).run()
+    lines = [json.loads(t) for t in errors.read_text().splitlines()]
+    assert [(Path(r["source"]).name, r["line"]) for r in lines] == [("a.csv.gz", 3), ("b.csv", 3)]

@@ -123,7 +123,9 @@ class _Decompressed(BaseInputAdapter):
     """One compressed file: decompressed as a stream into a private copy, read by a
     single-file adapter, with the original file named in every batch and error record."""
 
-    read_ahead = True  # decompressing runs without the GIL
+    #: Not read ahead: the private copy is removed once its last batch is read, and the
+    #: pipe may still look up the lines of that batch's rows in it.
+    read_ahead = False
 
     def __init__(self, source: Path, make: Callable[[Path], BaseInputAdapter]) -> None:
         super().__init__(source)

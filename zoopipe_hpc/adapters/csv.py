@@ -105,9 +105,6 @@ class CSVInputAdapter(BaseInputAdapter):
       and the byte offset.
     """
 
-    #: pyarrow parses the text and applies the markers without the GIL.
-    read_ahead = True
-
     def __init__(
         self,
         source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
@@ -199,6 +196,16 @@ class CSVInputAdapter(BaseInputAdapter):
             )
             self._multi = MultiFileInput.of_files(expanded[0], expanded[1], one)
             self.paths = list(expanded[1])
+
+    @property
+    def read_ahead(self) -> bool:  # type: ignore[override]
+        """Read ahead a UTF-8 file: pyarrow parses it and applies the markers without the GIL.
+        Not a file read from a temporary copy (another encoding, a compressed file), which is
+        removed once its last batch is read, while the pipe may still look up the lines of
+        that batch's rows in it."""
+        if self._multi is not None:
+            return self._multi.read_ahead
+        return self._mode == "utf-8"
 
     @property
     def quote_char(self) -> str:
