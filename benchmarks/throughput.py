@@ -379,6 +379,7 @@ class Case:
     hook: str = NO_HOOK  # --hooks: the hook that adds a field before validation
     zoned: bool = False  # validate against ZonedPerson (input from ensure_zoned_csv)
     wide: bool = False  # --wide: the 16-column input and model of _wide.py
+    read_ahead: bool = True  # False: zoopipe_hpc with ZOOPIPE_HPC_READ_AHEAD=0
 
     @property
     def label(self) -> str:
@@ -421,6 +422,8 @@ def measure(case: Case, work_dir: Path, timeout: float) -> dict[str, Any]:
     env = None
     if not case.columnar:
         env = {**os.environ, "ZOOPIPE_HPC_COLUMNAR": "0"}
+    if not case.read_ahead:
+        env = {**(env or os.environ), "ZOOPIPE_HPC_READ_AHEAD": "0"}
     try:
         child: ChildResult = run_child(argv, timeout=timeout, env=env)
     finally:
@@ -845,11 +848,13 @@ def hooks_main(args: argparse.Namespace, rows: int, data_dir: Path) -> int:
 
 
 def wide_main(args: argparse.Namespace, rows: int, data_dir: Path) -> int:
-    """The wide CSV (``_wide.py``) to Parquet, one worker: zoopipe_hpc on the fast path and
-    on the row path, ZooPipe (its model maps ``NA`` to None) and plain pyarrow (no
-    validation), with hpc/zoopipe and pyarrow/this ratios from this run."""
+    """The wide CSV (``_wide.py``) to Parquet, one worker: zoopipe_hpc on the fast path (with
+    and without reading ahead) and on the row path, ZooPipe (its model maps ``NA`` to None)
+    and plain pyarrow (no validation), with hpc/zoopipe and pyarrow/this ratios from this
+    run."""
     began = time.perf_counter()
     source, invalid = ensure_wide_csv(rows, data_dir, args.seed)
+    load_before = _loadavg()
     zoopipe_note: str | None
     if args.no_zoopipe:
         have_zoopipe, zoopipe_note = False, "zoopipe skipped (--no-zoopipe)"
@@ -858,38 +863,41 @@ def wide_main(args: argparse.Namespace, rows: int, data_dir: Path) -> int:
     cases = [
         Case(PYARROW, "parquet", 1, rows, source, wide=True),
         Case(HPC, "parquet", 1, rows, source, invalid, wide=True),
+        Case(HPC, "parquet", 1, rows, source, invalid, wide=True, read_ahead=False),
         Case(HPC, "parquet", 1, rows, source, invalid, columnar=False, wide=True),
     ]
     if have_zoopipe:
         cases.append(Case(ZOOPIPE, "parquet", 1, rows, source, invalid, wide=True))
     work_dir = Path(tempfile.mkdtemp(prefix="run-", dir=data_dir))
-    runs: dict[tuple[str, bool], list[dict[str, Any]]] = {}
+    runs: dict[tuple[str, bool, bool], list[dict[str, Any]]] = {}
     try:
         for _ in range(args.repeat):
             for case in cases:
                 warm_file(case.source)
-                what = case.label + ("" if case.columnar else " [row path]")
+                what = case.label + _wide_variant(case.columnar, case.read_ahead)
                 progress(f"wide: {what}, {case.rows:,} rows ...")
                 result = measure(case, work_dir, args.timeout)
                 progress(f"    {describe_result(result)}")
                 result["columnar"] = case.columnar
-                runs.setdefault((case.engine, case.columnar), []).append(result)
+                result["read_ahead"] = case.read_ahead
+                runs.setdefault((case.engine, case.columnar, case.read_ahead), []).append(result)
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
     results = [best_of(v) for v in runs.values()]
-    index = {(r["engine"], r["columnar"]): r for r in results}
-    zoo = index.get((ZOOPIPE, True), {}).get("rows_per_s")
-    limit = index.get((PYARROW, True), {}).get("rows_per_s")
+    index = {(r["engine"], r["columnar"], r["read_ahead"]): r for r in results}
+    zoo = index.get((ZOOPIPE, True, True), {}).get("rows_per_s")
+    limit = index.get((PYARROW, True, True), {}).get("rows_per_s")
     table = []
     for r in results:
         hpc = r["engine"] == HPC
         r["vs_zoopipe"] = ratio(r["rows_per_s"], zoo) if hpc else None
         r["pyarrow_over_this"] = ratio(limit, r["rows_per_s"]) if r["engine"] != PYARROW else None
-        run = r["label"] + ("" if r["columnar"] or not hpc else " [row path]")
+        run = r["label"] + (_wide_variant(r["columnar"], r["read_ahead"]) if hpc else "")
         table.append(
             [
                 run,
                 f"{r['seconds']:.2f}" if r.get("seconds") is not None else "n/a",
+                f"{r['cpu_seconds']:.2f}" if r.get("cpu_seconds") is not None else "n/a",
                 fmt_rate(r["rows_per_s"]),
                 fmt_ratio(r["vs_zoopipe"]) if hpc else "",
                 fmt_ratio(r["pyarrow_over_this"]) if r["engine"] != PYARROW else "",
@@ -908,17 +916,37 @@ def wide_main(args: argparse.Namespace, rows: int, data_dir: Path) -> int:
     print()
     print(
         format_table(
-            ["run", "seconds", "rows/s", "hpc/zoopipe", "pyarrow/this", "peak MiB", ""],
+            ["run", "seconds", "CPU s", "rows/s", "hpc/zoopipe", "pyarrow/this", "peak MiB", ""],
             table,
-            align="lrrrrrl",
+            align="lrrrrrrl",
         )
     )
-    print(f"\ntotal benchmark time: {time.perf_counter() - began:.1f} s")
+    load_after = _loadavg()
+    if load_before and load_after:
+        print(
+            f"\nload average (1 min) before {load_before[0]:.2f}, after {load_after[0]:.2f}; "
+            f"{len(os.sched_getaffinity(0))} CPUs usable"
+        )
+    print(f"total benchmark time: {time.perf_counter() - began:.1f} s")
     if args.json:
-        payload = {"benchmark": "wide", "rows": rows, "invalid": invalid, "runs": results}
+        payload = {
+            "benchmark": "wide",
+            "rows": rows,
+            "invalid": invalid,
+            "load_average_before": load_before,
+            "load_average_after": load_after,
+            "runs": results,
+        }
         write_results(args.json, payload)
     failed = [r for r in results if r["engine"] != ZOOPIPE and not r["ok"]]
     return 1 if failed else 0
+
+
+def _wide_variant(columnar: bool, read_ahead: bool) -> str:
+    """The label of a zoopipe_hpc run of the wide table that is not the default one."""
+    if not columnar:
+        return " [row path]"
+    return "" if read_ahead else " [no read-ahead]"
 
 
 def _loadavg() -> list[float] | None:

@@ -23,6 +23,7 @@ from pydantic import BaseModel
 
 from ._hooks import POST, PRE, HookChain, checked_hooks
 from ._model_import import resolve_model
+from .adapters._read_ahead import reading
 from .adapters.base import BaseInputAdapter, BaseOutputAdapter, InputBatch, OutputWriter
 from .commit.staged import StagedFile, WorkerOutcome
 from .errors import (
@@ -437,19 +438,22 @@ class Pipe:
                 writers.append(errors)
             if hooks is not None:
                 hooks.setup(store)
-            for batch in self.input_adapter.batches():
-                if self._stop.is_set():
-                    raise _Cancelled("stopped by shutdown()")
-                if hooks is not None and not (
-                    hooks.arrow_only and columnar is not None and batch.table is not None
-                ):
-                    self._process_hooked(batch, validator, output, errors, progress, hooks, schema)
-                elif columnar is not None and batch.table is not None:
-                    self._process_columnar(
-                        batch, columnar, validator, output, errors, progress, hooks
-                    )
-                else:
-                    self._process(batch, validator, output, errors, progress)
+            with reading(self.input_adapter) as batches:
+                for batch in batches:
+                    if self._stop.is_set():
+                        raise _Cancelled("stopped by shutdown()")
+                    if hooks is not None and not (
+                        hooks.arrow_only and columnar is not None and batch.table is not None
+                    ):
+                        self._process_hooked(
+                            batch, validator, output, errors, progress, hooks, schema
+                        )
+                    elif columnar is not None and batch.table is not None:
+                        self._process_columnar(
+                            batch, columnar, validator, output, errors, progress, hooks
+                        )
+                    else:
+                        self._process(batch, validator, output, errors, progress)
             if hooks is not None:
                 hooks.teardown(store)
             staged = [("output", output.commit())]

@@ -220,6 +220,10 @@ def test_wide_table_runs_and_counts_the_invalid_rows(tmp_path: Path) -> None:
         ("zoopipe_hpc", True),
         ("zoopipe_hpc", False),
     }
+    assert {(r["engine"], r["columnar"], r["read_ahead"]) for r in runs} >= {
+        ("zoopipe_hpc", True, True),
+        ("zoopipe_hpc", True, False),
+    }
     for r in runs:
         assert r["ok"], r
         assert r["rows_per_s"] > 0
@@ -228,3 +232,4 @@ def test_wide_table_runs_and_counts_the_invalid_rows(tmp_path: Path) -> None:
             assert (r["success"], r["errors"]) == (2000 - invalid, invalid)
             assert r["pyarrow_over_this"] > 0
     assert "16 columns" in proc.stdout and "[row path]" in proc.stdout
+    assert "[no read-ahead]" in proc.stdout and "load average" in proc.stdout

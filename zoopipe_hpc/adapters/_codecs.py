@@ -31,6 +31,8 @@ __all__ = [
     "output_codec",
     "output_level",
     "plain_path",
+    "readable_codec",
+    "sniff_codec",
     "zstd_available",
 ]
 
@@ -45,6 +47,53 @@ _GZIP_WBITS = 16 + zlib.MAX_WBITS
 def zstd_available() -> bool:
     """Whether the ``zstandard`` module (the ``[zstd]`` extra) is installed."""
     return importlib.util.find_spec("zstandard") is not None
+
+
+def _zstd_missing(path: Path) -> ConfigurationError:
+    return ConfigurationError(
+        f"{path}: zstd compression needs the zstandard module: pip install 'zoopipe_hpc[zstd]'",
+        path=str(path),
+    )
+
+
+#: The first bytes of a file of each codec (bzip2: ``BZh``, its block size digit, then the
+#: magic of a first block or of the end of an empty stream).
+_MAGIC: dict[str, tuple[bytes, ...]] = {
+    "gzip": (b"\x1f\x8b",),
+    "xz": (b"\xfd7zXZ\x00",),
+    "zstd": (b"\x28\xb5\x2f\xfd",),
+    "bz2": tuple(
+        b"BZh" + bytes([digit]) + block
+        for digit in range(ord("1"), ord("9") + 1)
+        for block in (b"1AY&SY", b"\x17rE8P\x90")
+    ),
+}
+_MAGIC_LENGTH = 10
+
+
+def sniff_codec(path: Path) -> str | None:
+    """The codec whose magic bytes ``path`` starts with, or None (a file that cannot be opened,
+    too: opening it again names the error). None of these starts is UTF-8 text, or text a CSV
+    or JSON file would begin with (the bzip2 one is ASCII, but ten bytes of it)."""
+    try:
+        with open(path, "rb") as f:
+            start = f.read(_MAGIC_LENGTH)
+    except OSError:
+        return None
+    for codec, starts in _MAGIC.items():
+        if start.startswith(starts):
+            return codec
+    return None
+
+
+def readable_codec(path: Path) -> str | None:
+    """The codec an input named ``path`` is read through (its suffix's), or None for a plain
+    file; a ``.zst`` input without the zstandard module is refused before anything is read,
+    as an output is (a ConfigurationError naming the file and ``pip install``)."""
+    codec = compressed_suffix(path)
+    if codec == "zstd" and not zstd_available():
+        raise _zstd_missing(path)
+    return codec
 
 
 def compressed_suffix(path: Path) -> str | None:
@@ -78,9 +127,7 @@ def output_codec(path: Path, compression: str | None) -> str | None:
             f"{', '.join(repr(c) for c in CODECS)}, got {compression!r}"
         )
     if codec == "zstd" and not zstd_available():
-        raise ConfigurationError(
-            f"{path}: zstd compression needs the zstandard module: pip install 'zoopipe_hpc[zstd]'"
-        )
+        raise _zstd_missing(path)
     return codec
 
 

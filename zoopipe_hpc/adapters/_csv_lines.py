@@ -13,6 +13,7 @@ import bisect
 import io
 import re
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
@@ -152,6 +153,9 @@ class LineLocator:
         self._read_to = byte_range.start  # where the next read starts
         self._detail: _Detail | None = None  # one chunk's record starts, kept for the next ask
         self._open: OpenQuote | None = None
+        #: The reader asks from its thread, the pipe (the lines of error records) from its own
+        #: when the input is read ahead: one at a time.
+        self._lock = threading.RLock()
 
     # -- the two regular expressions ------------------------------------------------------------
 
@@ -343,44 +347,49 @@ class LineLocator:
     def line_of(self, row: int) -> int:
         """Line where record number ``row`` (0-based within the range) starts; past the last
         record, the line after the range."""
-        index = self._chunk_of(row)
-        if index is None:
-            return self._chunks[-1].end_line if self._chunks else self._range.line
-        chunk = self._chunks[index]
-        if chunk.simple:
-            return chunk.line + row - chunk.first
-        lines = self._details(index).lines
-        if lines is None:  # pragma: no cover - a parsed chunk has its lines
-            raise ConfigurationError("internal: a parsed chunk without lines")
-        return lines[row - chunk.first]
+        with self._lock:
+            index = self._chunk_of(row)
+            if index is None:
+                return self._chunks[-1].end_line if self._chunks else self._range.line
+            chunk = self._chunks[index]
+            if chunk.simple:
+                return chunk.line + row - chunk.first
+            lines = self._details(index).lines
+            if lines is None:  # pragma: no cover - a parsed chunk has its lines
+                raise ConfigurationError("internal: a parsed chunk without lines")
+            return lines[row - chunk.first]
 
     def start_of(self, row: int) -> int:
         """Offset in the file where record ``row`` starts; past the last, the range's end."""
-        index = self._chunk_of(row)
-        if index is None:
-            return self._range.end
-        chunk = self._chunks[index]
-        return chunk.offset + self._details(index).offsets[row - chunk.first]
+        with self._lock:
+            index = self._chunk_of(row)
+            if index is None:
+                return self._range.end
+            chunk = self._chunks[index]
+            return chunk.offset + self._details(index).offsets[row - chunk.first]
 
     def raw(self, row: int) -> bytes:
         """The bytes of record ``row``, its line end included (and the empty lines after it
         that the locator read with it)."""
-        index = self._chunk_of(row)
-        if index is None:
-            return b""
-        detail = self._details(index)
-        k = row - self._chunks[index].first
-        return detail.block[detail.offsets[k] : detail.offsets[k + 1]]
+        with self._lock:
+            index = self._chunk_of(row)
+            if index is None:
+                return b""
+            detail = self._details(index)
+            k = row - self._chunks[index].first
+            return detail.block[detail.offsets[k] : detail.offsets[k + 1]]
 
     def open_quote(self) -> OpenQuote | None:
         """The quoted field still open where the range ends, if any (reads to the end)."""
-        self._chunk_of(sys.maxsize)
-        return self._open
+        with self._lock:
+            self._chunk_of(sys.maxsize)
+            return self._open
 
     def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
 
 
 def _closes(f: BinaryIO, quote: int, stop: int, char: bytes) -> bool:

@@ -4,6 +4,12 @@ The files are expanded once, when the adapter is made, and sorted by path. ``spl
 the ordered files into ``n`` runs balanced by size: an uncompressed file larger than a
 shard's share is cut into byte ranges by its own single-file ``split``; a compressed file
 (``.gz``, ``.bz2``, ``.xz``, ``.zst``) is a stream that cannot be cut, so it is one piece.
+
+The suffix decides: a compressed file is known by its name, before any file is opened (the
+plan of the shards is made from the names and sizes). A ``.zst`` input without the
+``zstandard`` module is refused when the adapter is made and again before a worker reads it;
+a file holding compressed bytes under a plain name (``x.csv`` that is zstd) is refused by its
+``check()``, which every read and ``split`` goes through, rather than read as text or cut.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from pathlib import Path
 from typing import IO
 
 from ..errors import InputError
-from ._codecs import CODECS, compressed_suffix, open_decompressed, zstd_available
+from ._codecs import CODECS, open_decompressed, readable_codec, sniff_codec
 from .base import BaseInputAdapter, InputBatch, check_workers
 
 __all__ = [
@@ -29,12 +35,12 @@ __all__ = [
     "expand_sources",
     "one_path",
     "open_compressed",
+    "refuse_hidden_compression",
 ]
 
-#: The compressed suffixes read as streams (``.zst`` needs the ``zstandard`` module).
-COMPRESSED_SUFFIXES: tuple[str, ...] = tuple(
-    suffix for codec, suffix in CODECS.items() if codec != "zstd" or zstd_available()
-)
+#: The compressed suffixes read as streams (``.zst`` needs the ``zstandard`` module, and is
+#: refused without it rather than read as text).
+COMPRESSED_SUFFIXES: tuple[str, ...] = tuple(CODECS.values())
 
 _GLOB_CHARS = frozenset("*?[")
 _COPY_CHUNK = 1 << 20
@@ -49,9 +55,24 @@ def compression_of(path: Path) -> str | None:
 
 
 def open_compressed(path: Path) -> IO[bytes]:
-    """``path`` opened for reading its decompressed bytes as a stream."""
-    codec = compressed_suffix(path) if compression_of(path) is not None else None
+    """``path`` opened for reading its decompressed bytes as a stream (a ConfigurationError
+    for a ``.zst`` file without the zstandard module)."""
+    codec = readable_codec(path)
     return open(path, "rb") if codec is None else open_decompressed(path, codec)
+
+
+def refuse_hidden_compression(path: Path, source: str) -> None:
+    """An InputError if the file ``path``, named as plain text, starts with a codec's magic
+    bytes: read as text it would give garbage records, and its byte ranges would cut a
+    compressed stream. Its name must say what it holds."""
+    codec = sniff_codec(path)
+    if codec is not None:
+        raise InputError(
+            f"the file holds {codec}-compressed data but its name does not end in "
+            f"{CODECS[codec]}; rename it {path.name}{CODECS[codec]} to read it as a "
+            "compressed stream",
+            path=source,
+        )
 
 
 def expand_sources(source: Source) -> tuple[str, list[Path]] | None:
@@ -102,11 +123,24 @@ class _Decompressed(BaseInputAdapter):
     """One compressed file: decompressed as a stream into a private copy, read by a
     single-file adapter, with the original file named in every batch and error record."""
 
+    #: Not read ahead: the private copy is removed once its last batch is read, and the
+    #: pipe may still look up the lines of that batch's rows in it.
+    read_ahead = False
+
     def __init__(self, source: Path, make: Callable[[Path], BaseInputAdapter]) -> None:
         super().__init__(source)
+        readable_codec(source)
         self.make = make
 
     def check(self) -> None:
+        named = readable_codec(self.path)
+        held = sniff_codec(self.path)
+        if held is not None and held != named:
+            raise InputError(
+                f"the file is named {named} ({self.path.suffix}) but holds {held}-compressed "
+                f"data; rename it for what it holds ({CODECS[held]})",
+                path=self.source,
+            )
         try:
             with open_compressed(self.path) as f:
                 f.read(1)
@@ -156,6 +190,11 @@ class MultiFileInput(BaseInputAdapter):
             )
             pieces.append((piece, _size(path)))
         return cls(name, pieces)
+
+    @property
+    def read_ahead(self) -> bool:  # type: ignore[override]
+        """Read ahead when every piece may be."""
+        return bool(self.pieces) and all(piece.read_ahead for piece, _ in self.pieces)
 
     @property
     def paths(self) -> list[Path]:

@@ -25,6 +25,8 @@ class ArrowInputAdapter(BaseInputAdapter):
     ZooPipe's option, accepted and kept (no per-entry id is made; see ``docs/guide.md``).
     """
 
+    read_ahead = True  # pyarrow reads the IPC batches without the GIL
+
     def __init__(
         self,
         source: str | os.PathLike[str],

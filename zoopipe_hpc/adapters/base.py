@@ -85,6 +85,12 @@ class InputBatch:
 class BaseInputAdapter(abc.ABC):
     """Reads records from a source in bounded batches; can be split into disjoint shards."""
 
+    #: Whether a pipe may run :meth:`batches` on a thread of its own, one batch ahead of the
+    #: validation (see ``docs/columnar.md``, "Reading ahead"): set by the adapters whose reading
+    #: runs mostly without the GIL (pyarrow's parsers, decompression) and calls no user code nor
+    #: a connection bound to a thread. Off for any other adapter.
+    read_ahead: bool = False
+
     def __init__(self, source: str | os.PathLike[str]) -> None:
         self.path = Path(source)
 

@@ -29,7 +29,7 @@ from ._codecs import (
 from ._csv_header import check_encoding, column_names, header_of, read_header, skip_lines
 from ._csv_lines import line_ends
 from ._csv_read import CSVRangeReader
-from ._multi import MultiFileInput, expand_sources
+from ._multi import MultiFileInput, expand_sources, refuse_hidden_compression
 from ._multi import one_path as _one_path
 from ._split import ByteRange, file_size, header_end, split_ranges
 from .base import BaseInputAdapter, BaseOutputAdapter, InputBatch, Record, _FileSink, check_workers
@@ -198,6 +198,16 @@ class CSVInputAdapter(BaseInputAdapter):
             self.paths = list(expanded[1])
 
     @property
+    def read_ahead(self) -> bool:  # type: ignore[override]
+        """Read ahead a UTF-8 file: pyarrow parses it and applies the markers without the GIL.
+        Not a file read from a temporary copy (another encoding, a compressed file), which is
+        removed once its last batch is read, while the pipe may still look up the lines of
+        that batch's rows in it."""
+        if self._multi is not None:
+            return self._multi.read_ahead
+        return self._mode == "utf-8"
+
+    @property
     def quote_char(self) -> str:
         """Alias of :attr:`quotechar` (the spelling of earlier releases)."""
         return self.quotechar
@@ -224,6 +234,7 @@ class CSVInputAdapter(BaseInputAdapter):
                 f.read(1)
         except OSError as exc:
             raise InputError(f"cannot read CSV input: {exc.strerror}", path=self.source) from exc
+        refuse_hidden_compression(self.path, self.source)
 
     def _layout(self) -> tuple[bytes, ByteRange, list[str]]:
         """(the header pyarrow reads first, the records' byte range with the line of its first

@@ -33,7 +33,7 @@ from ._json_array import (
     read_elements,
     too_deep,
 )
-from ._multi import MultiFileInput, expand_sources, one_path
+from ._multi import MultiFileInput, expand_sources, one_path, refuse_hidden_compression
 from ._split import ByteRange, file_size, split_ranges
 from .base import BaseInputAdapter, BaseOutputAdapter, InputBatch, Record, _FileSink, check_workers
 
@@ -123,6 +123,7 @@ class JSONInputAdapter(BaseInputAdapter):
                 f.read(1)
         except OSError as exc:
             raise InputError(f"cannot read JSON input: {exc.strerror}", path=self.source) from exc
+        refuse_hidden_compression(self.path, self.source)
 
     def _options(self) -> dict[str, Any]:
         return {"format": self.format, "batch_size": self.batch_size}

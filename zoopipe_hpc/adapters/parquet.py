@@ -42,6 +42,8 @@ class ParquetInputAdapter(BaseInputAdapter):
     count the row groups of every file (see ``docs/parquet-layouts.md``).
     """
 
+    read_ahead = True  # pyarrow decodes the row groups without the GIL
+
     def __init__(
         self,
         source: str | os.PathLike[str],
