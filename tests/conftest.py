@@ -18,6 +18,27 @@ import pytest  # noqa: E402
 _REPO = Path(__file__).parents[1]
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_collection_modifyitems(
+    config: pytest.Config, items: list[pytest.Item]
+) -> Iterator[None]:
+    """Put the tests that must not run beside others, or must share a worker, in their xdist
+    group (tests/_xdist_groups.py): the marks before xdist's own hook reads them, the node id
+    suffix it schedules by after it. Without ``--dist loadgroup`` the marks change nothing."""
+    from _xdist_groups import group_of, put_in_group
+
+    groups = {}
+    for item in items:
+        group = group_of(item)
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
+            groups[item] = group
+    yield
+    if config.getoption("loadgroup", default=False):  # set in the xdist workers
+        for item, group in groups.items():
+            put_in_group(item, group)
+
+
 def _cluster_problem() -> str | None:
     """Why the local Slurm test cluster cannot be used, or None if it can."""
     if shutil.which("sbatch") is None:

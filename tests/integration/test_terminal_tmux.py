@@ -59,7 +59,9 @@ def make_job(
     if failing_row is not None:
         names[failing_row] = "needs-table"
     path = cli_job(tmp_path, names, kind=kind, workers=shards, extra=extra)
-    env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "TMUX")}
+    # COLUMNS and LINES are the test runner's (pytest-xdist sets 80x24 in its workers): a shell
+    # in the pane has the pane's size, which the bar must fit.
+    env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "TMUX", "COLUMNS", "LINES")}
     checkout = str(Path(__file__).parents[2])
     env["PYTHONPATH"] = os.pathsep.join([checkout, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     return Job(path, rows, names.count("bad-id"), shards, env)
