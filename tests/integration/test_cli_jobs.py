@@ -20,6 +20,8 @@ from pathlib import Path
 from pydantic import BaseModel, field_validator
 
 BROKEN = Path(__file__).with_name("broken")
+#: A row named "gated" waits (at most 2 minutes) until the test creates this file.
+GATE = Path(__file__).with_name("gate")
 
 
 class Row(BaseModel):
@@ -31,6 +33,10 @@ class Row(BaseModel):
     def check(cls, value):
         if value.startswith("slow"):
             time.sleep(0.2)
+        if value == "gated":
+            deadline = time.monotonic() + 120
+            while not GATE.exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
         if value == "needs-table" and BROKEN.exists():
             raise RuntimeError("the lookup table is missing (remove " + str(BROKEN) + ")")
         return value
@@ -183,7 +189,8 @@ def start_run(
 
 
 def test_a_local_run_is_watched_from_another_shell_and_never_run_twice(tmp_path: Path) -> None:
-    job = make_job(tmp_path, [f"slow{i}" for i in range(45)])  # ~3 s a shard
+    # The first shard waits for the gate: the run cannot end before the test has looked.
+    job = make_job(tmp_path, ["gated"] + [f"slow{i}" for i in range(1, 45)])
     runner, path = start_run(tmp_path, job)
     try:
         for command in ("resume", "cancel"):
@@ -193,6 +200,7 @@ def test_a_local_run_is_watched_from_another_shell_and_never_run_twice(tmp_path:
             assert f"zoopipe-hpc watch {path}" in refused.stderr
         status = json.loads(cli("status", path, "--json", cwd=tmp_path).stdout)
         assert status["state"] == "running"
+        (tmp_path / "gate").touch()
         watched = cli("watch", path, "--quiet", cwd=tmp_path)
         assert watched.returncode == 0, watched.stdout + watched.stderr
         assert f"{path.name}: committed" in watched.stdout
