@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from _support import read_jsonl, write_csv
 
+from zoopipe_hpc.progress._direct_io import read_fresh
+
 MODELS = """
 import time
 from pathlib import Path
@@ -78,7 +80,9 @@ def job_dir(tmp_path: Path) -> Path:
 
 
 def manifest(path: Path) -> dict:  # type: ignore[type-arg]
-    return json.loads((path / "manifest.json").read_text())["manifest"]
+    """The job's manifest, read as the product reads it (fresh, ``ESTALE`` retried: on the
+    shared filesystem a commit job on a node may have just replaced it)."""
+    return json.loads(read_fresh(path / "manifest.json"))["manifest"]
 
 
 def wait_for_state(path: Path, states: set[str], limit: float = 240) -> dict:  # type: ignore[type-arg]
