@@ -125,10 +125,12 @@ def _shared_fs_unavailable(problem: str) -> None:
     pytest.skip(problem)
 
 
-@pytest.fixture(scope="session", params=["default", "coherent"])
+@pytest.fixture(scope="module", params=["default", "coherent"])
 def shared_fs(request: pytest.FixtureRequest) -> Iterator[SharedFS]:
     """The GlusterFS volume of ``scripts/shared-fs up --profile <param>``, with a second client;
-    every test using it runs once per cache profile."""
+    every test using it runs once per cache profile. Module-scoped: when the Slurm cluster's
+    nodes run on the volume with the other profile, it is put back at the module's end, before
+    the Slurm tests of the modules after it."""
     profile = str(request.param)
     if not sys.platform.startswith("linux") or os.geteuid() != 0:
         _shared_fs_unavailable("the shared filesystem needs root on Linux (scripts/shared-fs up)")
@@ -156,4 +158,9 @@ def shared_fs(request: pytest.FixtureRequest) -> Iterator[SharedFS]:
     cluster = nodes_shared_fs()
     if cluster is not None and cluster[0] != profile:
         # Another profile remounted every client, the nodes' ones too: put the cluster back.
-        subprocess.run(cluster_up_command(), capture_output=True, timeout=900, check=False)
+        back = subprocess.run(
+            cluster_up_command(), capture_output=True, text=True, timeout=900, check=False
+        )
+        if back.returncode != 0:
+            tail = " | ".join(back.stderr.strip().splitlines()[-3:])
+            pytest.fail(f"putting the Slurm cluster back on profile {cluster[0]} failed: {tail}")
