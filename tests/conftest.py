@@ -67,15 +67,28 @@ def slurm_shared_root() -> Path | None:
     return session
 
 
+def _all_slurm_tests_on_shared_fs() -> bool:
+    """``ZOOPIPE_SLURM_SHARED_TESTS``: ``marked`` (default: the tests marked ``on_shared_fs``,
+    the fault tests and a representative few) or ``all`` (every Slurm test)."""
+    which = os.environ.get("ZOOPIPE_SLURM_SHARED_TESTS", "marked")
+    if which not in ("marked", "all"):
+        raise pytest.UsageError(f"ZOOPIPE_SLURM_SHARED_TESTS is marked or all, not {which!r}")
+    return which == "all"
+
+
 @pytest.fixture
 def tmp_path(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
-    """pytest's ``tmp_path``, except for the tests on the Slurm cluster (marked ``slurm`` or
-    using ``slurm_cluster``) while its nodes run on the shared filesystem: theirs is a new
-    private folder on the volume, seen by this process (the login node) through the host's
-    client and by the jobs through their node's, so job folders, inputs and outputs cross
-    clients."""
-    on_cluster = "slurm_cluster" in request.fixturenames or request.node.get_closest_marker("slurm")
+    """pytest's ``tmp_path``, except for the tests on the Slurm cluster marked ``on_shared_fs``
+    (every one that is marked ``slurm`` or uses ``slurm_cluster`` with
+    ``ZOOPIPE_SLURM_SHARED_TESTS=all``) while its nodes run on the shared filesystem: theirs is
+    a new private folder on the volume, seen by this process (the login node) through the
+    host's client and by the jobs through their node's, so job folders, inputs and outputs
+    cross clients. The other Slurm tests keep a local ``tmp_path``, which the nodes see too."""
+    node = request.node
+    on_cluster = "slurm_cluster" in request.fixturenames or node.get_closest_marker("slurm")
     if not on_cluster:
+        return tmp_path
+    if not (node.get_closest_marker("on_shared_fs") or _all_slurm_tests_on_shared_fs()):
         return tmp_path
     request.getfixturevalue("slurm_cluster")
     root: Path | None = request.getfixturevalue("slurm_shared_root")

@@ -260,6 +260,7 @@ SLURM = '  time: "00:05:00"\n  mem: 300M\n  max_retries: 0'
 
 
 @pytest.mark.slurm
+@pytest.mark.on_shared_fs
 @pytest.mark.usefixtures("slurm_cluster")
 def test_detached_run_is_committed_by_slurm_alone(tmp_path: Path) -> None:
     job = make_job(tmp_path, [f"slow{i}" for i in range(30)], kind="slurm", extra=SLURM)
@@ -276,6 +277,7 @@ def test_detached_run_is_committed_by_slurm_alone(tmp_path: Path) -> None:
 
 
 @pytest.mark.slurm
+@pytest.mark.on_shared_fs
 @pytest.mark.usefixtures("slurm_cluster")
 def test_killed_run_is_resumed_with_the_same_array(tmp_path: Path) -> None:
     job = make_job(tmp_path, [f"slow{i}" for i in range(45)], kind="slurm", extra=SLURM)
@@ -298,6 +300,7 @@ def test_killed_run_is_resumed_with_the_same_array(tmp_path: Path) -> None:
 
 
 @pytest.mark.slurm
+@pytest.mark.on_shared_fs
 @pytest.mark.usefixtures("slurm_cluster")
 def test_slurm_retry_after_a_fixable_failure(tmp_path: Path) -> None:
     names = [f"n{i}" for i in range(30)]
@@ -318,6 +321,7 @@ def test_slurm_retry_after_a_fixable_failure(tmp_path: Path) -> None:
 
 
 @pytest.mark.slurm
+@pytest.mark.on_shared_fs
 @pytest.mark.usefixtures("slurm_cluster")
 def test_cancel_rolls_back(tmp_path: Path) -> None:
     job = make_job(tmp_path, [f"slow{i}" for i in range(60)], kind="slurm", extra=SLURM)

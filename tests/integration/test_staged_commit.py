@@ -45,7 +45,7 @@ def _run_many(source: str, target: str, rounds: int, jobs: str | None = None) ->
             raise SystemExit(1)
 
 
-ON_SLURM = pytest.param("slurm", marks=pytest.mark.slurm, id="slurm")
+ON_SLURM = pytest.param("slurm", marks=[pytest.mark.slurm, pytest.mark.on_shared_fs], id="slurm")
 
 
 @pytest.mark.parametrize("engine", ["local", ON_SLURM])
