@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, field_validator
 
+from zoopipe_hpc.progress._direct_io import read_fresh
 from zoopipe_hpc.testing.data import User as User  # the suites' model, shared
 
 
@@ -77,5 +78,7 @@ def users(n: int, bad_every: int = 0) -> list[dict[str, Any]]:
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+    """The rows of a JSON-lines file, read as the product reads committed files (fresh, and
+    ``ESTALE`` retried: on the shared filesystem a node's client may have just replaced it)."""
+    text = read_fresh(path).decode("utf-8")
+    return [json.loads(line) for line in text.splitlines() if line.strip()]

@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from _support import read_jsonl, write_csv
 
+from zoopipe_hpc.progress._direct_io import read_fresh
+
 MODELS = """
 import time
 from pathlib import Path
@@ -84,7 +86,9 @@ def job_dir(tmp_path: Path) -> Path:
 
 
 def manifest(path: Path) -> dict:  # type: ignore[type-arg]
-    return json.loads((path / "manifest.json").read_text())["manifest"]
+    """The job's manifest, read as the product reads it (fresh, ``ESTALE`` retried: on the
+    shared filesystem a commit job on a node may have just replaced it)."""
+    return json.loads(read_fresh(path / "manifest.json"))["manifest"]
 
 
 def wait_for_state(path: Path, states: set[str], limit: float = 240) -> dict:  # type: ignore[type-arg]
@@ -264,6 +268,7 @@ SLURM = '  time: "00:05:00"\n  mem: 300M\n  max_retries: 0'
 
 
 @pytest.mark.slurm
+@pytest.mark.on_shared_fs
 @pytest.mark.usefixtures("slurm_cluster")
 def test_detached_run_is_committed_by_slurm_alone(tmp_path: Path) -> None:
     job = make_job(tmp_path, [f"slow{i}" for i in range(30)], kind="slurm", extra=SLURM)
@@ -280,6 +285,7 @@ def test_detached_run_is_committed_by_slurm_alone(tmp_path: Path) -> None:
 
 
 @pytest.mark.slurm
+@pytest.mark.on_shared_fs
 @pytest.mark.usefixtures("slurm_cluster")
 @pytest.mark.parametrize(
     "packing",
@@ -312,6 +318,7 @@ def test_killed_run_is_resumed_with_the_same_array(tmp_path: Path, packing: str)
 
 
 @pytest.mark.slurm
+@pytest.mark.on_shared_fs
 @pytest.mark.usefixtures("slurm_cluster")
 def test_slurm_retry_after_a_fixable_failure(tmp_path: Path) -> None:
     names = [f"n{i}" for i in range(30)]
@@ -332,6 +339,7 @@ def test_slurm_retry_after_a_fixable_failure(tmp_path: Path) -> None:
 
 
 @pytest.mark.slurm
+@pytest.mark.on_shared_fs
 @pytest.mark.usefixtures("slurm_cluster")
 def test_cancel_rolls_back(tmp_path: Path) -> None:
     job = make_job(tmp_path, [f"slow{i}" for i in range(60)], kind="slurm", extra=SLURM)

@@ -203,6 +203,7 @@ def wait_until(what: str, ready, limit: float = 90) -> None:  # type: ignore[no-
 
 
 @pytest.mark.slurm
+@pytest.mark.on_shared_fs
 @pytest.mark.usefixtures("slurm_cluster")
 def test_a_detached_commit_job_killed_after_the_decision_is_finished_by_resume(
     tmp_path: Path, reference: tuple[Path, dict[str, bytes]]

@@ -206,6 +206,7 @@ class _Marker:
 
 
 @pytest.mark.slurm
+@pytest.mark.on_shared_fs
 @pytest.mark.usefixtures("slurm_cluster")
 def test_forged_payloads_are_refused_by_the_tasks_before_anything_is_unpickled(
     tmp_path: Path,

@@ -23,6 +23,7 @@ def slurm_engine(tmp_path: Path, **kwargs) -> SlurmEngine:  # type: ignore[no-un
     return SlurmEngine(folder=tmp_path / "jobs", **options)
 
 
+@pytest.mark.on_shared_fs  # the engine's promises, the job folder on the shared filesystem
 class TestSlurmEngine(EngineConformance):
     timeout = 180.0
 

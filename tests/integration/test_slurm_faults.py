@@ -16,7 +16,7 @@ from test_slurm_engine import slurm_engine
 from zoopipe_hpc import CSVInputAdapter, JSONOutputAdapter, Pipe, PipeManager, PipeStatus
 from zoopipe_hpc.report import PipeReport
 
-pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm_cluster")]
+pytestmark = [pytest.mark.slurm, pytest.mark.on_shared_fs, pytest.mark.usefixtures("slurm_cluster")]
 
 ROWS = 60
 

@@ -17,7 +17,7 @@ import pytest
 from _support import read_jsonl
 from test_cli_jobs import MODELS, cli, job_dir, make_job, manifest
 
-pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm_cluster")]
+pytestmark = [pytest.mark.slurm, pytest.mark.on_shared_fs, pytest.mark.usefixtures("slurm_cluster")]
 
 MAX_RETRIES = 2
 FINAL = {"committed", "rolled_back", "cancelled"}

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from _support import User, users, write_csv
+from test_slurm_engine import slurm_engine
 
 from zoopipe_hpc import CSVInputAdapter, JSONOutputAdapter, Pipe, PipeManager
 from zoopipe_hpc.commit import transaction
@@ -33,15 +34,26 @@ def _valid_versions(target: Path, sources: list[Path]) -> set[bytes]:
     return versions
 
 
-def _run_many(source: str, target: str, rounds: int) -> None:
+def _run_many(source: str, target: str, rounds: int, jobs: str | None = None) -> None:
+    """``rounds`` runs of one coordinator; on the Slurm cluster when ``jobs`` names its folder."""
     for _ in range(rounds):
-        manager = PipeManager.parallelize_pipe(_pipe(Path(source), Path(target)), workers=2)
-        if not manager.run():
+        engine = None if jobs is None else slurm_engine(Path(jobs))
+        pipe = _pipe(Path(source), Path(target))
+        manager = PipeManager.parallelize_pipe(pipe, workers=2, engine=engine)
+        if not manager.run(timeout=600):
             print(f"run failed: {manager.error!r} {manager.pipe_reports}", flush=True)
             raise SystemExit(1)
 
 
-def test_concurrent_managers_never_expose_a_partial_target(tmp_path: Path):
+ON_SLURM = pytest.param("slurm", marks=[pytest.mark.slurm, pytest.mark.on_shared_fs], id="slurm")
+
+
+@pytest.mark.parametrize("engine", ["local", ON_SLURM])
+def test_concurrent_managers_never_expose_a_partial_target(tmp_path: Path, engine: str):
+    """Two coordinators commit to one target while a reader reads it. On the Slurm cluster
+    (``slurm``) the shards run on the nodes; with ``--shared-fs gluster`` the parts cross from
+    the nodes' clients to the coordinators' (tests/conftest.py puts ``tmp_path`` there)."""
+    rounds = 4 if engine == "local" else 2
     sources = [
         write_csv(tmp_path / "a.csv", users(3000)),
         write_csv(tmp_path / "b.csv", users(1500, bad_every=2)),
@@ -50,7 +62,18 @@ def test_concurrent_managers_never_expose_a_partial_target(tmp_path: Path):
     target.write_text('{"old": 1}\n')
     allowed = _valid_versions(target, sources) | {b'{"old": 1}\n'}
     context = multiprocessing.get_context("fork")
-    writers = [context.Process(target=_run_many, args=(str(s), str(target), 4)) for s in sources]
+    writers = [
+        context.Process(
+            target=_run_many,
+            args=(
+                str(s),
+                str(target),
+                rounds,
+                None if engine == "local" else str(tmp_path / f"j{k}"),
+            ),
+        )
+        for k, s in enumerate(sources)
+    ]
     seen: list[bytes] = []
     stop = threading.Event()
 
@@ -63,7 +86,7 @@ def test_concurrent_managers_never_expose_a_partial_target(tmp_path: Path):
     for w in writers:
         w.start()
     for w in writers:
-        w.join(120)
+        w.join(120 if engine == "local" else 900)
     stop.set()
     reader.join()
     assert [w.exitcode for w in writers] == [0, 0]

@@ -16,7 +16,7 @@ from ..._private import Use, ensure_private_dir
 from ...commit._staging import new_run_id
 from ...errors import ConfigurationError, PayloadRefused, StateError
 from ...report import PipeReport, PipeStatus
-from .._fail_fast import FailFast
+from .._fail_fast import FailFast, failure_signature
 from .._live import LiveReports
 from ._budget import QueryBudget
 from ._cli import SlurmCLI, SlurmCommandError
@@ -163,6 +163,9 @@ class SlurmEngine(ShardWatch):
         self._fail_fast = FailFast()
         #: Arrays with a completed shard, during one poll (see ``_arrays_with_progress``).
         self._progressed_arrays: set[str] | None = None
+        #: Shards whose failure at the start waits for its retry, and since when (``_clock``):
+        #: the others may still end with the same error (see ``_due_retries``).
+        self._held_retries: dict[int, float] = {}
         #: Whether the run's closing line (its Slurm calls) was logged.
         self._closing_logged = False
         #: When the current run of short waits began (None: the last look could ask Slurm).
@@ -278,6 +281,7 @@ class SlurmEngine(ShardWatch):
         self._watch_shards([Shard(index) for index in range(shards)])
         self._cancelled = False
         self._fail_fast = FailFast()
+        self._held_retries = {}
         self._closing_logged = False
         self._source = None
         self.read_only = False
@@ -371,6 +375,7 @@ class SlurmEngine(ShardWatch):
         self._watch_shards(shards)
         self._cancelled = False
         self._fail_fast = FailFast()
+        self._held_retries = {}
         self._closing_logged = False
         self._source = None
         self._query_soon()
@@ -415,16 +420,20 @@ class SlurmEngine(ShardWatch):
                     continued.append(shard)
                     retry.append((shard, outcome, f"{shard.job_id}: {outcome.message}"))
                     continue
-                self._fail_fast.observe(shard.index, outcome.message, outcome.total_processed)
+                if shard.index not in self._held_retries:  # a held failure counted once
+                    self._fail_fast.observe(shard.index, outcome.message, outcome.total_processed)
                 if self._may_retry(shard):
                     retry.append((shard, outcome, f"{shard.job_id}: {outcome.message}"))
                     continue
+            self._held_retries.pop(shard.index, None)
             self._settle(shard, outcome)
         if self._fail_fast.tripped is not None:
             for shard, outcome, _ in retry:
                 self._settle(shard, outcome)
             retry = []
+            self._held_retries.clear()
             self._stop_after_failing_fast()
+        retry = self._due_retries(retry, active, live)
         if retry:
             resubmitted = set(self._submit([shard.index for shard, _, _ in retry], "retry"))
             for shard, outcome, failure in retry:
@@ -457,6 +466,35 @@ class SlurmEngine(ShardWatch):
                 calls or "none",
             )
         return live
+
+    def _due_retries(
+        self, retry: list[tuple[Shard, PipeReport, str]], active: list[Shard], live: LiveReports
+    ) -> list[tuple[Shard, PipeReport, str]]:
+        """The failed shards of ``retry`` to resubmit now.
+
+        A failure before the first record (one that fail fast counts) waits while another shard
+        may still end with the same error (one unfinished that has read no record), for at
+        most ``stale_after`` seconds. The tasks of an array do not fail at the same moment,
+        and on a shared filesystem their records reach the coordinator through its own
+        client's caches: retried at once, the first failure would be resubmitted before the
+        second one showed that the error is every shard's.
+        """
+        now = self._clock()
+        failing = {shard.index for shard, _, _ in retry}
+        others_may_fail = bool(retry) and any(
+            s.final is None and s.index not in failing and live.get(s.index).total_processed == 0
+            for s in active
+        )
+        due = []
+        for shard, outcome, failure in retry:
+            at_start = failure_signature(outcome.message, outcome.total_processed) is not None
+            if others_may_fail and at_start:
+                since = self._held_retries.setdefault(shard.index, now)
+                if now - since < self.stale_after:
+                    continue
+            self._held_retries.pop(shard.index, None)
+            due.append((shard, outcome, failure))
+        return due
 
     def _stop_after_failing_fast(self) -> None:
         """Once: report the error and cancel the tasks still queued or running."""
