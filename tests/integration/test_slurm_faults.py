@@ -263,4 +263,6 @@ def test_packed_array_out_of_time_continues_with_the_shards_it_did_not_get_to(tm
     assert continued, "no shard went onto a second array"
     assert all(r.status is PipeStatus.COMPLETED for r in reports)
     assert all(r.extra["attempts"] == "2" for r in continued)
-    assert len({r.extra["slurm_job_id"].split("_")[0] for r in reports}) == 2, reports
+    # The stopped shard may be judged a poll after the unclaimed ones (its task's end is
+    # confirmed by Slurm first): then it continues on an array of its own.
+    assert 2 <= len({r.extra["slurm_job_id"].split("_")[0] for r in reports}) <= 3, reports
