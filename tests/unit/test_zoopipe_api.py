@@ -363,3 +363,19 @@ def test_dask_engine_takes_zoopipes_address_keyword():
 
     engine = DaskEngine(address="tcp://127.0.0.1:1")
     assert engine._address == "tcp://127.0.0.1:1"
+
+
+def test_output_adapters_take_zoopipes_output_keyword(tmp_path: Path):
+    from zoopipe_hpc import ArrowOutputAdapter, CSVOutputAdapter
+
+    for adapter in (CSVOutputAdapter, JSONOutputAdapter, ArrowOutputAdapter):
+        target = tmp_path / f"out.{adapter.format}"
+        assert adapter(output=target).path == target
+        assert adapter(target).path == target
+        with pytest.raises(ConfigurationError, match="exactly one of them"):
+            adapter(target, output=target)
+        with pytest.raises(ConfigurationError, match="exactly one of them"):
+            adapter()
+    source = write_csv(tmp_path / "in.csv", users(5))
+    Pipe(CSVInputAdapter(source), JSONOutputAdapter(output=tmp_path / "o.jsonl"), User).run()
+    assert len(read_jsonl(tmp_path / "o.jsonl")) == 5

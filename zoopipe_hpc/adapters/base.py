@@ -195,8 +195,20 @@ class BaseOutputAdapter(abc.ABC):
     #: adapter may choose it per instance (``ParquetOutputAdapter(layout="dataset")``).
     commit_strategy: str = "file"
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        output: str | os.PathLike[str] | None = None,
+    ) -> None:
+        # ``output=`` is ZooPipe's name of the file for its CSV, JSON and Arrow outputs.
+        given = [p for p in (path, output) if p is not None]
+        if len(given) != 1:
+            raise ConfigurationError(
+                f"{type(self).__name__} takes its file as path (or as ZooPipe's output=): "
+                f"exactly one of them, got path={path!r}, output={output!r}"
+            )
+        self.path = Path(given[0])
         self._part_of: StagingArea | None = None
         self._part_index: int | None = None
         self._sole = False

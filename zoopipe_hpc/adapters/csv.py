@@ -637,15 +637,16 @@ class CSVOutputAdapter(BaseOutputAdapter):
 
     def __init__(
         self,
-        path: str | os.PathLike[str],
+        path: str | os.PathLike[str] | None = None,
         *,
+        output: str | os.PathLike[str] | None = None,
         delimiter: str = ",",
         quotechar: str = '"',
         fieldnames: Sequence[str] | None = None,
         compression: str | None = "infer",
         compression_level: int | None = None,
     ) -> None:
-        super().__init__(path)
+        super().__init__(path, output=output)
         #: The codec written (``"gzip"``, ``"bz2"``, ``"xz"``, ``"zstd"``) or None.
         self.compression = output_codec(self.path, compression)
         self.compression_level = output_level(self.path, self.compression, compression_level)
