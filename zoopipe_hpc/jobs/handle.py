@@ -9,6 +9,7 @@ retry the job only watches: it never submits, retries or cancels a task by itsel
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import socket
@@ -365,10 +366,13 @@ class _LocalSubset(MultiProcessEngine):
 
     @property
     def pipe_reports(self) -> list[PipeReport]:
-        reports = super().pipe_reports
-        for report in reports:
-            report.pipe_index = self.indices[report.pipe_index]
-        return reports
+        # The engine's settled reports are shared and kept (read-only): relabel copies.
+        relabelled = []
+        for report in super().pipe_reports:
+            mine = copy.copy(report)
+            mine.pipe_index = self.indices[report.pipe_index]
+            relabelled.append(mine)
+        return relabelled
 
 
 def assert_slurm(engine: BaseEngine) -> SlurmEngine:
