@@ -7,8 +7,10 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,6 +23,7 @@ from zoopipe_hpc.engines._attempts import parse_record_name
 from zoopipe_hpc.engines.slurm import SlurmEngine
 from zoopipe_hpc.engines.slurm._claims import claim_owner
 from zoopipe_hpc.progress import ProgressReader, ProgressSnapshot
+from zoopipe_hpc.report import PipeReport
 from zoopipe_hpc.testing import EngineConformance
 
 TESTS = str(Path(__file__).parents[1])
@@ -248,22 +251,36 @@ def test_a_requeued_packed_task_runs_again_only_the_shards_it_had_not_ended(
     assert records(engine.job_folder or tmp_path)[:2] == [(0, f"{job}-0-r0"), (1, f"{job}-0-r0")]
 
 
-def test_scancel_of_a_packed_task_stops_its_workers_and_records_why(tmp_path: Path) -> None:
-    rows = [{"id": i, "name": "sleep0.1"} for i in range(200)]
+def one_packed_task(
+    tmp_path: Path, rows: list[dict[str, object]], shards: int, workers_per_task: int
+) -> tuple[LocalArray, SlurmEngine, PipeManager, Path, subprocess.Popen[bytes]]:
+    """``rows`` (Trigger names) in ``shards`` shards packed onto one task of
+    ``workers_per_task`` workers, started: (cli, engine, manager, output folder, the task)."""
     source = write_csv(tmp_path / "in.csv", rows)
     cli = LocalArray()
-    engine = packed_engine(tmp_path, cli, max_tasks=1, workers_per_task=2)
+    engine = packed_engine(tmp_path, cli, max_tasks=1, workers_per_task=workers_per_task)
     out = tmp_path / "packed"
     out.mkdir()
-    manager = PipeManager.parallelize_pipe(pipe_of(source, out, Trigger), workers=6, engine=engine)
+    pipe = pipe_of(source, out, Trigger)
+    manager = PipeManager.parallelize_pipe(pipe, workers=shards, engine=engine)
     manager.start()
     [job] = cli.scripts
-    task = cli.start_task(job, 0)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if sum(1 for r in manager.pipe_reports if r.total_processed) == 2:
-            break
+    return cli, engine, manager, out, cli.start_task(job, 0)
+
+
+def wait_for_reports(
+    manager: PipeManager, ready: Callable[[list[PipeReport]], bool], limit: float = 60
+) -> None:
+    """Poll the manager until ``ready(its reports)`` (or ``limit`` seconds passed)."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline and not ready(manager.pipe_reports):
         time.sleep(0.05)
+
+
+def test_scancel_of_a_packed_task_stops_its_workers_and_records_why(tmp_path: Path) -> None:
+    rows = [{"id": i, "name": "sleep0.1"} for i in range(200)]
+    cli, engine, manager, out, task = one_packed_task(tmp_path, rows, 6, 2)
+    wait_for_reports(manager, lambda rs: sum(1 for r in rs if r.total_processed) == 2)
     manager.shutdown(timeout=30)  # scancel: SIGTERM to the task
     assert task.wait(30) == 1
     reports = manager.pipe_reports
@@ -304,20 +321,9 @@ def test_usr2_stops_the_claiming_and_the_rest_continues_on_a_new_array(tmp_path:
     their results, the one it was running records why, and that one and every unclaimed shard
     go onto a new packed array (a continuation, with max_retries=0), whose run commits."""
     rows = [{"id": i, "name": "sleep0.05"} for i in range(60)]
-    source = write_csv(tmp_path / "in.csv", rows)
-    cli = LocalArray()
-    engine = packed_engine(tmp_path, cli, max_tasks=1, workers_per_task=1)
-    out = tmp_path / "packed"
-    out.mkdir()
-    manager = PipeManager.parallelize_pipe(pipe_of(source, out, Trigger), workers=12, engine=engine)
-    manager.start()
+    cli, engine, manager, out, task = one_packed_task(tmp_path, rows, 12, 1)
     [job] = cli.scripts
-    task = cli.start_task(job, 0)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if sum(r.status is PipeStatus.COMPLETED for r in manager.pipe_reports) >= 2:
-            break
-        time.sleep(0.05)
+    wait_for_reports(manager, lambda rs: sum(r.status is PipeStatus.COMPLETED for r in rs) >= 2)
     task.send_signal(signal.SIGUSR2)
     assert task.wait(30) == 1
     follow_up = next_submission(manager, cli)
