@@ -30,7 +30,7 @@ from ..base import BaseEngine
 from ._budget import QueryBudget
 from ._cli import SlurmCLI, SlurmCommandError
 from ._listing import FolderListing
-from ._packing import PACKED, packed_attempt, packed_state
+from ._packing import PACKED, packed_attempt, packed_state, tasks_by_array
 from ._state import StateSource, StateSourceChoice, TaskState, choose_state_source
 from ._submitter import ArraySubmitter
 
@@ -127,6 +127,8 @@ class ShardWatch(BaseEngine):
     _live: LiveReports | None = None
     #: The progress folder's names not seen yet (read only when it may have new ones).
     _listing: FolderListing | None = None
+    #: The arrays in which a shard settled COMPLETED (see ``SlurmEngine._continues``).
+    _completed_arrays: set[str]
 
     # -- records and reports ----------------------------------------------------------------
 
@@ -135,6 +137,7 @@ class ShardWatch(BaseEngine):
         self._shards = shards
         self._live = LiveReports(len(shards))
         self._listing = None
+        self._completed_arrays = set()
 
     def _reopen(self, shard: Shard) -> None:
         """The shard is submitted again: it is followed at every poll until it settles."""
@@ -178,6 +181,7 @@ class ShardWatch(BaseEngine):
             shard.pin_task(attempt)
             shard.attempt_id = attempt
             shard.reader = ProgressReader(path, expected_attempt_id=attempt)
+            live.wake(index)  # it has a record now: read at every poll until it settles
 
     def _shard_report(self, shard: Shard) -> PipeReport:
         if shard.final is not None:
@@ -212,8 +216,18 @@ class ShardWatch(BaseEngine):
     def _settle(self, shard: Shard, outcome: PipeReport) -> None:
         outcome.extra = self._extra(shard)
         shard.final = outcome
+        if outcome.status is PipeStatus.COMPLETED:
+            self._completed_arrays.add(shard.submissions[-1][0])
         if self._live is not None:
             self._live.settle(shard.index, outcome)
+
+    def _waits(self, shard: Shard) -> bool:
+        """Whether a shard that is not over has nothing to look at until something new comes:
+        no record yet, and Slurm says nothing (not asked yet) or that its task is queued or
+        running (a packed array that has not reached it). It then waits (``LiveReports``):
+        polls skip it until a record of it appears (``_scan_records``), a Slurm answer
+        changes what is known of it (``_maybe_ask_slurm``) or it is submitted again."""
+        return shard.reader is None and (shard.slurm is None or shard.slurm.active)
 
     # -- judgement ----------------------------------------------------------------------------
 
@@ -313,21 +327,31 @@ class ShardWatch(BaseEngine):
         self._next_query = min(self._next_query, at)
         self._next_pending_query = min(self._next_pending_query, at)
 
-    def _maybe_ask_slurm(self, doubtful: list[Shard]) -> None:
+    def _maybe_ask_slurm(self, doubtful: list[Shard]) -> list[Shard] | None:
         """Ask Slurm about the doubtful shards if a query is due and the budget has a token.
 
         A query only about pending tasks (no record yet) is due once a minute; one about a
         stale or failed record as soon as the backoff after a fault allows. Both cover every
-        doubtful shard in one call. A due query without a token waits for a later poll.
+        doubtful shard in one call, the waiting ones too (they have no record). A due query
+        without a token waits for a later poll. Returns None if Slurm was not asked, else the
+        waiting shards whose Slurm state the answer changed (woken: judged in this poll).
         """
         if self._hold_queries:
-            return
+            return None
         now = self._clock()
         urgent = any(s.reader is not None and s.reader.last is not None for s in doubtful)
         due = self._next_query if urgent else max(self._next_query, self._next_pending_query)
         if now < due or not self._budget.try_take():
-            return
-        self._ask_slurm(doubtful)
+            return None
+        live = self._live
+        waiting = [self._shards[i] for i in live.waiting] if live is not None else []
+        before = [_known(s.slurm) for s in waiting]
+        self._ask_slurm(doubtful + waiting)
+        woken = [s for s, known in zip(waiting, before, strict=True) if _known(s.slurm) != known]
+        if live is not None:
+            for shard in woken:
+                live.wake(shard.index)
+        return woken
 
     def _ask_slurm(self, shards: list[Shard]) -> None:
         """One state query (a single attempt) about every array of ``shards``."""
@@ -350,14 +374,15 @@ class ShardWatch(BaseEngine):
             self._fault_delay = min(self._fault_delay * 2, _FAULT_DELAY_MAX)
             return
         seen_at = time.time()
+        squeue = self._source.name == "squeue"
+        by_array = tasks_by_array(states)
         for shard in shards:
             shard.slurm = states.get(shard.job_id) or (
-                TaskState(shard.job_id, "GONE") if self._source.name == "squeue" else None
+                TaskState(shard.job_id, "GONE") if squeue else None
             )
             shard.slurm_seen_at = seen_at
             if shard.packed:
-                squeue = self._source.name == "squeue"
-                shard.slurm = packed_state(shard, states, self.job_folder, squeue)
+                shard.slurm = packed_state(shard, states, self.job_folder, squeue, by_array)
             if shard.slurm is not None and shard.slurm.active:
                 shard.ended_since = None
         now = self._clock()
@@ -391,3 +416,8 @@ class ShardWatch(BaseEngine):
         """Until when a short wait may still put a due Slurm query off."""
         since = self._query_put_off_since
         return math.inf if since is None else since + _QUERY_PUT_OFF_LIMIT
+
+
+def _known(state: TaskState | None) -> tuple[str, str] | None:
+    """What a waiting shard's report shows of Slurm's answer (its state, its node)."""
+    return None if state is None else (state.state, state.node)
