@@ -25,10 +25,11 @@ from ...progress._freshness import warn_if_stale_cache
 from ...report import PipeReport, PipeStatus
 from .._attempts import parse_record_name, slurm_restart
 from .._live import LiveReports
-from .._worker import report_from_snapshot
+from .._worker import progress_path, report_from_snapshot
 from ..base import BaseEngine
 from ._budget import QueryBudget
 from ._cli import SlurmCLI, SlurmCommandError
+from ._frontier import ClaimFrontier
 from ._listing import FolderListing
 from ._packing import PACKED, packed_attempt, packed_state, tasks_by_array
 from ._state import StateSource, StateSourceChoice, TaskState, choose_state_source
@@ -129,6 +130,10 @@ class ShardWatch(BaseEngine):
     _listing: FolderListing | None = None
     #: The arrays in which a shard settled COMPLETED (see ``SlurmEngine._continues``).
     _completed_arrays: set[str]
+    #: How far the tasks of the packed arrays claimed their shards (see ``_scan_records``).
+    _frontier: ClaimFrontier | None = None
+    #: The shards not settled whose current submission runs one shard per task.
+    _unpacked: set[int]
 
     # -- records and reports ----------------------------------------------------------------
 
@@ -138,18 +143,64 @@ class ShardWatch(BaseEngine):
         self._live = LiveReports(len(shards))
         self._listing = None
         self._completed_arrays = set()
+        self._frontier = None
+        self._unpacked = set()
+        packed: dict[str, list[int]] = {}
+        for shard in shards:
+            if shard.submissions and shard.submissions[-1][1] == PACKED:
+                packed.setdefault(shard.submissions[-1][0], []).append(shard.index)
+            elif shard.submissions:
+                self._unpacked.add(shard.index)
+        for array, indices in packed.items():
+            self._follow_claims(array, indices)
 
     def _reopen(self, shard: Shard) -> None:
         """The shard is submitted again: it is followed at every poll until it settles."""
         if self._live is not None:
             self._live.reopen(shard.index)
 
+    def _follow_claims(self, array: str, shards: list[int]) -> None:
+        """The shards of packed array ``array`` (in claim order): their records are found
+        from their claims (:class:`~._frontier.ClaimFrontier`)."""
+        if self.job_folder is None:
+            return
+        if self._frontier is None or self._frontier.job_folder != self.job_folder:
+            self._frontier = ClaimFrontier(self.job_folder)
+        self._frontier.follow(array, shards)
+
+    def _mark_packing(self, shard: Shard) -> None:
+        """Note whether the shard's current submission is a packed array's (see
+        ``_needs_listing``)."""
+        if shard.packed:
+            self._unpacked.discard(shard.index)
+        else:
+            self._unpacked.add(shard.index)
+
+    def _needs_listing(self, live: LiveReports) -> bool:
+        """Whether a new record may be one that only a listing of the progress folder finds:
+        a shard not settled that runs one per task (its task writes its record unannounced),
+        a shard whose record is stale or failed (its task may be requeued: a new run, a new
+        record), or the last listing is ``RELIST_EVERY`` seconds old (a claim missed).
+        Otherwise the claims of the packed arrays (``_frontier``) tell of every new record."""
+        if self._unpacked or self._listing is None or self._listing.relist_due():
+            return True
+        now = time.time()
+        return any(
+            (shard := self._shards[index]).reader is not None
+            and shard.reader.last is not None
+            and self._needs_slurm(shard, now)
+            for index in live.watched
+        )
+
     def _scan_records(self) -> None:
         """Attach each shard to the newest record of its current submission (requeues included).
 
-        Only the names the progress folder got since the last look are read, and only when it
-        may have new ones (:class:`~._listing.FolderListing`): a name once seen is never
-        counted again (a record of an earlier submission, or of a shard settled since).
+        A packed array's new claims name their shards' records (:class:`~._frontier.
+        ClaimFrontier`); the progress folder is listed only when a record may be one the
+        claims do not tell of (``_needs_listing``), and then only the names it got since the
+        last look are read, and only when it may have new ones
+        (:class:`~._listing.FolderListing`): a name once seen is never counted again (a record
+        of an earlier submission, or of a shard settled since).
         """
         live = self._live
         if self.job_folder is None or live is None:
@@ -159,12 +210,18 @@ class ShardWatch(BaseEngine):
         warn_if_stale_cache(folder, log)
         if self._listing is None or self._listing.folder != folder:
             self._listing = FolderListing(folder, lambda: self._clock())
+        found: list[tuple[int, str, str]] = []
+        if self._frontier is not None and self._frontier.job_folder == self.job_folder:
+            for index, array, attempt in self._frontier.new_claims():
+                if self._shards[index].submissions[-1][0] == array:
+                    found.append((index, attempt, str(progress_path(folder, index, attempt))))
+        if self._needs_listing(live):
+            for name, path in self._listing.new_entries():
+                parsed = parse_record_name(name)
+                if parsed is not None:
+                    found.append((parsed[0], parsed[1], path))
         newest: dict[int, tuple[int, str, str]] = {}
-        for name, path in self._listing.new_entries():
-            parsed = parse_record_name(name)
-            if parsed is None:
-                continue
-            index, attempt = parsed
+        for index, attempt, path in found:
             if index >= len(self._shards) or live.is_settled(index):
                 continue
             shard = self._shards[index]
@@ -218,6 +275,7 @@ class ShardWatch(BaseEngine):
         shard.final = outcome
         if outcome.status is PipeStatus.COMPLETED:
             self._completed_arrays.add(shard.submissions[-1][0])
+        self._unpacked.discard(shard.index)
         if self._live is not None:
             self._live.settle(shard.index, outcome)
 

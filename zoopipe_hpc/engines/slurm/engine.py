@@ -320,10 +320,13 @@ class SlurmEngine(ShardWatch):
             if self.ledger is not None:
                 self.ledger.record(token, job_id, list(chunk), packed=packing is not None)
             submitted.extend(chunk)
+            if packing is not None:
+                self._follow_claims(job_id, list(chunk))
             for task, index in enumerate(chunk):
                 shard = self._shards[index]
                 shard.submissions.append((job_id, task if packing is None else PACKED))
                 shard.packed = packing is not None
+                self._mark_packing(shard)
                 shard.attempt_id = ""
                 shard.reader = None
                 shard.slurm = None
