@@ -25,6 +25,7 @@ from zoopipe_hpc.engines.slurm import SlurmCLI, SlurmEngine
 from zoopipe_hpc.engines.slurm._claims import ClaimBoard
 from zoopipe_hpc.engines.slurm._listing import RELIST_EVERY, SETTLE
 from zoopipe_hpc.engines.slurm._state import TaskState as SlurmTaskState
+from zoopipe_hpc.engines.slurm._watch import IDLE_ARRAY_AFTER
 from zoopipe_hpc.progress import ProgressWriter
 from zoopipe_hpc.report import PipeReport, PipeStatus
 
@@ -321,13 +322,20 @@ def test_the_benchmark_runs_in_a_tiny_size(tmp_path: Path) -> None:
         "2",
         "--settle",
         str(SETTLE + 0.05),
+        "--packed",
         "--json",
         str(out),
     ]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "CPU ms/poll" in done.stdout
-    rows = json.loads(out.read_text())["rows"]
+    results = json.loads(out.read_text())
+    packed = results["packed"]
+    assert [r["shards"] for r in packed] == [8, 20]
+    for row in packed:  # the whole run: every shard over, each processed its row
+        assert row["pipes_finished"] == row["processed"] == row["shards"], row
+        assert row["polls"] >= row["shards"] // 2 and row["cpu_ms_median"] >= 0, row
+    rows = results["rows"]
     assert {(r["case"], r["shards"]) for r in rows} == {
         (case, n) for case in ("slurm", "tracker") for n in (8, 20)
     }
@@ -451,7 +459,12 @@ def test_a_poll_of_a_packed_run_costs_the_same_at_100_and_10000_shards(
     assert "listings" not in seen[100][0], seen
 
 
-def test_waiting_shards_are_judged_when_slurm_says_their_array_is_over(tmp_path: Path) -> None:
+def test_waiting_shards_are_judged_soon_after_their_array_stops_running_shards(
+    tmp_path: Path,
+) -> None:
+    """A packed array whose tasks stopped between two shards (its time limit) leaves shards
+    unclaimed: Slurm is asked IDLE_ARRAY_AFTER seconds after the array ran its last one, not
+    at the next once-a-minute query about pending tasks."""
     run = _PackedRun(tmp_path, 12)
     try:
         for _ in range(4):
@@ -461,8 +474,10 @@ def test_waiting_shards_are_judged_when_slurm_says_their_array_is_over(tmp_path:
         assert live is not None and live.waiting_count == 12 - 5
         assert run.engine.report.status is PipeStatus.RUNNING
         run.cli.over["over"] = True
-        run.engine._query_soon()
-        run.step(settle=0, until=5)
+        asked = run.cli.calls["sacct"]
+        for _ in range(int(IDLE_ARRAY_AFTER / 0.5) + 1):
+            run.step(settle=0, until=5)
+        assert run.cli.calls["sacct"] == asked + 1
         reports = run.engine.pipe_reports
         assert [r.status for r in reports[:5]] == [PipeStatus.COMPLETED] * 5
         assert all(r.status is PipeStatus.FAILED for r in reports[5:]), reports[5:]

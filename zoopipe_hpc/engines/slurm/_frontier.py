@@ -38,6 +38,10 @@ class ClaimFrontier:
         if shards:
             self._queues[array] = (list(shards), 0)
 
+    def started(self) -> set[str]:
+        """The arrays whose tasks claimed some of their shards but not all yet."""
+        return {array for array, (_, seen) in self._queues.items() if seen}
+
     def new_claims(self) -> list[tuple[int, str, str]]:
         """``(shard, array, attempt id of its claimant)`` of each claim made since the last
         look (the newest generation of each)."""

@@ -47,6 +47,10 @@ _MAY_REQUEUE = frozenset({"NODE_FAIL", "PREEMPTED"})
 _QUERY_PUT_OFF_LIMIT = 2.0
 #: Seconds between two queries while every doubtful shard is only still pending (no record yet).
 PENDING_QUERY_EVERY = 60.0
+#: Seconds a packed array that claimed shards may run none (its other shards unclaimed)
+#: before Slurm is asked whether its tasks ended (e.g. stopped by the time limit between two
+#: shards), rather than at the next once-a-minute query about pending tasks.
+IDLE_ARRAY_AFTER = 2.0
 #: First and longest pause after a failed state query (doubled after each failure in a row).
 _FAULT_DELAY_FIRST = 1.0
 _FAULT_DELAY_MAX = 60.0
@@ -134,6 +138,9 @@ class ShardWatch(BaseEngine):
     _frontier: ClaimFrontier | None = None
     #: The shards not settled whose current submission runs one shard per task.
     _unpacked: set[int]
+    #: Packed arrays seen running none of their shards, since when (``_clock``), or None once
+    #: Slurm was asked about them (see ``_ask_about_idle_arrays``).
+    _idle_arrays: dict[str, float | None]
 
     # -- records and reports ----------------------------------------------------------------
 
@@ -145,6 +152,7 @@ class ShardWatch(BaseEngine):
         self._completed_arrays = set()
         self._frontier = None
         self._unpacked = set()
+        self._idle_arrays = {}
         packed: dict[str, list[int]] = {}
         for shard in shards:
             if shard.submissions and shard.submissions[-1][1] == PACKED:
@@ -191,6 +199,25 @@ class ShardWatch(BaseEngine):
             and self._needs_slurm(shard, now)
             for index in live.watched
         )
+
+    def _ask_about_idle_arrays(self, active: list[Shard]) -> None:
+        """A packed array whose tasks claimed shards, have more to claim, and run none of them
+        (no shard of it is watched) may have ended: its unclaimed shards wait for a state
+        query. Once it stayed so for :data:`IDLE_ARRAY_AFTER` seconds, the next query comes
+        now (within the budget), once per time the array goes idle."""
+        if self._frontier is None:
+            return
+        busy = {s.submissions[-1][0] for s in active if s.packed and s.final is None}
+        idle = self._frontier.started() - busy
+        now = self._clock()
+        for array in list(self._idle_arrays):
+            if array not in idle:
+                del self._idle_arrays[array]
+        for array in idle:
+            since = self._idle_arrays.setdefault(array, now)
+            if since is not None and now - since >= IDLE_ARRAY_AFTER:
+                self._query_soon()
+                self._idle_arrays[array] = None
 
     def _scan_records(self) -> None:
         """Attach each shard to the newest record of its current submission (requeues included).

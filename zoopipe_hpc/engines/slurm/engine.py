@@ -408,6 +408,7 @@ class SlurmEngine(ShardWatch):
             for shard in woken:
                 live.put(shard.index, self._shard_report(shard))
             active = sorted(active + woken, key=lambda s: s.index)
+        self._ask_about_idle_arrays(active)
         retry: list[tuple[Shard, PipeReport, str]] = []
         continued: list[Shard] = []
         for shard in active:
