@@ -13,6 +13,12 @@ N. It then drives the real coordinator-side code on that folder:
   of the Ray and Dask engines; ``MultiProcessEngine`` polls the same tracker) with a stub
   scheduler whose tasks are ended, running or not launched.
 
+* **packed** (``--packed``, a table of its own): a whole packed run as the coordinator sees it,
+  ``SlurmEngine.attach(...)`` over one packed array of N shards whose ``--running`` tasks
+  claim the shards in order (real claims, :class:`ClaimBoard`) and write live records;
+  ``--settling`` shards end before each poll (a FINISHED record and a result file) until all
+  are over, so the settle rate is the same at every N and the folder fills as a real run's.
+
 One poll is what ``PipeManager.run()`` does between two sleeps: ``engine.is_running`` (inside
 ``wait``) and ``engine.report`` (the aggregate for the callback). The first poll (which meets
 every shard once: it reads the finished ones' final records and result files) is timed on its
@@ -58,6 +64,7 @@ from zoopipe_hpc.engines._scheduled import ScheduledEngine  # noqa: E402
 from zoopipe_hpc.engines._tracking import RUNNING, PipeTracker, TaskEnded, TaskState  # noqa: E402
 from zoopipe_hpc.engines._worker import progress_path  # noqa: E402
 from zoopipe_hpc.engines.slurm import SlurmCLI, SlurmEngine  # noqa: E402
+from zoopipe_hpc.engines.slurm._claims import ClaimBoard  # noqa: E402
 from zoopipe_hpc.progress import ProgressWriter  # noqa: E402
 
 #: The array id of the attached Slurm run.
@@ -316,6 +323,132 @@ def measure(case: str, count: int, args: argparse.Namespace, work: Path) -> dict
     }
 
 
+class _PackedSacct(SlurmCLI):
+    """``sacct`` of one packed array: its ``tasks`` tasks RUNNING until ``over["over"]``."""
+
+    def __init__(self, tasks: int) -> None:
+        super().__init__(retries=0)
+        self.tasks = tasks
+        self.over = {"over": False}  # shared with the engine's single-attempt copy
+
+    def run(self, args: Sequence[str], *, check: bool = True) -> str:
+        self.calls[args[0]] += 1
+        state = "COMPLETED" if self.over["over"] else "RUNNING"
+        return "".join(f"{JOB}_{t}|{state}|0:0|node{t}|0:0\n" for t in range(self.tasks))
+
+
+def packed_run(count: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    """A whole packed run of ``count`` shards (see the module), every poll measured."""
+    folder = work / f"packed-{count}"
+    progress_dir = folder / "progress"
+    progress_dir.mkdir(parents=True)
+    (folder / "logs").mkdir()
+    tasks = max(1, args.running)
+    cli = _PackedSacct(tasks)
+    engine = SlurmEngine(folder.parent, cli=cli, state_source="sacct", poll_interval=0.5)
+    clock = [1000.0]
+    engine._clock = lambda: clock[0]
+    engine.attach(folder, [[f"{JOB}_*"]] * count, read_only=True)
+    boards = [
+        ClaimBoard(folder, slurm_attempt_id(JOB, t), range(count)).open() for t in range(tasks)
+    ]
+    running: dict[int, tuple[ProgressWriter, str]] = {}
+    claimed = 0
+    cpu: list[float] = []
+    counter = SyscallCounter()
+    try:
+        while True:
+            for index in sorted(running)[: args.settling]:
+                writer, attempt = running.pop(index)
+                record = progress_path(progress_dir, index, attempt)
+                write_finished_from(writer, record, index, attempt)
+            while len(running) < tasks and claimed < count:
+                board = boards[claimed % tasks]
+                if not board.claim(claimed):
+                    raise RuntimeError(f"shard {claimed} was claimed twice")
+                record = progress_path(progress_dir, claimed, board.attempt_id)
+                running[claimed] = (start_running(record, board.attempt_id), board.attempt_id)
+                claimed += 1
+            cli.over["over"] = not running
+            for writer, _ in running.values():
+                writer.update(1, 1, 0)  # the heartbeat moves
+            clock[0] += 0.5
+            with counter:
+                began = time.process_time()
+                one_poll(engine)
+                cpu.append(time.process_time() - began)
+            if not engine.is_running:
+                break
+            if len(cpu) > 4 * count + 100:
+                raise RuntimeError(f"the packed run of {count} shards did not end")
+    finally:
+        for writer, _ in running.values():
+            writer.close()
+    report = engine.report
+    polls = len(cpu)
+    ordered = sorted(cpu)
+    counts = counter.counts
+    return {
+        "case": "packed",
+        "shards": count,
+        "polls": polls,
+        "cpu_ms_median": ordered[polls // 2] * 1000,
+        "cpu_ms_p95": ordered[min(polls - 1, int(0.95 * polls))] * 1000,
+        "cpu_ms_mean": sum(cpu) / polls * 1000,
+        "opens": counts["opens"] / polls,
+        "listings": counts["listings"] / polls,
+        "entries": counts["entries"] / polls,
+        "state_queries": cli.calls["sacct"],
+        "pipes_finished": report.pipes_finished,
+        "processed": report.total_processed,
+    }
+
+
+def write_finished_from(writer: ProgressWriter, record: Path, index: int, attempt: str) -> None:
+    """End a running shard as a worker does: its result file, then the FINISHED record."""
+    writer.update(1, 1, 0)
+    write_result(result_path(record), WorkerOutcome(index, attempt, 1, 1, 0))
+    writer.finish()
+    writer.close()
+
+
+def print_packed(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
+    print()
+    print(
+        f"packed: one array, {args.running} tasks claiming in order, {args.settling} shards "
+        "ending before each poll, until the run is over; per poll:"
+    )
+    base = rows[0]
+    table = [
+        [
+            f"{r['shards']:,}",
+            r["polls"],
+            f"{r['cpu_ms_median']:.3f}",
+            f"{r['cpu_ms_p95']:.3f}",
+            f"{r['cpu_ms_mean']:.3f}",
+            f"{r['opens']:.1f}",
+            f"{r['listings']:.2f}",
+            f"{r['entries']:.0f}",
+            r["state_queries"],
+            fmt_ratio(ratio(r["cpu_ms_median"], base["cpu_ms_median"])),
+        ]
+        for r in rows
+    ]
+    headers = [
+        "shards",
+        "polls",
+        "CPU ms med",
+        "p95",
+        "mean",
+        "opens",
+        "listings",
+        "entries",
+        "sacct",
+        f"med vs {base['shards']:,}",
+    ]
+    print(format_table(headers, table, "rrrrrrrrrr"))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--counts", default="10,100,1000,10000", help="shard counts")
@@ -323,6 +456,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--running", type=int, default=4, help="running shards at every N")
     parser.add_argument("--pending", type=int, default=2, help="pending shards at every N")
     parser.add_argument("--polls", type=int, default=30, help="polls timed per measurement")
+    parser.add_argument(
+        "--packed", action="store_true", help="also the packed-run table (a whole run per N)"
+    )
+    parser.add_argument(
+        "--settling", type=int, default=2, help="packed: shards ending before each poll"
+    )
     parser.add_argument(
         "--settle", type=float, default=1.2, help="seconds between the first poll and the others"
     )
@@ -337,11 +476,15 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--cases from {sorted(CASES)}, --counts and --polls positive")
     work = Path(tempfile.mkdtemp(prefix="zoopipe-poll-cost-", dir=args.data_dir))
     rows: list[dict[str, Any]] = []
+    packed: list[dict[str, Any]] = []
     try:
         for case in cases:
             for count in counts:
                 progress(f"{case}: {count:,} shards ...")
                 rows.append(measure(case, count, args, work))
+        for count in counts if args.packed else []:
+            progress(f"packed run: {count:,} shards ...")
+            packed.append(packed_run(count, args, work))
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
@@ -379,8 +522,11 @@ def main(argv: list[str] | None = None) -> int:
         f"CPU vs {counts[0]:,}",
     ]
     print(format_table(headers, table, "lrlrrrrrrr"))
+    if packed:
+        print_packed(packed, args)
     if args.json is not None:
-        write_results(args.json, {"environment": environment(), "args": vars(args), "rows": rows})
+        results = {"environment": environment(), "args": vars(args), "rows": rows}
+        write_results(args.json, {**results, "packed": packed})
     return 0
 
 

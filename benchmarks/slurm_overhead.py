@@ -260,6 +260,39 @@ def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def percentile(values: list[float], share: float) -> float | None:
+    """The value below which ``share`` of ``values`` lie (nearest rank); None if empty."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+def cpu_split(
+    began: float, ended: float, marks: dict[str, float], poll_cpu: list[float], shards: int
+) -> dict[str, Any]:
+    """The driver's CPU seconds during run() split into start (plan, payloads, sbatch), the
+    polls (the sum of each poll's own CPU), the rest of the wait (sleeping, the loop) and the
+    commit (merge and publish, after the wait); the CPU of one poll (median, p95) and the
+    polls' CPU per shard settled."""
+    started = marks.get("submitted_cpu", began)
+    waited = marks.get("waited_cpu", ended)
+    polling = sum(poll_cpu)
+    return {
+        "start_cpu_seconds": started - began,
+        "poll_cpu_seconds": polling,
+        "wait_other_cpu_seconds": (waited - started) - polling,
+        "commit_cpu_seconds": ended - waited,
+        "poll_cpu_ms_median": _ms(percentile(poll_cpu, 0.5)),
+        "poll_cpu_ms_p95": _ms(percentile(poll_cpu, 0.95)),
+        "poll_cpu_ms_per_shard": polling / shards * 1000 if shards else None,
+    }
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else seconds * 1000
+
+
 def child_engine(args: argparse.Namespace, report: dict[str, Any]) -> None:
     import zoopipe_hpc as zh
     from zoopipe_hpc.engines.slurm import SlurmCLI, SlurmEngine
@@ -294,13 +327,15 @@ def child_engine(args: argparse.Namespace, report: dict[str, Any]) -> None:
         **packing,
     )
     poll_seconds: list[float] = []
+    poll_cpu: list[float] = []
     look = engine._look  # one poll: pipe_reports, is_running and report all go through it
 
     def timed_look() -> Any:
-        began = time.perf_counter()
+        began, cpu = time.perf_counter(), time.process_time()
         try:
             return look()
         finally:
+            poll_cpu.append(time.process_time() - cpu)
             poll_seconds.append(time.perf_counter() - began)
 
     engine._look = timed_look  # type: ignore[method-assign]
@@ -311,7 +346,9 @@ def child_engine(args: argparse.Namespace, report: dict[str, Any]) -> None:
     )
     manager = zh.PipeManager.parallelize_pipe(pipe, workers=n, engine=engine)
 
-    # Timestamps of the engine's public steps, taken by thin wrappers on this one instance.
+    # Timestamps (and this process's CPU time) at the engine's public steps, taken by thin
+    # wrappers on this one instance: run() = start (plan, payloads, sbatch), wait (the polls
+    # and the sleeps between them), then the merge and commit.
     marks: dict[str, float] = {}
     start, wait = engine.start, engine.wait
 
@@ -320,21 +357,25 @@ def child_engine(args: argparse.Namespace, report: dict[str, Any]) -> None:
             start(pipes)
         finally:
             marks["submitted"] = time.time()
+            marks["submitted_cpu"] = time.process_time()
 
     def timed_wait(timeout: float | None = None) -> bool:
         done = wait(timeout)
         marks["waited"] = time.time()
+        marks["waited_cpu"] = time.process_time()
         return done
 
     engine.start = timed_start  # type: ignore[method-assign]
     engine.wait = timed_wait  # type: ignore[method-assign]
 
     own0, kids0 = _cpu_times()
+    cpu0 = time.process_time()
     t0 = time.time()
     began = time.perf_counter()
     ok = manager.run(timeout=args.run_timeout)
     seconds = time.perf_counter() - began
     t_end = time.time()
+    cpu1 = time.process_time()
     own1, kids1 = _cpu_times()
 
     reports = manager.pipe_reports
@@ -355,6 +396,7 @@ def child_engine(args: argparse.Namespace, report: dict[str, Any]) -> None:
             "poll_ms_median": polls[len(polls) // 2] * 1000 if polls else None,
             "poll_ms_max": polls[-1] * 1000 if polls else None,
             "driver_peak_rss_mib": _peak_rss_mib(),
+            **cpu_split(cpu0, cpu1, marks, poll_cpu, n),
         }
     )
     if not ok:
@@ -374,7 +416,7 @@ def child_engine(args: argparse.Namespace, report: dict[str, Any]) -> None:
             else None,
             "commit_seconds": (t_end - marks["waited"]) if "waited" in marks else None,
             "driver_cpu_seconds": own1 - own0,
-            "driver_cpu_ms_per_poll": (own1 - own0) / len(poll_seconds) * 1000
+            "driver_cpu_ms_per_poll_whole_run": (own1 - own0) / len(poll_seconds) * 1000
             if poll_seconds
             else None,
             "slurm_commands_cpu_seconds": kids1 - kids0,
@@ -968,7 +1010,7 @@ def print_report(results: dict[str, Any]) -> None:
     for r in results["slurm_calls"]:
         c = r["slurm_calls"]
         if not r["ok"]:
-            rows.append([r["shards"]] + ["n/a"] * 17)
+            rows.append([r["shards"]] + ["n/a"] * 19)
             notes.append(f"{r['shards']} shards: FAILED: {r['error']}")
             continue
         rows.append(
@@ -983,13 +1025,16 @@ def print_report(results: dict[str, Any]) -> None:
                 c["scancel"],
                 r["slurm_calls_total"],
                 _f(r["seconds"], 1),
-                _f(r["state_queries_per_minute"], 1),
                 r.get("queries_peak_per_minute", "n/a"),
                 _f(r.get("queries_sustained_per_minute"), 1),
-                _f(r.get("driver_cpu_seconds")),
-                _f(r.get("driver_cpu_ms_per_poll"), 1),
+                _f(r.get("start_cpu_seconds")),
+                _f(r.get("poll_cpu_seconds")),
+                _f(r.get("commit_cpu_seconds")),
+                r.get("polls", "n/a"),
+                _f(r.get("poll_cpu_ms_median"), 2),
+                _f(r.get("poll_cpu_ms_p95"), 2),
+                _f(r.get("poll_cpu_ms_per_shard"), 3),
                 _f(r.get("poll_ms_median"), 1),
-                _f(r.get("poll_ms_max"), 1),
                 _f(r.get("driver_peak_rss_mib"), 0),
             ]
         )
@@ -1015,13 +1060,16 @@ def print_report(results: dict[str, Any]) -> None:
                 "scancel",
                 "total",
                 "wall s",
-                "queries/min",
                 "peak 60 s",
                 "sustained/min",
-                "driver CPU s",
-                "CPU ms/poll",
-                "poll ms med",
-                "poll ms max",
+                "start CPU s",
+                "poll CPU s",
+                "commit CPU s",
+                "polls",
+                "poll CPU ms",
+                "p95",
+                "ms/shard",
+                "poll ms",
                 "peak RSS MiB",
             ],
             rows,
@@ -1044,12 +1092,14 @@ def print_report(results: dict[str, Any]) -> None:
         )
     print()
     print("  packed: max_tasks of a packed run (- : one shard per array task)")
-    print("  queries/min: state queries (sacct+squeue) per minute of run time; peak 60 s: the")
-    print("    most in any 60 s window (the burst); sustained/min: the rate after the first")
-    print("    minute (n/a for runs under two minutes). Target: at most 4 sustained.")
-    print("  driver CPU s: CPU of the submitting Python process during run() (reading progress")
-    print("    records, payloads, merge), per poll in CPU ms/poll; poll ms: one look at the shards")
-    print("    (median, max); peak RSS: the submitting process's")
+    print("  peak 60 s: the most state queries (sacct+squeue) in any 60 s window (the burst);")
+    print("    sustained/min: their rate after the first minute (n/a for runs under two")
+    print("    minutes). Target: at most 4 sustained.")
+    print("  the submitting process's CPU during run(), split: start CPU s (plan, payloads,")
+    print("    sbatch), poll CPU s (the sum of every poll's own CPU), commit CPU s (merge and")
+    print("    publish); polls: how many; poll CPU ms, p95: one poll's CPU (median, 95th")
+    print("    percentile; target: flat in the shards); ms/shard: poll CPU per shard settled;")
+    print("    poll ms: one poll's wall time (median); peak RSS: the submitting process's")
     print()
     print(f"total benchmark time: {results['total_seconds']:.1f} s")
 

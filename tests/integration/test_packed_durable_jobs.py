@@ -28,8 +28,10 @@ from zoopipe_hpc.jobs._ownership import RECOVER_TOKEN
 from zoopipe_hpc.jobs.config import load_job_file
 from zoopipe_hpc.jobs.detached import finish_commit, finish_recover
 from zoopipe_hpc.jobs.handle import JobHandle, open_job
+from zoopipe_hpc.jobs.manifest import JobDirectory, Manifest
 from zoopipe_hpc.jobs.submission import submit
 from zoopipe_hpc.progress import ProgressState, read_progress
+from zoopipe_hpc.report import PipeReport
 
 #: Rows per shard (about: shards are byte ranges); after the first 20 rows each takes 0.2 s.
 ROWS_PER_SHARD = 20
@@ -242,3 +244,28 @@ def test_cancel_stops_the_packed_tasks_and_leaves_the_targets_alone(
     assert manifest(path)["state"] == "cancelled"
     assert (tmp_path / "out" / "rows.jsonl").read_text() == '{"previous": true}\n'
     assert not list((tmp_path / "out" / ".zoopipe-staging").glob("rows.jsonl.run-*"))
+
+
+def test_the_process_that_drives_a_job_does_not_read_its_manifest_at_every_poll(
+    tmp_path: Path, slurm: LocalArray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The engine that drives the job follows every shard: a poll of ``wait`` asks it alone
+    (O(shards not settled)), not the manifest (O(shards), megabytes at 50,000) as well."""
+    job = packed_job(tmp_path, 4, max_tasks=2, workers_per_task=1)
+    running = submit(load_job_file(job))
+    [array] = manifest(running.path)["arrays"]
+    reads: list[Path] = []
+    read = JobDirectory.read
+
+    def counted(directory: JobDirectory) -> Manifest:
+        reads.append(directory.path)
+        return read(directory)
+
+    monkeypatch.setattr(JobDirectory, "read", counted)
+    tasks = [slurm.start_task(array, task) for task in range(2)]
+    polls: list[PipeReport] = []
+    assert running.wait(on_report=lambda report, shards: polls.append(report), poll=0.05)
+    assert [task.wait(30) for task in tasks] == [0, 0]
+    assert_output_exact(tmp_path, 4)
+    assert len(polls) > 20, polls  # the slow rows take seconds
+    assert len(reads) <= 8, f"{len(reads)} manifest reads in {len(polls)} polls"

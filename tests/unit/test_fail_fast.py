@@ -109,6 +109,9 @@ def _engine_with_failures(
     monkeypatch.setattr(SlurmEngine, "_judge", judge)
     monkeypatch.setattr(SlurmEngine, "_submit", submit)
     monkeypatch.setattr(SlurmEngine, "_maybe_ask_slurm", lambda self, shards: None)
+    # The fake judgement stands for the records and Slurm answers that would wake a shard
+    # waiting without a record (see ``LiveReports``): every shard is judged at every poll.
+    monkeypatch.setattr(SlurmEngine, "_waits", lambda self, shard: False)
     monkeypatch.setattr(
         SlurmEngine, "_shard_report", lambda self, s: report_from_snapshot(s.index, None)
     )

@@ -15,14 +15,18 @@ from pathlib import Path
 
 import pytest
 
+from zoopipe_hpc.commit.staged import WorkerOutcome, result_path, write_result
 from zoopipe_hpc.engines._attempts import slurm_attempt_id
 from zoopipe_hpc.engines._live import LiveReports
 from zoopipe_hpc.engines._scheduled import ScheduledEngine
 from zoopipe_hpc.engines._tracking import RUNNING, PipeTracker, TaskEnded, TaskState
 from zoopipe_hpc.engines._worker import progress_path
-from zoopipe_hpc.engines.slurm import SlurmEngine
+from zoopipe_hpc.engines.slurm import SlurmCLI, SlurmEngine
+from zoopipe_hpc.engines.slurm._claims import ClaimBoard
 from zoopipe_hpc.engines.slurm._listing import RELIST_EVERY, SETTLE
 from zoopipe_hpc.engines.slurm._state import TaskState as SlurmTaskState
+from zoopipe_hpc.engines.slurm._watch import IDLE_ARRAY_AFTER
+from zoopipe_hpc.progress import ProgressWriter
 from zoopipe_hpc.report import PipeReport, PipeStatus
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -318,16 +322,167 @@ def test_the_benchmark_runs_in_a_tiny_size(tmp_path: Path) -> None:
         "2",
         "--settle",
         str(SETTLE + 0.05),
+        "--packed",
         "--json",
         str(out),
     ]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "CPU ms/poll" in done.stdout
-    rows = json.loads(out.read_text())["rows"]
+    results = json.loads(out.read_text())
+    packed = results["packed"]
+    assert [r["shards"] for r in packed] == [8, 20]
+    for row in packed:  # the whole run: every shard over, each processed its row
+        assert row["pipes_finished"] == row["processed"] == row["shards"], row
+        assert row["polls"] >= row["shards"] // 2 and row["cpu_ms_median"] >= 0, row
+    rows = results["rows"]
     assert {(r["case"], r["shards"]) for r in rows} == {
         (case, n) for case in ("slurm", "tracker") for n in (8, 20)
     }
     for row in rows:
         assert row["pipes_finished"] == row["finished"], row
         assert row["quiet"]["cpu_ms"] >= 0 and row["first_poll_opens"] > 0, row
+
+
+class _PackedSacct(SlurmCLI):
+    """``sacct`` of a packed array of ``tasks`` tasks: all RUNNING, or all COMPLETED once
+    ``over`` (shared with the engine's single-attempt copy, as ``calls`` is); runs nothing."""
+
+    def __init__(self, tasks: int) -> None:
+        super().__init__(retries=0)
+        self.tasks = tasks
+        self.over: dict[str, bool] = {"over": False}
+
+    def run(self, args: Sequence[str], *, check: bool = True) -> str:
+        self.calls[args[0]] += 1
+        state = "COMPLETED" if self.over["over"] else "RUNNING"
+        return "".join(f"{JOB}_{t}|{state}|0:0|n{t}|0:0\n" for t in range(self.tasks))
+
+
+class _PackedRun:
+    """A packed array's tasks as the coordinator sees them: ``tasks`` shards running at a
+    time (a claim and a live record each), the next ones claimed in order, ``settle`` ending
+    before each poll (a FINISHED record and a result file)."""
+
+    def __init__(self, tmp_path: Path, count: int, tasks: int = 3) -> None:
+        folder = tmp_path / "job"
+        self.progress = folder / "progress"
+        self.progress.mkdir(parents=True)
+        (folder / "logs").mkdir()
+        self.clock = Clock()
+        self.cli = _PackedSacct(tasks)
+        self.engine = SlurmEngine(tmp_path, cli=self.cli, state_source="sacct", poll_interval=0.5)
+        self.engine._clock = self.clock
+        self.engine.attach(folder, [[f"{JOB}_*"]] * count, read_only=True)
+        self.tasks = tasks
+        self.boards = [
+            ClaimBoard(folder, slurm_attempt_id(JOB, task), range(count)).open()
+            for task in range(tasks)
+        ]
+        self.running: dict[int, tuple[ProgressWriter, str]] = {}
+        self.next = 0
+        self.count = count
+
+    def _start(self, until: int) -> None:
+        while len(self.running) < self.tasks and self.next < until:
+            index, self.next = self.next, self.next + 1
+            board = self.boards[index % self.tasks]
+            assert board.claim(index)
+            attempt = board.attempt_id
+            self.running[index] = (
+                start_running(progress_path(self.progress, index, attempt), attempt),
+                attempt,
+            )
+
+    def step(self, settle: int, until: int | None = None) -> None:
+        """``settle`` running shards end, others start (none past ``until``); one poll."""
+        for index in sorted(self.running)[:settle]:
+            writer, attempt = self.running.pop(index)
+            record = progress_path(self.progress, index, attempt)
+            write_result(result_path(record), WorkerOutcome(index, attempt, 2, 2, 0))
+            writer.update(2, 2, 0)
+            writer.finish()
+            writer.close()
+        self._start(self.count if until is None else until)
+        self.clock.now += 0.5
+        _poll(self.engine)
+
+    def close(self) -> None:
+        for writer, _ in self.running.values():
+            writer.close()
+
+
+def test_a_poll_of_a_packed_run_costs_the_same_at_100_and_10000_shards(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The shards a packed array has not reached yet (no record, Slurm says the array runs)
+    wait outside the polls: a poll builds and judges the reports of the running and settling
+    shards only, however many shards the run has."""
+    built: collections.Counter[str] = collections.Counter()
+    shard_report, judge = SlurmEngine._shard_report, SlurmEngine._judge
+    listdir = os.listdir
+
+    def counted_listdir(*args: object) -> list[str]:
+        built["listings"] += 1
+        return listdir(*args)  # type: ignore[arg-type]
+
+    def counted_report(self: SlurmEngine, shard: object) -> PipeReport:
+        built["reports"] += 1
+        return shard_report(self, shard)  # type: ignore[arg-type]
+
+    def counted_judge(self: SlurmEngine, *args: object) -> PipeReport | None:
+        built["judged"] += 1
+        return judge(self, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(SlurmEngine, "_shard_report", counted_report)
+    monkeypatch.setattr(SlurmEngine, "_judge", counted_judge)
+    monkeypatch.setattr(os, "listdir", counted_listdir)
+    seen = {}
+    for count in (100, 10_000):
+        run = _PackedRun(tmp_path / str(count), count)
+        try:
+            for _ in range(3):  # the first looks: every shard met once, Slurm asked once
+                run.step(settle=1)
+            built.clear()
+            for _ in range(5):
+                run.step(settle=2)
+            seen[count] = (dict(built), dict(run.cli.calls))
+            report = run.engine.report
+            assert report.pipes_finished == 1 * 3 + 2 * 5 - 1 and run.engine.is_running
+            assert report.total_processed == 2 * report.pipes_finished + len(run.running)
+        finally:
+            run.close()
+    assert seen[100] == seen[10_000], seen
+    # Two looks a poll (is_running, report) of 3 running shards and the 2 that end; the
+    # progress folder (two files for each shard that ran) is not listed: the claims tell.
+    assert seen[100][0]["reports"] <= 2 * 5 * (3 + 2), seen
+    assert "listings" not in seen[100][0], seen
+
+
+def test_waiting_shards_are_judged_soon_after_their_array_stops_running_shards(
+    tmp_path: Path,
+) -> None:
+    """A packed array whose tasks stopped between two shards (its time limit) leaves shards
+    unclaimed: Slurm is asked IDLE_ARRAY_AFTER seconds after the array ran its last one, not
+    at the next once-a-minute query about pending tasks."""
+    run = _PackedRun(tmp_path, 12)
+    try:
+        for _ in range(4):
+            run.step(settle=1, until=5)  # the array gets to 5 shards only, then ends
+        run.step(settle=3, until=5)
+        live = run.engine._live
+        assert live is not None and live.waiting_count == 12 - 5
+        assert run.engine.report.status is PipeStatus.RUNNING
+        run.cli.over["over"] = True
+        asked = run.cli.calls["sacct"]
+        for _ in range(int(IDLE_ARRAY_AFTER / 0.5) + 1):
+            run.step(settle=0, until=5)
+        assert run.cli.calls["sacct"] == asked + 1
+        reports = run.engine.pipe_reports
+        assert [r.status for r in reports[:5]] == [PipeStatus.COMPLETED] * 5
+        assert all(r.status is PipeStatus.FAILED for r in reports[5:]), reports[5:]
+        assert all("UNCLAIMED" in r.message for r in reports[5:]), reports[5].message
+        assert not run.engine.is_running and live.all_settled
+        assert run.engine.report.status is PipeStatus.FAILED
+    finally:
+        run.close()

@@ -1,16 +1,23 @@
-"""The live reports of a run: a poll costs O(pipes not settled), not O(pipes) (private).
+"""The live reports of a run: a poll costs O(pipes watched), not O(pipes) (private).
 
 An engine keeps one :class:`LiveReports` per run. Each poll replaces the reports of the pipes
-that are not settled yet (:meth:`LiveReports.put`) and settles those that ended
-(:meth:`LiveReports.settle`); a settled pipe's report is folded once into running totals, so
-the aggregate (:meth:`LiveReports.aggregate`, equal to ``PipeReport.aggregate`` of every
-report) and ``is_running`` (:attr:`LiveReports.running`) only look at the unsettled pipes.
+it watches (:meth:`LiveReports.put`) and settles those that ended (:meth:`LiveReports.settle`);
+a settled pipe's report is folded once into running totals, so the aggregate
+(:meth:`LiveReports.aggregate`, equal to ``PipeReport.aggregate`` of every report) and
+``is_running`` (:attr:`LiveReports.running`) only look at the pipes not settled.
+
+A pipe not settled may also be set aside as *waiting* (:meth:`LiveReports.set_waiting`): its report
+is blank (nothing processed, not started, no error: a task still queued) and stays so until the
+engine learns something new about it (:meth:`LiveReports.wake`). A waiting pipe is not in
+:attr:`LiveReports.watched` and counts only by its status in the aggregate, so the thousands of
+shards a packed array has not reached yet cost a poll nothing.
 Settled reports are shared, not copied: treat the reports handed out as read-only.
 """
 
 from __future__ import annotations
 
 import bisect
+import collections
 from dataclasses import dataclass, field
 
 from ..report import PipeReport, PipeStatus
@@ -96,12 +103,16 @@ class _Totals:
 
 
 class LiveReports:
-    """The reports of ``count`` pipes, by position; the unsettled ones in :attr:`unsettled`."""
+    """The reports of ``count`` pipes, by position; those a poll looks at in :attr:`watched`."""
 
     def __init__(self, count: int) -> None:
         self._reports = [PipeReport(pipe_index=i) for i in range(count)]
-        #: Positions of the pipes not settled yet, in order (a dict: ordered, O(1) removal).
-        self._unsettled: dict[int, None] = dict.fromkeys(range(count))
+        #: Positions of the pipes watched (not settled, not waiting), in order (a dict:
+        #: ordered, O(1) removal).
+        self._watched: dict[int, None] = dict.fromkeys(range(count))
+        #: Positions of the waiting pipes (see the module), and how many have each status.
+        self._waiting: dict[int, PipeStatus] = {}
+        self._waiting_statuses: collections.Counter[PipeStatus] = collections.Counter()
         self._totals: _Totals | None = _Totals()
         self._out_of_order = False
 
@@ -109,35 +120,75 @@ class LiveReports:
         return len(self._reports)
 
     @property
-    def unsettled(self) -> list[int]:
-        """The positions of the pipes not settled yet, in order."""
-        if self._out_of_order:  # reopened ones were added at the end
-            self._unsettled = dict.fromkeys(sorted(self._unsettled))
+    def watched(self) -> list[int]:
+        """The positions of the pipes neither settled nor waiting, in order."""
+        if self._out_of_order:  # reopened and woken ones were added at the end
+            self._watched = dict.fromkeys(sorted(self._watched))
             self._out_of_order = False
-        return list(self._unsettled)
+        return list(self._watched)
+
+    @property
+    def waiting(self) -> list[int]:
+        """The positions of the waiting pipes (a new list: O(waiting), for a rare look)."""
+        return list(self._waiting)
+
+    @property
+    def waiting_count(self) -> int:
+        return len(self._waiting)
+
+    @property
+    def all_settled(self) -> bool:
+        return not self._watched and not self._waiting
 
     def is_settled(self, position: int) -> bool:
-        return position not in self._unsettled
+        return position not in self._watched and position not in self._waiting
+
+    def is_waiting(self, position: int) -> bool:
+        return position in self._waiting
 
     def get(self, position: int) -> PipeReport:
         return self._reports[position]
 
     def put(self, position: int, report: PipeReport) -> None:
-        """The current report of an unsettled pipe."""
+        """The current report of an unsettled pipe (a waiting one is woken first)."""
+        self.wake(position)
         self._reports[position] = report
+
+    def set_waiting(self, position: int) -> bool:
+        """Set the watched pipe ``position`` aside until :meth:`wake`; only while its report is
+        blank (see the module). Whether it now waits."""
+        report = self._reports[position]
+        if position not in self._watched or not _blank(report):
+            return False
+        del self._watched[position]
+        self._waiting[position] = report.status
+        self._waiting_statuses[report.status] += 1
+        return True
+
+    def wake(self, position: int) -> None:
+        """A waiting pipe is watched again (something about it may have changed)."""
+        status = self._waiting.pop(position, None)
+        if status is None:
+            return
+        self._waiting_statuses[status] -= 1
+        self._watched[position] = None
+        self._out_of_order = True
 
     def settle(self, position: int, report: PipeReport) -> None:
         """Pipe ``position`` is over with ``report``, which no one changes afterwards."""
+        self.wake(position)
         self._reports[position] = report
-        if position in self._unsettled:
-            del self._unsettled[position]
+        if position in self._watched:
+            del self._watched[position]
             if self._totals is not None:
                 self._totals.add(position, report)
 
     def reopen(self, position: int) -> None:
-        """A settled pipe runs again (resubmitted): the totals are made again when next asked."""
-        if position not in self._unsettled:
-            self._unsettled[position] = None
+        """A settled pipe runs again (resubmitted): the totals are made again when next asked;
+        a waiting one is watched again."""
+        self.wake(position)
+        if position not in self._watched:
+            self._watched[position] = None
             self._out_of_order = True
             self._totals = None
 
@@ -148,23 +199,38 @@ class LiveReports:
     @property
     def running(self) -> bool:
         """``BaseEngine.is_running`` over these reports: some pipe is not final yet."""
-        return any(not self._reports[i].is_finished for i in self._unsettled)
+        return bool(self._waiting) or any(not self._reports[i].is_finished for i in self._watched)
 
     def aggregate(self) -> PipeReport:
-        """``PipeReport.aggregate(self.reports())``, from the totals and the unsettled pipes."""
+        """``PipeReport.aggregate(self.reports())``, from the totals, the waiting pipes'
+        statuses and the watched pipes."""
         active = _Totals()
-        for position in self._unsettled:
+        for position in self._watched:
             active.add(position, self._reports[position])
+        active.statuses.update(s for s, n in self._waiting_statuses.items() if n)
         return self._settled_totals().combined(active, len(self._reports))
 
     def _settled_totals(self) -> _Totals:
         if self._totals is None:
             totals = _Totals()
             for position, report in enumerate(self._reports):
-                if position not in self._unsettled:
+                if self.is_settled(position):
                     totals.add(position, report)
             self._totals = totals
         return self._totals
+
+
+def _blank(report: PipeReport) -> bool:
+    """A report whose only part in an aggregate is its status (see ``_Totals.add``)."""
+    return (
+        not report.is_finished
+        and not report.is_alive
+        and not report.has_error
+        and report.total_processed == report.success_count == report.error_count == 0
+        and report.ram_bytes == 0
+        and report.start_timestamp is None
+        and report.end_timestamp is None
+    )
 
 
 def _min(a: float | None, b: float) -> float:

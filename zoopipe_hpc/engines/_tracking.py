@@ -99,7 +99,7 @@ class PipeTracker:
     def poll(self, state_of: Callable[[int], TaskState]) -> LiveReports:
         """Look once at every pipe not settled yet; ``state_of(index)`` is asked about those
         only. A settled pipe costs nothing: no record read, no question to the scheduler."""
-        for index in self.live.unsettled:
+        for index in self.live.watched:
             self.report(index, state_of(index))
         return self.live
 

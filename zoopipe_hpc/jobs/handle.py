@@ -109,7 +109,17 @@ class JobHandle(JobConcluder):
                 raise self._held_by_another_handle()
             return self._follow(on_report, poll, slurm_owner=True)
 
+        driver = self._engine if not local else None
+
         def all_over() -> bool:
+            if driver is not None:
+                # The Slurm engine that drives the job follows every shard: its look costs
+                # O(shards not settled), and neither the manifest nor a report per shard is
+                # read or made again at every poll.
+                running = driver.is_running
+                if on_report is not None:
+                    on_report(driver.report, driver.pipe_reports)
+                return not running
             reports = self.shard_reports()
             if on_report is not None:
                 on_report(PipeReport.aggregate(reports), reports)

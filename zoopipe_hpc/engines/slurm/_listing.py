@@ -41,6 +41,10 @@ class FolderListing:
         self._moved_at = -math.inf
         self._listed_at = -math.inf
 
+    def relist_due(self) -> bool:
+        """Whether the last listing is :data:`RELIST_EVERY` seconds old or more."""
+        return self._clock() - self._listed_at >= RELIST_EVERY
+
     def new_entries(self) -> list[tuple[str, str]]:
         """``(name, path)`` of the entries not handed out before, by name; [] without listing
         the folder when its mtime says nothing can be new."""

@@ -25,7 +25,14 @@ from .parameters import SlurmParameters
 if TYPE_CHECKING:
     from ._watch import Shard
 
-__all__ = ["PACKED", "Packing", "choose_packing", "packed_attempt", "packed_state"]
+__all__ = [
+    "PACKED",
+    "Packing",
+    "choose_packing",
+    "packed_attempt",
+    "packed_state",
+    "tasks_by_array",
+]
 
 # The logger of the public module, so that logging set up for it still sees these records.
 log = logging.getLogger("zoopipe_hpc.engines.slurm.engine")
@@ -110,11 +117,20 @@ def packed_attempt(attempt_id: str, job: str) -> SlurmAttempt | None:
     return None
 
 
+def tasks_by_array(states: Mapping[str, TaskState]) -> dict[str, list[TaskState]]:
+    """Slurm's answer grouped by array (``<array>_<task>`` keys), for :func:`packed_state`."""
+    grouped: dict[str, list[TaskState]] = {}
+    for key, state in states.items():
+        grouped.setdefault(key.partition("_")[0], []).append(state)
+    return grouped
+
+
 def packed_state(
     shard: Shard,
     states: Mapping[str, TaskState],
     job_folder: Path | None,
     missing_is_gone: bool = False,
+    by_array: Mapping[str, list[TaskState]] | None = None,
 ) -> TaskState | None:
     """What Slurm's answer ``states`` means for a shard of a packed array.
 
@@ -123,11 +139,12 @@ def packed_state(
     no record ties to a task yet is pending while any task of the array is; once none is, its
     claim (if any) names the task that took it, else no task ran it: ``UNCLAIMED``. None: Slurm
     does not know the array (yet). ``missing_is_gone``: the answer is the queue's (``squeue``),
-    from which ended tasks vanish: a task not in it is GONE.
+    from which ended tasks vanish: a task not in it is GONE. ``by_array``: ``states`` grouped
+    by :func:`tasks_by_array`, once for all the shards of one answer.
     """
     job, task = shard.submissions[-1]
     if task == PACKED and job_folder is not None:
-        tasks = [s for key, s in states.items() if key.partition("_")[0] == job]
+        tasks = (by_array if by_array is not None else tasks_by_array(states)).get(job, [])
         if not tasks and not missing_is_gone:
             return None
         if any(s.active for s in tasks):

@@ -25,12 +25,13 @@ from ...progress._freshness import warn_if_stale_cache
 from ...report import PipeReport, PipeStatus
 from .._attempts import parse_record_name, slurm_restart
 from .._live import LiveReports
-from .._worker import report_from_snapshot
+from .._worker import progress_path, report_from_snapshot
 from ..base import BaseEngine
 from ._budget import QueryBudget
 from ._cli import SlurmCLI, SlurmCommandError
+from ._frontier import ClaimFrontier
 from ._listing import FolderListing
-from ._packing import PACKED, packed_attempt, packed_state
+from ._packing import PACKED, packed_attempt, packed_state, tasks_by_array
 from ._state import StateSource, StateSourceChoice, TaskState, choose_state_source
 from ._submitter import ArraySubmitter
 
@@ -46,6 +47,10 @@ _MAY_REQUEUE = frozenset({"NODE_FAIL", "PREEMPTED"})
 _QUERY_PUT_OFF_LIMIT = 2.0
 #: Seconds between two queries while every doubtful shard is only still pending (no record yet).
 PENDING_QUERY_EVERY = 60.0
+#: Seconds a packed array that claimed shards may run none (its other shards unclaimed)
+#: before Slurm is asked whether its tasks ended (e.g. stopped by the time limit between two
+#: shards), rather than at the next once-a-minute query about pending tasks.
+IDLE_ARRAY_AFTER = 2.0
 #: First and longest pause after a failed state query (doubled after each failure in a row).
 _FAULT_DELAY_FIRST = 1.0
 _FAULT_DELAY_MAX = 60.0
@@ -127,6 +132,15 @@ class ShardWatch(BaseEngine):
     _live: LiveReports | None = None
     #: The progress folder's names not seen yet (read only when it may have new ones).
     _listing: FolderListing | None = None
+    #: The arrays in which a shard settled COMPLETED (see ``SlurmEngine._continues``).
+    _completed_arrays: set[str]
+    #: How far the tasks of the packed arrays claimed their shards (see ``_scan_records``).
+    _frontier: ClaimFrontier | None = None
+    #: The shards not settled whose current submission runs one shard per task.
+    _unpacked: set[int]
+    #: Packed arrays seen running none of their shards, since when (``_clock``), or None once
+    #: Slurm was asked about them (see ``_ask_about_idle_arrays``).
+    _idle_arrays: dict[str, float | None]
 
     # -- records and reports ----------------------------------------------------------------
 
@@ -135,18 +149,85 @@ class ShardWatch(BaseEngine):
         self._shards = shards
         self._live = LiveReports(len(shards))
         self._listing = None
+        self._completed_arrays = set()
+        self._frontier = None
+        self._unpacked = set()
+        self._idle_arrays = {}
+        packed: dict[str, list[int]] = {}
+        for shard in shards:
+            if shard.submissions and shard.submissions[-1][1] == PACKED:
+                packed.setdefault(shard.submissions[-1][0], []).append(shard.index)
+            elif shard.submissions:
+                self._unpacked.add(shard.index)
+        for array, indices in packed.items():
+            self._follow_claims(array, indices)
 
     def _reopen(self, shard: Shard) -> None:
         """The shard is submitted again: it is followed at every poll until it settles."""
         if self._live is not None:
             self._live.reopen(shard.index)
 
+    def _follow_claims(self, array: str, shards: list[int]) -> None:
+        """The shards of packed array ``array`` (in claim order): their records are found
+        from their claims (:class:`~._frontier.ClaimFrontier`)."""
+        if self.job_folder is None:
+            return
+        if self._frontier is None or self._frontier.job_folder != self.job_folder:
+            self._frontier = ClaimFrontier(self.job_folder)
+        self._frontier.follow(array, shards)
+
+    def _mark_packing(self, shard: Shard) -> None:
+        """Note whether the shard's current submission is a packed array's (see
+        ``_needs_listing``)."""
+        if shard.packed:
+            self._unpacked.discard(shard.index)
+        else:
+            self._unpacked.add(shard.index)
+
+    def _needs_listing(self, live: LiveReports) -> bool:
+        """Whether a new record may be one that only a listing of the progress folder finds:
+        a shard not settled that runs one per task (its task writes its record unannounced),
+        a shard whose record is stale or failed (its task may be requeued: a new run, a new
+        record), or the last listing is ``RELIST_EVERY`` seconds old (a claim missed).
+        Otherwise the claims of the packed arrays (``_frontier``) tell of every new record."""
+        if self._unpacked or self._listing is None or self._listing.relist_due():
+            return True
+        now = time.time()
+        return any(
+            (shard := self._shards[index]).reader is not None
+            and shard.reader.last is not None
+            and self._needs_slurm(shard, now)
+            for index in live.watched
+        )
+
+    def _ask_about_idle_arrays(self, active: list[Shard]) -> None:
+        """A packed array whose tasks claimed shards, have more to claim, and run none of them
+        (no shard of it is watched) may have ended: its unclaimed shards wait for a state
+        query. Once it stayed so for :data:`IDLE_ARRAY_AFTER` seconds, the next query comes
+        now (within the budget), once per time the array goes idle."""
+        if self._frontier is None:
+            return
+        busy = {s.submissions[-1][0] for s in active if s.packed and s.final is None}
+        idle = self._frontier.started() - busy
+        now = self._clock()
+        for array in list(self._idle_arrays):
+            if array not in idle:
+                del self._idle_arrays[array]
+        for array in idle:
+            since = self._idle_arrays.setdefault(array, now)
+            if since is not None and now - since >= IDLE_ARRAY_AFTER:
+                self._query_soon()
+                self._idle_arrays[array] = None
+
     def _scan_records(self) -> None:
         """Attach each shard to the newest record of its current submission (requeues included).
 
-        Only the names the progress folder got since the last look are read, and only when it
-        may have new ones (:class:`~._listing.FolderListing`): a name once seen is never
-        counted again (a record of an earlier submission, or of a shard settled since).
+        A packed array's new claims name their shards' records (:class:`~._frontier.
+        ClaimFrontier`); the progress folder is listed only when a record may be one the
+        claims do not tell of (``_needs_listing``), and then only the names it got since the
+        last look are read, and only when it may have new ones
+        (:class:`~._listing.FolderListing`): a name once seen is never counted again (a record
+        of an earlier submission, or of a shard settled since).
         """
         live = self._live
         if self.job_folder is None or live is None:
@@ -156,12 +237,18 @@ class ShardWatch(BaseEngine):
         warn_if_stale_cache(folder, log)
         if self._listing is None or self._listing.folder != folder:
             self._listing = FolderListing(folder, lambda: self._clock())
+        found: list[tuple[int, str, str]] = []
+        if self._frontier is not None and self._frontier.job_folder == self.job_folder:
+            for index, array, attempt in self._frontier.new_claims():
+                if self._shards[index].submissions[-1][0] == array:
+                    found.append((index, attempt, str(progress_path(folder, index, attempt))))
+        if self._needs_listing(live):
+            for name, path in self._listing.new_entries():
+                parsed = parse_record_name(name)
+                if parsed is not None:
+                    found.append((parsed[0], parsed[1], path))
         newest: dict[int, tuple[int, str, str]] = {}
-        for name, path in self._listing.new_entries():
-            parsed = parse_record_name(name)
-            if parsed is None:
-                continue
-            index, attempt = parsed
+        for index, attempt, path in found:
             if index >= len(self._shards) or live.is_settled(index):
                 continue
             shard = self._shards[index]
@@ -178,6 +265,7 @@ class ShardWatch(BaseEngine):
             shard.pin_task(attempt)
             shard.attempt_id = attempt
             shard.reader = ProgressReader(path, expected_attempt_id=attempt)
+            live.wake(index)  # it has a record now: read at every poll until it settles
 
     def _shard_report(self, shard: Shard) -> PipeReport:
         if shard.final is not None:
@@ -212,8 +300,19 @@ class ShardWatch(BaseEngine):
     def _settle(self, shard: Shard, outcome: PipeReport) -> None:
         outcome.extra = self._extra(shard)
         shard.final = outcome
+        if outcome.status is PipeStatus.COMPLETED:
+            self._completed_arrays.add(shard.submissions[-1][0])
+        self._unpacked.discard(shard.index)
         if self._live is not None:
             self._live.settle(shard.index, outcome)
+
+    def _waits(self, shard: Shard) -> bool:
+        """Whether a shard that is not over has nothing to look at until something new comes:
+        no record yet, and Slurm says nothing (not asked yet) or that its task is queued or
+        running (a packed array that has not reached it). It then waits (``LiveReports``):
+        polls skip it until a record of it appears (``_scan_records``), a Slurm answer
+        changes what is known of it (``_maybe_ask_slurm``) or it is submitted again."""
+        return shard.reader is None and (shard.slurm is None or shard.slurm.active)
 
     # -- judgement ----------------------------------------------------------------------------
 
@@ -313,21 +412,31 @@ class ShardWatch(BaseEngine):
         self._next_query = min(self._next_query, at)
         self._next_pending_query = min(self._next_pending_query, at)
 
-    def _maybe_ask_slurm(self, doubtful: list[Shard]) -> None:
+    def _maybe_ask_slurm(self, doubtful: list[Shard]) -> list[Shard] | None:
         """Ask Slurm about the doubtful shards if a query is due and the budget has a token.
 
         A query only about pending tasks (no record yet) is due once a minute; one about a
         stale or failed record as soon as the backoff after a fault allows. Both cover every
-        doubtful shard in one call. A due query without a token waits for a later poll.
+        doubtful shard in one call, the waiting ones too (they have no record). A due query
+        without a token waits for a later poll. Returns None if Slurm was not asked, else the
+        waiting shards whose Slurm state the answer changed (woken: judged in this poll).
         """
         if self._hold_queries:
-            return
+            return None
         now = self._clock()
         urgent = any(s.reader is not None and s.reader.last is not None for s in doubtful)
         due = self._next_query if urgent else max(self._next_query, self._next_pending_query)
         if now < due or not self._budget.try_take():
-            return
-        self._ask_slurm(doubtful)
+            return None
+        live = self._live
+        waiting = [self._shards[i] for i in live.waiting] if live is not None else []
+        before = [_known(s.slurm) for s in waiting]
+        self._ask_slurm(doubtful + waiting)
+        woken = [s for s, known in zip(waiting, before, strict=True) if _known(s.slurm) != known]
+        if live is not None:
+            for shard in woken:
+                live.wake(shard.index)
+        return woken
 
     def _ask_slurm(self, shards: list[Shard]) -> None:
         """One state query (a single attempt) about every array of ``shards``."""
@@ -350,14 +459,15 @@ class ShardWatch(BaseEngine):
             self._fault_delay = min(self._fault_delay * 2, _FAULT_DELAY_MAX)
             return
         seen_at = time.time()
+        squeue = self._source.name == "squeue"
+        by_array = tasks_by_array(states)
         for shard in shards:
             shard.slurm = states.get(shard.job_id) or (
-                TaskState(shard.job_id, "GONE") if self._source.name == "squeue" else None
+                TaskState(shard.job_id, "GONE") if squeue else None
             )
             shard.slurm_seen_at = seen_at
             if shard.packed:
-                squeue = self._source.name == "squeue"
-                shard.slurm = packed_state(shard, states, self.job_folder, squeue)
+                shard.slurm = packed_state(shard, states, self.job_folder, squeue, by_array)
             if shard.slurm is not None and shard.slurm.active:
                 shard.ended_since = None
         now = self._clock()
@@ -391,3 +501,8 @@ class ShardWatch(BaseEngine):
         """Until when a short wait may still put a due Slurm query off."""
         since = self._query_put_off_since
         return math.inf if since is None else since + _QUERY_PUT_OFF_LIMIT
+
+
+def _known(state: TaskState | None) -> tuple[str, str] | None:
+    """What a waiting shard's report shows of Slurm's answer (its state, its node)."""
+    return None if state is None else (state.state, state.node)

@@ -161,8 +161,6 @@ class SlurmEngine(ShardWatch):
         self._hold_queries = False
         self._cancelled = False
         self._fail_fast = FailFast()
-        #: Arrays with a completed shard, during one poll (see ``_arrays_with_progress``).
-        self._progressed_arrays: set[str] | None = None
         #: Shards whose failure at the start waits for its retry, and since when (``_clock``):
         #: the others may still end with the same error (see ``_due_retries``).
         self._held_retries: dict[int, float] = {}
@@ -322,10 +320,13 @@ class SlurmEngine(ShardWatch):
             if self.ledger is not None:
                 self.ledger.record(token, job_id, list(chunk), packed=packing is not None)
             submitted.extend(chunk)
+            if packing is not None:
+                self._follow_claims(job_id, list(chunk))
             for task, index in enumerate(chunk):
                 shard = self._shards[index]
                 shard.submissions.append((job_id, task if packing is None else PACKED))
                 shard.packed = packing is not None
+                self._mark_packing(shard)
                 shard.attempt_id = ""
                 shard.reader = None
                 shard.slurm = None
@@ -398,18 +399,25 @@ class SlurmEngine(ShardWatch):
             return None
         self._scan_records()
         now = time.time()
-        active = [self._shards[index] for index in live.unsettled]
+        active = [self._shards[index] for index in live.watched]
         for shard in active:
             live.put(shard.index, self._shard_report(shard))
         doubtful = [s for s in active if self._needs_slurm(s, now)]
-        if doubtful:
-            self._maybe_ask_slurm(doubtful)
+        woken = self._maybe_ask_slurm(doubtful) if doubtful or live.waiting_count else None
+        if woken:  # Slurm's answer changed what is known of these waiting shards
+            for shard in woken:
+                live.put(shard.index, self._shard_report(shard))
+            active = sorted(active + woken, key=lambda s: s.index)
+        self._ask_about_idle_arrays(active)
         retry: list[tuple[Shard, PipeReport, str]] = []
         continued: list[Shard] = []
-        self._progressed_arrays = None
         for shard in active:
             outcome = self._judge(shard, live.get(shard.index), now)
             if outcome is None:
+                if self._waits(shard):
+                    if woken is not None:  # Slurm answered after its report was made
+                        live.put(shard.index, self._shard_report(shard))
+                    live.set_waiting(shard.index)
                 continue
             if outcome.status is PipeStatus.CANCELLED and self._fail_fast.tripped is not None:
                 first = self._fail_fast.tripped[1]
@@ -457,7 +465,7 @@ class SlurmEngine(ShardWatch):
                     len(continued),
                     format_shards([s.index for s in continued]),
                 )
-        if not self._closing_logged and not live.unsettled:
+        if not self._closing_logged and live.all_settled:
             self._closing_logged = True
             calls = ", ".join(f"{tool} {n}" for tool, n in sorted(self.slurm_calls().items()))
             log.info(
@@ -481,9 +489,15 @@ class SlurmEngine(ShardWatch):
         """
         now = self._clock()
         failing = {shard.index for shard, _, _ in retry}
-        others_may_fail = bool(retry) and any(
-            s.final is None and s.index not in failing and live.get(s.index).total_processed == 0
-            for s in active
+        # A waiting shard (still queued, see ``_waits``) has read no record.
+        others_may_fail = bool(retry) and (
+            live.waiting_count > 0
+            or any(
+                s.final is None
+                and s.index not in failing
+                and live.get(s.index).total_processed == 0
+                for s in active
+            )
         )
         due = []
         for shard, outcome, failure in retry:
@@ -542,14 +556,8 @@ class SlurmEngine(ShardWatch):
         return _out_of_time(message) and not any(_out_of_time(f) for f in shard.failures)
 
     def _arrays_with_progress(self) -> set[str]:
-        """The arrays in which at least one shard completed (computed once per poll)."""
-        if self._progressed_arrays is None:
-            self._progressed_arrays = {
-                s.submissions[-1][0]
-                for s in self._shards
-                if s.final is not None and s.final.status is PipeStatus.COMPLETED
-            }
-        return self._progressed_arrays
+        """The arrays in which at least one shard completed (kept as the shards settle)."""
+        return self._completed_arrays
 
     # -- BaseEngine -------------------------------------------------------------------------
 
@@ -567,11 +575,11 @@ class SlurmEngine(ShardWatch):
         self._cancel_live()
 
         def all_final() -> bool:
-            if self._live is None or not self._live.unsettled:
+            if self._live is None or self._live.all_settled:
                 return True
             self._query_soon()  # ask at every look the budget allows: the tasks are cancelled
-            self._refresh()
-            return not self._live.unsettled
+            self._look()
+            return self._live.all_settled
 
         wait_until(all_final, timeout, min(self.poll_interval, 0.5))
         for shard in [s for s in self._shards if s.final is None]:
