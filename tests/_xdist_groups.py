@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import pytest
 
-__all__ = ["group_of", "put_in_group"]
+__all__ = ["group_of", "put_in_group", "scheduled_first"]
 
 SERIAL = "serial"
 RAY = "ray"
@@ -36,6 +36,7 @@ _SERIAL_MODULES = {
 }
 #: Node-id prefixes of the tests that start Ray.
 _RAY_TESTS = (
+    "tests/integration/test_examples.py::test_example_runs[ray_engine]",
     "tests/integration/test_hooks_engines.py::test_hooks_on_ray",
     "tests/integration/test_ray_engine.py::",
     "tests/integration/test_wait_timeout.py::test_ray_engine",
@@ -61,6 +62,22 @@ def group_of(item: pytest.Item) -> str | None:
             if any(d.scope in _SHARED_SCOPES for d in defs):
                 return "module:" + item.nodeid.split("::", 1)[0].replace("/", ".")
     return None
+
+
+def scheduled_first(items: list[pytest.Item], groups: dict[pytest.Item, str]) -> list[pytest.Item]:
+    """``items`` in the order ``--dist loadgroup --no-loadscope-reorder`` hands them out: the
+    ``serial`` group first (the longest, mostly waiting on the scheduler: the run ends when it
+    does, so it must start at once) and ``ray`` second, so that the other worker starts Ray
+    beside the first cluster tests rather than beside its own CPU-bound tests; then the other
+    groups, then the tests of no group (small units that fill the other worker to the end).
+    Stable: each group keeps its own order."""
+    ranks = {SERIAL: 0, RAY: 1}
+
+    def rank(item: pytest.Item) -> int:
+        group = groups.get(item)
+        return 3 if group is None else ranks.get(group, 2)
+
+    return sorted(items, key=rank)
 
 
 def put_in_group(item: pytest.Item, group: str) -> None:

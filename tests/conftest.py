@@ -28,8 +28,10 @@ def pytest_collection_modifyitems(
 ) -> Iterator[None]:
     """Put the tests that must not run beside others, or must share a worker, in their xdist
     group (tests/_xdist_groups.py): the marks before xdist's own hook reads them, the node id
-    suffix it schedules by after it. Without ``--dist loadgroup`` the marks change nothing."""
-    from _xdist_groups import group_of, put_in_group
+    suffix it schedules by after it, and the ``serial`` group first in the collection (which
+    is the order ``--no-loadscope-reorder`` schedules in). Without ``--dist loadgroup`` the
+    marks change nothing and the order stays pytest's."""
+    from _xdist_groups import group_of, put_in_group, scheduled_first
 
     groups = {}
     for item in items:
@@ -41,6 +43,7 @@ def pytest_collection_modifyitems(
     if config.getoption("loadgroup", default=False):  # set in the xdist workers
         for item, group in groups.items():
             put_in_group(item, group)
+        items[:] = scheduled_first(items, groups)
 
 
 def _cluster_problem() -> str | None:
