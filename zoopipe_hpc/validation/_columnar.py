@@ -24,6 +24,12 @@ What is covered (anything else: the model is not compiled, and a debug log says 
   ``_datetimes``); naive timestamp columns in s/ms/us.
 * ``UUID``: the hyphenated hex form, in any case (written in lowercase, as ``str(UUID)``).
 * enums whose values are all strings, and ``Literal`` of strings: membership of text values.
+* a text batch of ``int``, ``float`` or ``date`` values (or ``datetime`` values that all end
+  in ``Z``) that pyarrow's cast reads whole is vouched for as cast, without the pattern match
+  (``0x`` texts, infinities, NaN, years outside 1000-2999 and datetimes shorter than
+  ``YYYY-MM-DDTHH:MM:SSZ`` aside): every text that cast reads, pydantic reads as the same
+  value (``tests/property/test_cast_forms.py``). So ``007``, ``+1.5`` or ``.5`` are vouched
+  for in such a batch, and go to pydantic in a batch holding a text that does not cast.
 * ``Optional[X]`` of the above: nulls (from typed inputs) become None; an empty CSV string is
   *not* None, exactly as for pydantic.
 * other scalar fields (``Decimal``, ``UUID``, ``time``, ints in ``Literal`` or enums, constraints
@@ -46,7 +52,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ValidationError
 
-from ._arrow import _column, schema_for_model
+from ._arrow import _column, _data_buffer, schema_for_model
 from ._columnar_plan import FieldPlan, NotCompiled, compile_model
 
 __all__ = ["ColumnarValidator", "columnar_enabled"]
@@ -156,8 +162,12 @@ class ColumnarValidator:
         kind = plan.kind
         if kind == "int":
             if text:
-                good = pc.match_substring_regex(column, _INT_RE)
-                values = _cast_where(good, column, "0", pa.int64())
+                cast = _cast_whole(column, pa.int64(), _INT_REFUSED)
+                if cast is not None:
+                    values, good = cast, _true(len(column))
+                else:
+                    good = pc.match_substring_regex(column, _INT_RE)
+                    values = _cast_where(good, column, "0", pa.int64())
             elif pa.types.is_signed_integer(typ) or (
                 pa.types.is_unsigned_integer(typ) and typ.bit_width <= 32
             ):
@@ -167,10 +177,14 @@ class ColumnarValidator:
                 return None
         elif kind == "float":
             if text:
-                # A text of this form is a finite number (at most 20 integer digits and an
-                # exponent of two digits): no check of the values is needed.
-                good = pc.match_substring_regex(column, _FLOAT_RE)
-                values = _cast_where(good, column, "0", pa.float64())
+                cast = _cast_whole(column, pa.float64(), b"")
+                if cast is not None:
+                    values, good = cast, pc.is_finite(cast)
+                else:
+                    # A text of this form is a finite number (at most 20 integer digits and
+                    # an exponent of two digits): no check of the values is needed.
+                    good = pc.match_substring_regex(column, _FLOAT_RE)
+                    values = _cast_where(good, column, "0", pa.float64())
             elif pa.types.is_floating(typ):
                 values = column.cast(pa.float64())
                 good = pc.is_finite(values)
@@ -210,8 +224,12 @@ class ColumnarValidator:
                 return None
         elif kind == "date":
             if text:
-                good = pc.match_substring_regex(column, _DATE_RE)
-                values, good = _cast_days(good, column, "2000-01-01", pa.date32())
+                cast = _cast_whole(column, pa.date32(), b"")
+                if cast is not None and _within(cast, _DAYS):
+                    values, good = cast, _true(len(column))
+                else:
+                    good = pc.match_substring_regex(column, _DATE_RE)
+                    values, good = _cast_days(good, column, "2000-01-01", pa.date32())
             elif pa.types.is_date32(typ):
                 values = column
                 good = _true(len(column))
@@ -253,6 +271,32 @@ class ColumnarValidator:
 
 def _true(n: int) -> pa.Array:
     return pc.is_null(pa.nulls(n))
+
+
+#: Bytes that let pyarrow's cast of a text to an integer read a form pydantic refuses
+#: (``0x10`` is 16 to pyarrow).
+_INT_REFUSED = b"xX"
+
+
+def _cast_whole(text: pa.Array, to: pa.DataType, refused: bytes) -> pa.Array | None:
+    """``text`` cast to ``to`` as it is, or None when the cast fails or the texts' bytes hold
+    one of ``refused``.
+
+    Every text pyarrow's cast of a whole column to ``int64``, ``float64`` or ``date32``
+    accepts (with none of the refused bytes) is accepted by pydantic with the same value, so
+    a batch whose cast succeeds needs no pattern match (``tests/property/test_cast_forms.py``
+    is the proof; the caller still checks a float for inf and NaN and a date's year, as
+    pyarrow reads the year 0). A batch where
+    one text does not cast is matched against the checked forms instead.
+    """
+    if refused:
+        data = _data_buffer(text).to_pybytes()
+        if any(byte in data for byte in refused):
+            return None
+    try:
+        return text.cast(to)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
 
 
 def _cast_where(good: pa.Array, text: pa.Array, dummy: str, to: pa.DataType) -> pa.Array:
@@ -328,7 +372,12 @@ def _datetimes(text: pa.Array) -> tuple[pa.Array, pa.Array]:
     half = (len(text) - text.null_count) // 2
     zulu_ends = pc.ends_with(text, "Z")
     naive = zoned = None
-    if _count(zulu_ends) > half:
+    n_zulu = _count(zulu_ends)
+    if n_zulu == len(text) - text.null_count:
+        instants = _zulu_instants(text)
+        if instants is not None:
+            return instants, _true(len(text))
+    if n_zulu > half:
         zoned = pc.match_substring_regex(text, _ZONED_RE)
         if _count(pc.and_(zoned, zulu_ends)) > half and _count(zoned) == _count(
             pc.and_(zoned, zulu_ends)
@@ -366,6 +415,45 @@ def _datetimes(text: pa.Array) -> tuple[pa.Array, pa.Array]:
                 zone = best["values"]
                 good = _fill(pc.equal(key, zone))
     return _zoned_values(text, good, zone)
+
+
+#: The lengths of the covered zoned forms ending in ``Z`` (``YYYY-MM-DDTHH:MM:SSZ``, with
+#: 1 to 6 digits of a second's fraction: 20, 22 to 27).
+_ZULU_LENGTHS = (20, 27)
+#: The days and instants (UTC, in microseconds) of the years 1000 to 2999, those of the
+#: checked forms (pyarrow's cast also reads the year 0, which pydantic refuses).
+_DAYS = (
+    (dt.date(1000, 1, 1) - dt.date(1970, 1, 1)).days,
+    (dt.date(2999, 12, 31) - dt.date(1970, 1, 1)).days,
+)
+_INSTANTS = (_DAYS[0] * 86_400_000_000, (_DAYS[1] + 1) * 86_400_000_000 - 1)
+
+
+def _within(values: pa.Array, span: tuple[int, int]) -> bool:
+    """True if the dates or timestamps ``values`` (nulls aside) lie in ``span`` (days or
+    microseconds since 1970)."""
+    bounds = pc.min_max(values.cast(pa.int32() if pa.types.is_date32(values.type) else pa.int64()))
+    low, high = bounds["min"].as_py(), bounds["max"].as_py()
+    return low is None or (span[0] <= low and high <= span[1])
+
+
+def _zulu_instants(text: pa.Array) -> pa.Array | None:
+    """The UTC timestamps of a batch of texts that all end in ``Z``, cast as they are; None
+    when a text is not 20 to 27 characters long, does not cast, or falls outside the years
+    1000-2999.
+
+    Every such text pyarrow's cast accepts is one pydantic reads as the same instant in UTC
+    (``tests/property/test_cast_forms.py``): the pattern match is not needed. Shorter texts
+    (``2024-01-01T10Z``, which pyarrow reads and pydantic refuses) are left to the checks.
+    """
+    lengths = pc.min_max(pc.binary_length(text)).as_py()
+    low, high = _ZULU_LENGTHS
+    if lengths["min"] is None or lengths["min"] < low or lengths["max"] > high:
+        return None
+    instants = _cast_whole(text, pa.timestamp("us", tz="UTC"), b"")
+    if instants is None:
+        return None
+    return instants if _within(instants, _INSTANTS) else None
 
 
 def _zoned_values(text: pa.Array, good: pa.Array, zone: str) -> tuple[pa.Array, pa.Array]:
