@@ -139,17 +139,21 @@ class ColumnarValidator:
                 # rows it cannot vouch for go to pydantic whole.
                 converted = by_pydantic(plan, column)
             values, good = converted
-            ok = good if ok is None else pc.and_(ok, good)
+            if good is not None:  # None: every row of the column is vouched for
+                ok = good if ok is None else pc.and_(ok, good)
             columns.append(values)
         accepted = pa.Table.from_arrays(columns, names=self.schema.names)
-        if ok is not None and not pc.all(ok).as_py():
+        if ok is None:
+            return accepted, _true(n)
+        if not pc.all(ok).as_py():
             accepted = accepted.filter(ok)
         return accepted, ok
 
     # -- one column ---------------------------------------------------------------------------
 
-    def _field(self, plan: FieldPlan, column: pa.Array) -> tuple[pa.Array, pa.Array] | None:
-        """(values of the output type, a mask without nulls of the values vouched for).
+    def _field(self, plan: FieldPlan, column: pa.Array) -> tuple[pa.Array, pa.Array | None] | None:
+        """(values of the output type, a mask without nulls of the values vouched for, or None
+        when every value is: no mask is built or combined for such a column).
 
         The checks leave nulls in the mask where the input is null, and they are settled once
         at the end: None for an ``Optional`` field, not vouched for otherwise.
@@ -164,7 +168,7 @@ class ColumnarValidator:
             if text:
                 cast = _cast_whole(column, pa.int64(), _INT_REFUSED)
                 if cast is not None:
-                    values, good = cast, _true(len(column))
+                    values, good = cast, None
                 else:
                     good = pc.match_substring_regex(column, _INT_RE)
                     values = _cast_where(good, column, "0", pa.int64())
@@ -172,7 +176,7 @@ class ColumnarValidator:
                 pa.types.is_unsigned_integer(typ) and typ.bit_width <= 32
             ):
                 values = column.cast(pa.int64())
-                good = _true(len(column))
+                good = None
             else:
                 return None
         elif kind == "float":
@@ -194,17 +198,17 @@ class ColumnarValidator:
             if not text:
                 return None
             values = column
-            good = _true(len(column))
+            good = None
             if plan.choices is not None:
                 good = pc.is_in(values, value_set=plan.choices)
             if plan.min_length is not None or plan.max_length is not None:
                 length = pc.utf8_length(values)
                 if plan.min_length is not None:
-                    good = pc.and_(good, pc.greater_equal(length, plan.min_length))
+                    good = _and(good, pc.greater_equal(length, plan.min_length))
                 if plan.max_length is not None:
-                    good = pc.and_(good, pc.less_equal(length, plan.max_length))
+                    good = _and(good, pc.less_equal(length, plan.max_length))
             if plan.pattern is not None:
-                good = pc.and_(good, pc.match_substring_regex(values, plan.pattern))
+                good = _and(good, pc.match_substring_regex(values, plan.pattern))
         elif kind == "uuid":
             # The hyphenated form, in any case: pydantic's value prints as its lowercase.
             if not text:
@@ -219,20 +223,20 @@ class ColumnarValidator:
                 values = true
             elif pa.types.is_boolean(typ):
                 values = column
-                good = _true(len(column))
+                good = None
             else:
                 return None
         elif kind == "date":
             if text:
                 cast = _cast_whole(column, pa.date32(), b"")
                 if cast is not None and _within(cast, _DAYS):
-                    values, good = cast, _true(len(column))
+                    values, good = cast, None
                 else:
                     good = pc.match_substring_regex(column, _DATE_RE)
                     values, good = _cast_days(good, column, "2000-01-01", pa.date32())
             elif pa.types.is_date32(typ):
                 values = column
-                good = _true(len(column))
+                good = None
             else:
                 return None
         elif kind == "datetime":
@@ -240,7 +244,7 @@ class ColumnarValidator:
                 values, good = _datetimes(column)
             elif pa.types.is_timestamp(typ) and typ.tz is None and typ.unit in ("s", "ms", "us"):
                 values = column.cast(pa.timestamp("us"))
-                good = _true(len(column))
+                good = None
             else:
                 return None
         else:  # pragma: no cover - every kind is handled above
@@ -252,25 +256,35 @@ class ColumnarValidator:
                 "le": pc.less_equal,
                 "lt": pc.less,
             }[op]
-            good = pc.and_(good, compare(values, pa.scalar(bound, values.type)))
+            good = _and(good, compare(values, pa.scalar(bound, values.type)))
         if values.type != plan.arrow_type and not (
             kind == "datetime" and values.type.equals(pa.timestamp("us", tz=values.type.tz))
         ):
             return None
         if not column.null_count:
-            return values, _fill(good)
+            return values, None if good is None else _fill(good)
         # A null input is None for pydantic (constraints do not apply to it), for an Optional
         # field; else the row goes to pydantic.
-        null = pc.is_null(column)
         if not plan.optional:
-            return values, pc.and_not(_fill(good), null)
-        if values is not column:  # a text column is its own values, nulls included
+            valid = pc.is_valid(column)
+            return values, valid if good is None else pc.and_(_fill(good), valid)
+        if good is None and values.null_count == column.null_count:
+            return values, None
+        null = pc.is_null(column)
+        # The values of every kind are null where the input is (a cast, a text column itself)
+        # or nowhere (a bool's ``is_in``): the same count of nulls means the same places.
+        if values.null_count != column.null_count:
             values = pc.if_else(null, pa.scalar(None, values.type), values)
-        return values, pc.or_(_fill(good), null)
+        return values, None if good is None else pc.or_(_fill(good), null)
 
 
 def _true(n: int) -> pa.Array:
     return pc.is_null(pa.nulls(n))
+
+
+def _and(good: pa.Array | None, more: pa.Array) -> pa.Array:
+    """``more`` narrowed by ``good`` (None: every value is good)."""
+    return more if good is None else pc.and_(good, more)
 
 
 #: Bytes that let pyarrow's cast of a text to an integer read a form pydantic refuses
@@ -355,9 +369,9 @@ def _count(mask: pa.Array) -> int:
     return int(pc.sum(mask).as_py() or 0)
 
 
-def _datetimes(text: pa.Array) -> tuple[pa.Array, pa.Array]:
+def _datetimes(text: pa.Array) -> tuple[pa.Array, pa.Array | None]:
     """Timestamps of the datetime texts of a batch, and the mask of those vouched for (null
-    where the text is null).
+    where the text is null; None when every text is).
 
     pydantic keeps each value's offset (``Z``, ``+00:00`` and ``-00:00`` are all UTC), and an
     Arrow column has one time zone: the batch's most common zone (or none) is that of the
@@ -376,7 +390,7 @@ def _datetimes(text: pa.Array) -> tuple[pa.Array, pa.Array]:
     if n_zulu == len(text) - text.null_count:
         instants = _zulu_instants(text)
         if instants is not None:
-            return instants, _true(len(text))
+            return instants, None
     if n_zulu > half:
         zoned = pc.match_substring_regex(text, _ZONED_RE)
         if _count(pc.and_(zoned, zulu_ends)) > half and _count(zoned) == _count(
