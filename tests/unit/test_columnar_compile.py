@@ -76,11 +76,12 @@ def _agrees(annotation: object, text: str, vouched: bool, value: object) -> None
         ("0", True),
         ("12", True),
         ("-7", True),
-        ("-0", False),
+        ("-0", True),  # a batch whose cast succeeds is read as pyarrow casts it
         ("+1", False),
         (" 1", False),
         ("1_000", False),
-        ("01", False),
+        ("0x10", False),  # 16 to pyarrow's cast, refused by pydantic
+        ("01", True),
         ("1.0", False),
         ("", False),
         ("99999999999999999999", False),
@@ -105,11 +106,12 @@ def test_int_forms(text: str, vouched: bool) -> None:
         ("0.001", True),
         ("inf", False),
         ("nan", False),
-        (".5", False),
-        ("1.", False),
+        (".5", True),  # a batch whose cast succeeds is read as pyarrow casts it
+        ("1.", True),
         ("1e400", False),
         (" 1", False),
-        ("+1", False),
+        ("+1", True),
+        ("1_0.5", False),
     ],
 )
 def test_float_forms(text: str, vouched: bool) -> None:

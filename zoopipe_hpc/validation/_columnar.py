@@ -24,6 +24,12 @@ What is covered (anything else: the model is not compiled, and a debug log says 
   ``_datetimes``); naive timestamp columns in s/ms/us.
 * ``UUID``: the hyphenated hex form, in any case (written in lowercase, as ``str(UUID)``).
 * enums whose values are all strings, and ``Literal`` of strings: membership of text values.
+* a text batch of ``int``, ``float`` or ``date`` values (or ``datetime`` values that all end
+  in ``Z``) that pyarrow's cast reads whole is vouched for as cast, without the pattern match
+  (``0x`` texts, infinities, NaN, years outside 1000-2999 and datetimes shorter than
+  ``YYYY-MM-DDTHH:MM:SSZ`` aside): every text that cast reads, pydantic reads as the same
+  value (``tests/property/test_cast_forms.py``). So ``007``, ``+1.5`` or ``.5`` are vouched
+  for in such a batch, and go to pydantic in a batch holding a text that does not cast.
 * ``Optional[X]`` of the above: nulls (from typed inputs) become None; an empty CSV string is
   *not* None, exactly as for pydantic.
 * other scalar fields (``Decimal``, ``UUID``, ``time``, ints in ``Literal`` or enums, constraints
@@ -46,7 +52,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ValidationError
 
-from ._arrow import _column, schema_for_model
+from ._arrow import _column, _data_buffer, schema_for_model
 from ._columnar_plan import FieldPlan, NotCompiled, compile_model
 
 __all__ = ["ColumnarValidator", "columnar_enabled"]
@@ -133,17 +139,21 @@ class ColumnarValidator:
                 # rows it cannot vouch for go to pydantic whole.
                 converted = by_pydantic(plan, column)
             values, good = converted
-            ok = good if ok is None else pc.and_(ok, good)
+            if good is not None:  # None: every row of the column is vouched for
+                ok = good if ok is None else pc.and_(ok, good)
             columns.append(values)
         accepted = pa.Table.from_arrays(columns, names=self.schema.names)
-        if ok is not None and not pc.all(ok).as_py():
+        if ok is None:
+            return accepted, _true(n)
+        if not pc.all(ok).as_py():
             accepted = accepted.filter(ok)
         return accepted, ok
 
     # -- one column ---------------------------------------------------------------------------
 
-    def _field(self, plan: FieldPlan, column: pa.Array) -> tuple[pa.Array, pa.Array] | None:
-        """(values of the output type, a mask without nulls of the values vouched for).
+    def _field(self, plan: FieldPlan, column: pa.Array) -> tuple[pa.Array, pa.Array | None] | None:
+        """(values of the output type, a mask without nulls of the values vouched for, or None
+        when every value is: no mask is built or combined for such a column).
 
         The checks leave nulls in the mask where the input is null, and they are settled once
         at the end: None for an ``Optional`` field, not vouched for otherwise.
@@ -156,21 +166,29 @@ class ColumnarValidator:
         kind = plan.kind
         if kind == "int":
             if text:
-                good = pc.match_substring_regex(column, _INT_RE)
-                values = _cast_where(good, column, "0", pa.int64())
+                cast = _cast_whole(column, pa.int64(), _INT_REFUSED)
+                if cast is not None:
+                    values, good = cast, None
+                else:
+                    good = pc.match_substring_regex(column, _INT_RE)
+                    values = _cast_where(good, column, "0", pa.int64())
             elif pa.types.is_signed_integer(typ) or (
                 pa.types.is_unsigned_integer(typ) and typ.bit_width <= 32
             ):
                 values = column.cast(pa.int64())
-                good = _true(len(column))
+                good = None
             else:
                 return None
         elif kind == "float":
             if text:
-                # A text of this form is a finite number (at most 20 integer digits and an
-                # exponent of two digits): no check of the values is needed.
-                good = pc.match_substring_regex(column, _FLOAT_RE)
-                values = _cast_where(good, column, "0", pa.float64())
+                cast = _cast_whole(column, pa.float64(), b"")
+                if cast is not None:
+                    values, good = cast, pc.is_finite(cast)
+                else:
+                    # A text of this form is a finite number (at most 20 integer digits and
+                    # an exponent of two digits): no check of the values is needed.
+                    good = pc.match_substring_regex(column, _FLOAT_RE)
+                    values = _cast_where(good, column, "0", pa.float64())
             elif pa.types.is_floating(typ):
                 values = column.cast(pa.float64())
                 good = pc.is_finite(values)
@@ -180,17 +198,17 @@ class ColumnarValidator:
             if not text:
                 return None
             values = column
-            good = _true(len(column))
+            good = None
             if plan.choices is not None:
                 good = pc.is_in(values, value_set=plan.choices)
             if plan.min_length is not None or plan.max_length is not None:
                 length = pc.utf8_length(values)
                 if plan.min_length is not None:
-                    good = pc.and_(good, pc.greater_equal(length, plan.min_length))
+                    good = _and(good, pc.greater_equal(length, plan.min_length))
                 if plan.max_length is not None:
-                    good = pc.and_(good, pc.less_equal(length, plan.max_length))
+                    good = _and(good, pc.less_equal(length, plan.max_length))
             if plan.pattern is not None:
-                good = pc.and_(good, pc.match_substring_regex(values, plan.pattern))
+                good = _and(good, pc.match_substring_regex(values, plan.pattern))
         elif kind == "uuid":
             # The hyphenated form, in any case: pydantic's value prints as its lowercase.
             if not text:
@@ -205,16 +223,20 @@ class ColumnarValidator:
                 values = true
             elif pa.types.is_boolean(typ):
                 values = column
-                good = _true(len(column))
+                good = None
             else:
                 return None
         elif kind == "date":
             if text:
-                good = pc.match_substring_regex(column, _DATE_RE)
-                values, good = _cast_days(good, column, "2000-01-01", pa.date32())
+                cast = _cast_whole(column, pa.date32(), b"")
+                if cast is not None and _within(cast, _DAYS):
+                    values, good = cast, None
+                else:
+                    good = pc.match_substring_regex(column, _DATE_RE)
+                    values, good = _cast_days(good, column, "2000-01-01", pa.date32())
             elif pa.types.is_date32(typ):
                 values = column
-                good = _true(len(column))
+                good = None
             else:
                 return None
         elif kind == "datetime":
@@ -222,7 +244,7 @@ class ColumnarValidator:
                 values, good = _datetimes(column)
             elif pa.types.is_timestamp(typ) and typ.tz is None and typ.unit in ("s", "ms", "us"):
                 values = column.cast(pa.timestamp("us"))
-                good = _true(len(column))
+                good = None
             else:
                 return None
         else:  # pragma: no cover - every kind is handled above
@@ -234,25 +256,61 @@ class ColumnarValidator:
                 "le": pc.less_equal,
                 "lt": pc.less,
             }[op]
-            good = pc.and_(good, compare(values, pa.scalar(bound, values.type)))
+            good = _and(good, compare(values, pa.scalar(bound, values.type)))
         if values.type != plan.arrow_type and not (
             kind == "datetime" and values.type.equals(pa.timestamp("us", tz=values.type.tz))
         ):
             return None
         if not column.null_count:
-            return values, _fill(good)
+            return values, None if good is None else _fill(good)
         # A null input is None for pydantic (constraints do not apply to it), for an Optional
         # field; else the row goes to pydantic.
-        null = pc.is_null(column)
         if not plan.optional:
-            return values, pc.and_not(_fill(good), null)
-        if values is not column:  # a text column is its own values, nulls included
+            valid = pc.is_valid(column)
+            return values, valid if good is None else pc.and_(_fill(good), valid)
+        if good is None and values.null_count == column.null_count:
+            return values, None
+        null = pc.is_null(column)
+        # The values of every kind are null where the input is (a cast, a text column itself)
+        # or nowhere (a bool's ``is_in``): the same count of nulls means the same places.
+        if values.null_count != column.null_count:
             values = pc.if_else(null, pa.scalar(None, values.type), values)
-        return values, pc.or_(_fill(good), null)
+        return values, None if good is None else pc.or_(_fill(good), null)
 
 
 def _true(n: int) -> pa.Array:
     return pc.is_null(pa.nulls(n))
+
+
+def _and(good: pa.Array | None, more: pa.Array) -> pa.Array:
+    """``more`` narrowed by ``good`` (None: every value is good)."""
+    return more if good is None else pc.and_(good, more)
+
+
+#: Bytes that let pyarrow's cast of a text to an integer read a form pydantic refuses
+#: (``0x10`` is 16 to pyarrow).
+_INT_REFUSED = b"xX"
+
+
+def _cast_whole(text: pa.Array, to: pa.DataType, refused: bytes) -> pa.Array | None:
+    """``text`` cast to ``to`` as it is, or None when the cast fails or the texts' bytes hold
+    one of ``refused``.
+
+    Every text pyarrow's cast of a whole column to ``int64``, ``float64`` or ``date32``
+    accepts (with none of the refused bytes) is accepted by pydantic with the same value, so
+    a batch whose cast succeeds needs no pattern match (``tests/property/test_cast_forms.py``
+    is the proof; the caller still checks a float for inf and NaN and a date's year, as
+    pyarrow reads the year 0). A batch where
+    one text does not cast is matched against the checked forms instead.
+    """
+    if refused:
+        data = _data_buffer(text).to_pybytes()
+        if any(byte in data for byte in refused):
+            return None
+    try:
+        return text.cast(to)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
 
 
 def _cast_where(good: pa.Array, text: pa.Array, dummy: str, to: pa.DataType) -> pa.Array:
@@ -311,9 +369,9 @@ def _count(mask: pa.Array) -> int:
     return int(pc.sum(mask).as_py() or 0)
 
 
-def _datetimes(text: pa.Array) -> tuple[pa.Array, pa.Array]:
+def _datetimes(text: pa.Array) -> tuple[pa.Array, pa.Array | None]:
     """Timestamps of the datetime texts of a batch, and the mask of those vouched for (null
-    where the text is null).
+    where the text is null; None when every text is).
 
     pydantic keeps each value's offset (``Z``, ``+00:00`` and ``-00:00`` are all UTC), and an
     Arrow column has one time zone: the batch's most common zone (or none) is that of the
@@ -328,7 +386,12 @@ def _datetimes(text: pa.Array) -> tuple[pa.Array, pa.Array]:
     half = (len(text) - text.null_count) // 2
     zulu_ends = pc.ends_with(text, "Z")
     naive = zoned = None
-    if _count(zulu_ends) > half:
+    n_zulu = _count(zulu_ends)
+    if n_zulu == len(text) - text.null_count:
+        instants = _zulu_instants(text)
+        if instants is not None:
+            return instants, None
+    if n_zulu > half:
         zoned = pc.match_substring_regex(text, _ZONED_RE)
         if _count(pc.and_(zoned, zulu_ends)) > half and _count(zoned) == _count(
             pc.and_(zoned, zulu_ends)
@@ -366,6 +429,45 @@ def _datetimes(text: pa.Array) -> tuple[pa.Array, pa.Array]:
                 zone = best["values"]
                 good = _fill(pc.equal(key, zone))
     return _zoned_values(text, good, zone)
+
+
+#: The lengths of the covered zoned forms ending in ``Z`` (``YYYY-MM-DDTHH:MM:SSZ``, with
+#: 1 to 6 digits of a second's fraction: 20, 22 to 27).
+_ZULU_LENGTHS = (20, 27)
+#: The days and instants (UTC, in microseconds) of the years 1000 to 2999, those of the
+#: checked forms (pyarrow's cast also reads the year 0, which pydantic refuses).
+_DAYS = (
+    (dt.date(1000, 1, 1) - dt.date(1970, 1, 1)).days,
+    (dt.date(2999, 12, 31) - dt.date(1970, 1, 1)).days,
+)
+_INSTANTS = (_DAYS[0] * 86_400_000_000, (_DAYS[1] + 1) * 86_400_000_000 - 1)
+
+
+def _within(values: pa.Array, span: tuple[int, int]) -> bool:
+    """True if the dates or timestamps ``values`` (nulls aside) lie in ``span`` (days or
+    microseconds since 1970)."""
+    bounds = pc.min_max(values.cast(pa.int32() if pa.types.is_date32(values.type) else pa.int64()))
+    low, high = bounds["min"].as_py(), bounds["max"].as_py()
+    return low is None or (span[0] <= low and high <= span[1])
+
+
+def _zulu_instants(text: pa.Array) -> pa.Array | None:
+    """The UTC timestamps of a batch of texts that all end in ``Z``, cast as they are; None
+    when a text is not 20 to 27 characters long, does not cast, or falls outside the years
+    1000-2999.
+
+    Every such text pyarrow's cast accepts is one pydantic reads as the same instant in UTC
+    (``tests/property/test_cast_forms.py``): the pattern match is not needed. Shorter texts
+    (``2024-01-01T10Z``, which pyarrow reads and pydantic refuses) are left to the checks.
+    """
+    lengths = pc.min_max(pc.binary_length(text)).as_py()
+    low, high = _ZULU_LENGTHS
+    if lengths["min"] is None or lengths["min"] < low or lengths["max"] > high:
+        return None
+    instants = _cast_whole(text, pa.timestamp("us", tz="UTC"), b"")
+    if instants is None:
+        return None
+    return instants if _within(instants, _INSTANTS) else None
 
 
 def _zoned_values(text: pa.Array, good: pa.Array, zone: str) -> tuple[pa.Array, pa.Array]:

@@ -14,7 +14,7 @@ import json
 import reprlib
 import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +24,7 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     PlainValidator,
+    TypeAdapter,
     ValidationError,
     WrapValidator,
 )
@@ -53,9 +54,40 @@ class ValidationResult:
 
 
 def error_list(exc: ValidationError) -> list[dict[str, Any]]:
-    """pydantic's error list in a JSON-safe form (type, loc, msg, input)."""
+    """pydantic's error list in a JSON-safe form (type, loc, msg, input).
+
+    That form is pydantic's JSON of the errors read back. When every error's input is
+    already JSON's own and immutable (ASCII text, ``None``, a bool, an int), reading back only
+    turns each ``loc`` into a list, which is done here without the text: a third of the cost,
+    for what CSV rows produce (``tests/unit/test_error_list.py`` compares both).
+    """
+    details = exc.errors(include_url=False, include_context=False)
+    if all(_plain(e["input"]) for e in details):
+        return [{**e, "loc": list(e["loc"])} for e in details]
     errors: list[dict[str, Any]] = json.loads(exc.json(include_url=False, include_context=False))
     return errors
+
+
+def _runs_functions(schema: Any) -> bool:
+    """True if a core schema holds a function of the model's own (a validator or serializer
+    written in Python), anywhere in it."""
+    if isinstance(schema, dict):
+        kind = schema.get("type")
+        if isinstance(kind, str) and kind.startswith("function"):
+            return True
+        return any(_runs_functions(v) for k, v in schema.items() if k != "metadata")
+    if isinstance(schema, list | tuple):
+        return any(_runs_functions(v) for v in schema)
+    return False
+
+
+def _plain(value: Any) -> bool:
+    """True if ``value`` reads back from pydantic's JSON as an equal value of its own type
+    (and, being immutable, may be shared with the record)."""
+    kind = type(value)
+    if kind is str:
+        return bool(value.isascii())
+    return value is None or kind is bool or kind is int
 
 
 _INT64_MIN = -(2**63)
@@ -382,6 +414,12 @@ class RowValidator:
             self._names = {
                 info.serialization_alias or name: name for name, info in model.model_fields.items()
             }
+        # Set when most rows of the last call were invalid (the columnar path's fallback rows):
+        # the next call finds its invalid rows with one validation of the whole list.
+        # Only for models that run no code of their own: a validator may count its calls.
+        self._mostly_invalid = False
+        self._list_ok = model is not None and not _runs_functions(model.__pydantic_core_schema__)
+        self._validate_list: Callable[[list[Record]], object] | None = None
 
     def __call__(self, rows: Sequence[Record], offset: int = 0) -> ValidationResult:
         result = ValidationResult()
@@ -394,7 +432,15 @@ class RowValidator:
         valid = result.valid
         invalid = result.invalid
         int64 = self._int64
+        known = None
+        if self._mostly_invalid and self._list_ok and len(rows) > 1:
+            known = self._errors_by_row(rows)
         for index, row in enumerate(rows):
+            if known:
+                errors = known.get(index)
+                if errors is not None:
+                    invalid.append((offset + index, errors))
+                    continue
             try:
                 instance = validate(row)
             except ValidationError as exc:
@@ -414,9 +460,47 @@ class RowValidator:
                 invalid.append((offset + index, problems))
             else:
                 valid.append(clean)
+        self._mostly_invalid = 2 * len(invalid) > len(rows)
         if self._check and valid and not self._writable(valid):
             self._sort_out(result, range(offset, offset + len(rows)))
         return result
+
+    def _errors_by_row(self, rows: Sequence[Record]) -> dict[int, list[dict[str, Any]]] | None:
+        """The error lists of the invalid ``rows`` (by index), from one validation of the
+        whole list, as :func:`error_list` gives them row by row; None when the list cannot
+        tell (the rows are then validated one by one).
+
+        pydantic validates each item of a list of the model exactly as the model validates a
+        row, and puts the item's index before each error's ``loc``; a row whose errors have
+        an input that is not plain (see :func:`error_list`) is left out, to be validated on
+        its own. A raised exception hides which rows fail: None. The rows found valid are
+        validated again one by one (their instances are not returned), so this is only worth
+        it when most rows are invalid.
+        """
+        if self._validate_list is None:
+            try:
+                self._validate_list = TypeAdapter(list[self.model]).validate_python  # type: ignore[name-defined]
+            except Exception:  # noqa: BLE001 - no list adapter: rows one by one
+                self._list_ok = False
+                return None
+        try:
+            self._validate_list(list(rows))
+        except ValidationError as exc:
+            found: dict[int, list[dict[str, Any]]] = {}
+            unplain: set[int] = set()
+            for e in exc.errors(include_url=False, include_context=False):
+                where = e["loc"]
+                if not where or type(where[0]) is not int:
+                    return None
+                if not _plain(e["input"]):
+                    unplain.add(where[0])
+                found.setdefault(where[0], []).append({**e, "loc": list(where[1:])})
+            for index in unplain:
+                del found[index]
+            return found
+        except Exception:  # noqa: BLE001 - the row that raised is named by the loop
+            return None
+        return {}
 
     def _writable(self, rows: list[Record]) -> bool:
         """True if every row can be written as JSON and as a table of the output columns
