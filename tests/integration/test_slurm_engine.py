@@ -6,6 +6,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from _frontends import wait_until
 from _support import Trigger, User, read_jsonl, users, write_csv
 
 from zoopipe_hpc import CSVInputAdapter, CSVOutputAdapter, JSONOutputAdapter, Pipe, PipeManager
@@ -58,15 +59,21 @@ def test_240_one_row_shards_on_at_most_12_packed_tasks_in_order(tmp_path: Path):
     assert [r["id"] for r in read_jsonl(tmp_path / "out.jsonl")] == list(range(240))
     assert [r.total_processed for r in manager.pipe_reports] == [1] * 240
     [array] = {r.extra["slurm_job_id"].split("_")[0] for r in manager.pipe_reports}
-    sacct = subprocess.run(
-        ["sacct", "-j", array, "-X", "--noheader", "--parsable2", "--format=JobID,State"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    tasks = {line.split("|")[0] for line in sacct.stdout.splitlines() if line.strip()}
-    assert 1 <= len(tasks) <= 12, sacct.stdout
-    assert {r.extra["slurm_job_id"] for r in manager.pipe_reports} <= tasks
+    ran = {r.extra["slurm_job_id"] for r in manager.pipe_reports}
+
+    def listed() -> set[str] | None:
+        sacct = subprocess.run(
+            ["sacct", "-j", array, "-X", "--noheader", "--parsable2", "--format=JobID,State"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        tasks = {line.split("|")[0] for line in sacct.stdout.splitlines() if line.strip()}
+        return tasks if ran <= tasks else None
+
+    # slurmctld sends finished tasks to slurmdbd in batches: sacct lists them a moment later.
+    tasks = wait_until(f"sacct to list the tasks of array {array}", listed, 60, 1.0)
+    assert 1 <= len(tasks) <= 12, tasks
     assert engine.slurm_calls()["sbatch"] == 1
 
 

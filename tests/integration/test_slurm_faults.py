@@ -173,22 +173,35 @@ def test_the_same_error_at_start_fails_fast_instead_of_retrying(tmp_path: Path):
 PACKED_SHARDS = 8
 
 
-def packed_run(tmp_path: Path) -> tuple[PipeManager, list[PipeReport]]:
+def packed_run(tmp_path: Path) -> tuple[PipeManager, list[PipeReport], PipeReport]:
     """8 slow shards on 2 packed tasks of 2 workers, started and caught mid-run: some shards
-    done, others under way."""
+    done, and a victim under way that started after the first one was done (so it has most
+    of its ~8 s ahead of it, and a fault sent now lands before it can finish)."""
     engine = slurm_engine(tmp_path, max_tasks=2, workers_per_task=2, max_retries=1)
-    # About 7 s a shard, two rounds of 4: the second round runs while the first is done.
+    # About 8 s a shard, two rounds of 4: the second round runs while the first is done.
     pipe = slow_pipe(tmp_path, delay=1.0)
     manager = PipeManager.parallelize_pipe(pipe, workers=PACKED_SHARDS, engine=engine)
     manager.start()
+    first_round: set[int] = set()
 
     def mid_run(reports: list[PipeReport]) -> bool:
         done = [r for r in reports if r.status is PipeStatus.COMPLETED]
         # Under way: its record is there (a slow model's rows count once its batch is done).
-        busy = [r for r in reports if r.status is PipeStatus.RUNNING and r.pid]
-        return bool(done) and bool(busy)
+        busy = {r.pipe_index for r in reports if r.status is PipeStatus.RUNNING and r.pid}
+        if not done:
+            first_round.update(busy)
+            return False
+        if not first_round:  # the shards running when the first one was seen done
+            first_round.update(busy | {r.pipe_index for r in done})
+        return bool(busy - first_round)
 
-    return manager, wait_for(manager, mid_run, limit=180)
+    before = wait_for(manager, mid_run, limit=180)
+    victim = next(
+        r
+        for r in before
+        if r.status is PipeStatus.RUNNING and r.pid and r.pipe_index not in first_round
+    )
+    return manager, before, victim
 
 
 def parent_pid(pid: int) -> int:
@@ -210,8 +223,7 @@ def assert_finished_shards_kept(manager: PipeManager, before: list[PipeReport]) 
 def test_packed_task_killed_with_sigkill_keeps_finished_shards_and_retries_the_others(
     tmp_path: Path,
 ):
-    manager, before = packed_run(tmp_path)
-    victim = next(r for r in before if r.status is PipeStatus.RUNNING and r.pid)
+    manager, before, victim = packed_run(tmp_path)
     os.kill(parent_pid(victim.pid), signal.SIGKILL)
     assert manager.run(timeout=300), manager.error
     assert_finished_shards_kept(manager, before)
@@ -225,8 +237,7 @@ def test_packed_task_killed_with_sigkill_keeps_finished_shards_and_retries_the_o
 
 
 def test_node_taken_down_under_a_packed_task_keeps_finished_shards(tmp_path: Path):
-    manager, before = packed_run(tmp_path)
-    victim = next(r for r in before if r.status is PipeStatus.RUNNING and r.pid)
+    manager, before, victim = packed_run(tmp_path)
     node = victim.host
     try:
         subprocess.run(
