@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import logging
 import reprlib
 import types
 import typing
@@ -24,6 +25,7 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     PlainValidator,
+    PydanticUserError,
     TypeAdapter,
     ValidationError,
     WrapValidator,
@@ -41,6 +43,8 @@ from ._arrow import (
 )
 
 __all__: list[str] = []
+
+_log = logging.getLogger(__name__)
 
 Record = dict[str, Any]
 
@@ -480,7 +484,10 @@ class RowValidator:
         if self._validate_list is None:
             try:
                 self._validate_list = TypeAdapter(list[self.model]).validate_python  # type: ignore[name-defined]
-            except Exception:  # noqa: BLE001 - no list adapter: rows one by one
+            except (PydanticUserError, TypeError) as exc:  # schema generation errors included
+                # The model validates rows but pydantic cannot build a list of it: the rows
+                # are validated one by one, as without this shortcut.
+                _log.debug("no list validator for %s (%s): rows one by one", self.model, exc)
                 self._list_ok = False
                 return None
         try:
@@ -498,7 +505,10 @@ class RowValidator:
             for index in unplain:
                 del found[index]
             return found
-        except Exception:  # noqa: BLE001 - the row that raised is named by the loop
+        except Exception as exc:  # noqa: BLE001 - the row that raised is named by the loop
+            # A validator raised something other than a ValidationError: which row did is not
+            # said here; the row-by-row loop that follows meets it again and names the row.
+            _log.debug("list validation of %d rows raised %r: rows one by one", len(rows), exc)
             return None
         return {}
 
