@@ -12,6 +12,10 @@ N. It then drives the real coordinator-side code on that folder:
 * **tracker**: the local engines' ``PipeTracker`` through ``ScheduledEngine`` (the shared part
   of the Ray and Dask engines; ``MultiProcessEngine`` polls the same tracker) with a stub
   scheduler whose tasks are ended, running or not launched.
+* **watch**: a job directory (a manifest of N shards, as a local job's) looked at from another
+  process, as a second ``watch`` does at each poll: ``JobReader.shard_reports`` of
+  ``looked_manifest()`` (the manifest read again only when its file changed; each shard's
+  record read until it is final).
 
 * **packed** (``--packed``, a table of its own): a whole packed run as the coordinator sees it,
   ``SlurmEngine.attach(...)`` over one packed array of N shards whose ``--running`` tasks
@@ -65,7 +69,10 @@ from zoopipe_hpc.engines._tracking import RUNNING, PipeTracker, TaskEnded, TaskS
 from zoopipe_hpc.engines._worker import progress_path  # noqa: E402
 from zoopipe_hpc.engines.slurm import SlurmCLI, SlurmEngine  # noqa: E402
 from zoopipe_hpc.engines.slurm._claims import ClaimBoard  # noqa: E402
+from zoopipe_hpc.jobs._reading import JobReader  # noqa: E402
+from zoopipe_hpc.jobs.manifest import JobDirectory, JobState, Manifest, ShardRecord  # noqa: E402
 from zoopipe_hpc.progress import ProgressWriter  # noqa: E402
+from zoopipe_hpc.report import PipeReport  # noqa: E402
 
 #: The array id of the attached Slurm run.
 JOB = "9000"
@@ -243,9 +250,50 @@ def tracker_case(folder: Path, count: int, running: int, pending: int) -> tuple[
     return engine, writers
 
 
+class _Watch:
+    """A look at a job directory from another process, with the engine's two properties."""
+
+    def __init__(self, path: Path) -> None:
+        self.reader = JobReader(path)
+        self._reports: list[Any] = []
+
+    @property
+    def is_running(self) -> bool:
+        self._reports = self.reader.shard_reports(self.reader.looked_manifest())
+        return not all(r.is_finished for r in self._reports)
+
+    @property
+    def report(self) -> Any:
+        return PipeReport.aggregate(self._reports)
+
+
+def watch_case(folder: Path, count: int, running: int, pending: int) -> tuple[Any, list[Any]]:
+    """A local job's directory of ``count`` shards (manifest and records), looked at."""
+    progress_dir = folder / "progress"
+    progress_dir.mkdir(parents=True)
+    done, run, _ = layout(count, running, pending)
+    shards = []
+    writers = []
+    for index in range(count):
+        attempt = f"w{index:06d}"
+        record = progress_path(progress_dir, index, attempt)
+        if index in done:
+            write_finished(record, index, attempt)
+            shards.append(ShardRecord(index, f"part {index}", ["local"], "completed", attempt))
+        elif index in run:
+            writers.append(start_running(record, attempt))
+            shards.append(ShardRecord(index, f"part {index}", ["local"], "running", attempt))
+        else:
+            shards.append(ShardRecord(index, f"part {index}", [], "pending", attempt))
+    manifest = Manifest("bench", "bench", "local", "x", {}, shards, state=JobState.RUNNING)
+    JobDirectory(folder).create(manifest)
+    return _Watch(folder), writers
+
+
 CASES: dict[str, Callable[[Path, int, int, int], tuple[Any, list[Any]]]] = {
     "slurm": slurm_case,
     "tracker": tracker_case,
+    "watch": watch_case,
 }
 
 
@@ -296,7 +344,7 @@ def measure(case: str, count: int, args: argparse.Namespace, work: Path) -> dict
         # Past the window in which a folder's unchanged mtime is not trusted yet.
         time.sleep(args.settle)
         quiet = timed_polls(engine, writers, args.polls, lambda k: None)
-        changes = folder / "progress" if case == "slurm" else folder
+        changes = folder / "progress" if case in ("slurm", "watch") else folder
 
         def change(k: int) -> None:
             (changes / f"bench-change-{k}.tmp").write_bytes(b"")

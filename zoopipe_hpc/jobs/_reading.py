@@ -9,7 +9,10 @@ and the manifest as its ledger, are only made for the handle that drives it.
 from __future__ import annotations
 
 import os
+import time
+from dataclasses import replace
 from pathlib import Path
+from typing import Final
 
 from ..commit.staged import read_result, result_path
 from ..coordinators.file_merge import FileMergeCoordinator
@@ -21,10 +24,15 @@ from ..report import PipeReport, PipeStatus
 from ._ledger import JobLedger
 from ._local_runner import LocalRunner
 from .config import JobConfig
-from .listing import ShardStatus, attempt_record, report_from_record
-from .manifest import JobDirectory, JobState, Manifest
+from .listing import RecordFinder, ShardStatus, read_shard_report
+from .manifest import JobDirectory, JobState, Manifest, ShardRecord
 
 __all__ = ["JobReader"]
+
+#: A look (``watch``, ``status``) reads the manifest again when its file changed (a writer
+#: replaces it: a new inode) and at least this often, in case this node's attribute cache
+#: hides a change (NFS keeps attributes up to ``acregmax``, 60 s by default).
+LOOK_REREAD_EVERY: Final = 10.0
 
 
 class JobReader:
@@ -40,6 +48,11 @@ class JobReader:
         self._watched: list[list[str]] = []
         self._merger: FileMergeCoordinator | None = None
         self._runner = LocalRunner(self.directory.path)
+        #: The settled shards' reports (built from their attempt's final record), each with the
+        #: manifest's record of the shard it was built for: read once, not at every look.
+        self._settled: dict[int, tuple[ShardRecord, PipeReport]] = {}
+        #: The manifest of the last look, with the file's (inode, size, mtime) and when read.
+        self._looked: tuple[tuple[int, int, int], float, Manifest] | None = None
 
     @property
     def path(self) -> Path:
@@ -47,6 +60,24 @@ class JobReader:
 
     def manifest(self) -> Manifest:
         return self.directory.read()
+
+    def looked_manifest(self) -> Manifest:
+        """The manifest for a look that only reports (each poll of a ``watch``): read again
+        only when the file changed or :data:`LOOK_REREAD_EVERY` seconds passed, since at
+        50,000 shards it is megabytes to read and parse. What decides (a retry, the commit)
+        reads :meth:`manifest`, always fresh."""
+        try:
+            st = os.stat(self.directory.manifest_path)
+        except OSError:
+            return self.manifest()  # its reading names the problem
+        key = (st.st_ino, st.st_size, st.st_mtime_ns)
+        now = time.monotonic()
+        looked = self._looked
+        if looked is not None and looked[0] == key and now - looked[1] < LOOK_REREAD_EVERY:
+            return looked[2]
+        manifest = self.manifest()  # replaced since the stat: the next look reads it again
+        self._looked = (key, now, manifest)
+        return manifest
 
     def config(self) -> JobConfig:
         return JobConfig.from_resolved(self.manifest().config)
@@ -96,10 +127,17 @@ class JobReader:
     def state(self) -> JobState:
         return self.manifest().state
 
-    def shard_reports(self) -> list[PipeReport]:
-        """One report per shard: live where an engine watches it, else from the manifest."""
-        manifest = self.manifest()
-        reports = [report_from_record(s, self.path / "progress") for s in manifest.shards]
+    def shard_reports(self, manifest: Manifest | None = None) -> list[PipeReport]:
+        """One report per shard: live where an engine watches it, else from the manifest
+        (``manifest``, or the one read now) and the attempt's progress record.
+
+        A look reads the records of the shards not settled only: a shard whose attempt's
+        record was final when last read keeps that report while the manifest's record of the
+        shard stays the same, so a ``watch`` of a job of 10,000 shards does not open 10,000
+        files a second."""
+        manifest = manifest or self.manifest()
+        find = RecordFinder(self.path / "progress", named_by_shard=manifest.engine == "slurm")
+        reports = [self._shard_report(s, find) for s in manifest.shards]
         engine = self._engine
         if engine is None and manifest.engine == "slurm" and not manifest.state.is_final:
             if any(s.submissions for s in manifest.shards):
@@ -109,13 +147,27 @@ class JobReader:
                 reports[report.pipe_index] = report
         return reports
 
+    def _shard_report(self, record: ShardRecord, find: RecordFinder) -> PipeReport:
+        kept = self._settled.get(record.index)
+        if kept is not None and kept[0] == record:
+            return kept[1]
+        report, settled = read_shard_report(record, find)
+        if settled:
+            self._settled[record.index] = (
+                replace(record, submissions=list(record.submissions)),
+                report,
+            )
+        else:
+            self._settled.pop(record.index, None)
+        return report
+
     def _results(self) -> list[WorkerResult]:
         """Every shard's outcome, a completed one with what it staged (its result file)."""
         results = []
-        folder = self.path / "progress"
+        find = RecordFinder(self.path / "progress")
         for r in self.shard_reports():
             outcome = None
-            record = attempt_record(folder, r.pipe_index, r.attempt_id) if r.attempt_id else None
+            record = find(r.pipe_index, r.attempt_id) if r.attempt_id else None
             if r.status is PipeStatus.COMPLETED and record is not None:
                 outcome = read_result(result_path(record), r.attempt_id)
             results.append(WorkerResult(r.pipe_index, r.status, r, r.message, outcome))
@@ -127,7 +179,7 @@ class JobReader:
     def shard_status(self) -> list[ShardStatus]:
         manifest = self.manifest()
         rows = []
-        for record, report in zip(manifest.shards, self.shard_reports(), strict=True):
+        for record, report in zip(manifest.shards, self.shard_reports(manifest), strict=True):
             state = (
                 record.state if record.state in ("completed", "cancelled") else report.status.value
             )

@@ -151,7 +151,7 @@ class JobHandle(JobConcluder):
         if manifest.state.is_final or manifest.state is JobState.FAILED:
             return False
         if manifest.state is not JobState.COMMITTING:
-            if not all(r.is_finished for r in self.shard_reports()):
+            if not all(r.is_finished for r in self.shard_reports(manifest)):
                 return False
         ids = sorted(manifest.finish_jobs.values())
         try:
@@ -220,8 +220,10 @@ class JobHandle(JobConcluder):
                 raise self._held_by_another_handle()
 
         def concluded() -> bool:
-            manifest = self.manifest()
-            reports = self.shard_reports() if on_report is not None or slurm_owner else []
+            # At most one read a look (none while the file is unchanged); the reports are
+            # built from it. Before a watch ends in an error, a fresh read is asked again.
+            manifest = self.looked_manifest()
+            reports = self.shard_reports(manifest) if on_report is not None or slurm_owner else []
             if on_report is not None:
                 on_report(PipeReport.aggregate(reports), reports)
             if over(manifest):

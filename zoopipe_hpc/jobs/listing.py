@@ -12,14 +12,22 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..engines._attempts import record_name
+from ..engines._attempts import parse_record_name, record_name
 from ..engines._worker import report_from_snapshot
 from ..errors import ZoopipeHPCError
 from ..progress import read_progress
 from ..report import PipeReport, PipeStatus
 from .manifest import JobDirectory, ShardRecord
 
-__all__ = ["JobSummary", "ShardStatus", "attempt_record", "list_jobs", "report_from_record"]
+__all__ = [
+    "JobSummary",
+    "RecordFinder",
+    "ShardStatus",
+    "attempt_record",
+    "list_jobs",
+    "read_shard_report",
+    "report_from_record",
+]
 
 
 @dataclass(frozen=True)
@@ -71,40 +79,77 @@ def list_jobs(jobs_dir: str | os.PathLike[str]) -> list[JobSummary]:
     return summaries
 
 
-def attempt_record(progress_dir: Path, index: int, attempt_id: str) -> Path | None:
-    """The progress record of shard ``index``'s attempt ``attempt_id``, None if it has none.
+class RecordFinder:
+    """Finds the progress record of a shard's attempt in one progress folder.
 
     A Slurm attempt's record is named by the shard (one task run of a packed array runs many
-    shards under one attempt id); a local run of some shards numbers its records its own way,
-    but gives each shard an attempt id of its own.
+    shards under one attempt id): one ``stat``. A local run of some shards numbers its records
+    its own way, but gives each shard an attempt id of its own: for those the folder is listed
+    once per finder, on the first miss, not once per shard (a poll over 10,000 shards would
+    otherwise list a folder of 10,000 records 10,000 times). Make one finder per look.
     """
-    exact = progress_dir / record_name(index, attempt_id)
-    if exact.exists():
-        return exact
-    return next(iter(sorted(progress_dir.glob(f"progress-*.{attempt_id}.rec"))), None)
+
+    def __init__(self, progress_dir: Path, *, named_by_shard: bool = False) -> None:
+        self.progress_dir = progress_dir
+        #: Every record is named by its shard (a Slurm job's): a miss is a record not written.
+        self.named_by_shard = named_by_shard
+        self._by_attempt: dict[str, str] | None = None
+
+    def __call__(self, index: int, attempt_id: str) -> Path | None:
+        """The record of shard ``index``'s attempt ``attempt_id``, None if it has none."""
+        exact = self.progress_dir / record_name(index, attempt_id)
+        if exact.exists():
+            return exact
+        if self.named_by_shard:
+            return None
+        if self._by_attempt is None:
+            found: dict[str, str] = {}
+            try:
+                names = sorted(os.listdir(self.progress_dir))
+            except FileNotFoundError:
+                names = []
+            for listed in names:
+                parsed = parse_record_name(listed)
+                if parsed is not None:
+                    found.setdefault(parsed[1], listed)
+            self._by_attempt = found
+        name = self._by_attempt.get(attempt_id)
+        return None if name is None else self.progress_dir / name
+
+
+def attempt_record(progress_dir: Path, index: int, attempt_id: str) -> Path | None:
+    """The progress record of shard ``index``'s attempt ``attempt_id``, None if it has none
+    (see :class:`RecordFinder`, for many shards at once)."""
+    return RecordFinder(progress_dir)(index, attempt_id)
 
 
 def report_from_record(record: ShardRecord, progress_dir: Path) -> PipeReport:
     """A shard's report from the manifest, with its counters from its attempt's record."""
-    path = (
-        attempt_record(progress_dir, record.index, record.attempt_id) if record.attempt_id else None
-    )
+    return read_shard_report(record, RecordFinder(progress_dir))[0]
+
+
+def read_shard_report(record: ShardRecord, find: RecordFinder) -> tuple[PipeReport, bool]:
+    """A shard's report from the manifest and its attempt's record, and whether it is
+    *settled*: built from the final record of the attempt the manifest names, which no later
+    look can change as long as the manifest's record of the shard stays the same."""
+    path = find(record.index, record.attempt_id) if record.attempt_id else None
     if path is not None:
         snapshot = read_progress(path, expected_attempt_id=record.attempt_id)
         if snapshot is not None:
             report = report_from_snapshot(record.index, snapshot)
             report.extra = {"attempts": str(len(record.submissions))}
-            return report
+            return report, snapshot.state.is_final
     status = {
         "completed": PipeStatus.COMPLETED,
         "failed": PipeStatus.FAILED,
         "cancelled": PipeStatus.CANCELLED,
         "running": PipeStatus.RUNNING,
     }.get(record.state, PipeStatus.PENDING)
-    return PipeReport(
+    report = PipeReport(
         pipe_index=record.index,
         status=status,
         message=record.message,
         attempt_id=record.attempt_id,
         extra={"attempts": str(len(record.submissions))},
     )
+    return report, False
