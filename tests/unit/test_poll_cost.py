@@ -323,6 +323,8 @@ def test_the_benchmark_runs_in_a_tiny_size(tmp_path: Path) -> None:
         "--settle",
         str(SETTLE + 0.05),
         "--packed",
+        "--cases",
+        "slurm,tracker,watch",
         "--json",
         str(out),
     ]
@@ -337,7 +339,7 @@ def test_the_benchmark_runs_in_a_tiny_size(tmp_path: Path) -> None:
         assert row["polls"] >= row["shards"] // 2 and row["cpu_ms_median"] >= 0, row
     rows = results["rows"]
     assert {(r["case"], r["shards"]) for r in rows} == {
-        (case, n) for case in ("slurm", "tracker") for n in (8, 20)
+        (case, n) for case in ("slurm", "tracker", "watch") for n in (8, 20)
     }
     for row in rows:
         assert row["pipes_finished"] == row["finished"], row
