@@ -10,13 +10,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from zoopipe_hpc.engines.slurm import SlurmEngine, _cli
+from zoopipe_hpc.engines.slurm import SlurmEngine, _cli, _watch
 from zoopipe_hpc.engines.slurm._payload import PayloadStore
 from zoopipe_hpc.errors import StateError
 from zoopipe_hpc.jobs import runner
@@ -108,7 +109,7 @@ def job_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 
 
 def test_a_read_only_engine_never_retries_a_failed_shard(
-    tmp_path: Path, slurm: Callable[..., FakeSlurm]
+    tmp_path: Path, slurm: Callable[..., FakeSlurm], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fake = slurm(sacct="7_0|FAILED|1:0|n1|0:0\n")
     folder = tmp_path / "job"
@@ -123,11 +124,43 @@ def test_a_read_only_engine_never_retries_a_failed_shard(
     assert fake.ran("sacct") and not fake.ran("sbatch") and not fake.ran("scancel")
 
     # The same failure seen by an engine that may retry: it resubmits (so the test above
-    # would have caught a retry).
+    # would have caught a retry), once the failed task's record had its time to arrive.
+    monkeypatch.setattr(_watch, "FAILED_RECORD_GRACE", 0.0)
     driving = SlurmEngine(folder=tmp_path, max_retries=2)
     driving.attach(folder, [["7_0"]])
     [again] = driving.pipe_reports
     assert not again.is_finished and len(fake.ran("sbatch")) == 1
+
+
+def test_a_failed_task_s_record_that_arrives_after_sacct_still_says_why(
+    tmp_path: Path, slurm: Callable[..., FakeSlurm], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """sacct may say FAILED before the task's own record of why (a payload refused) reaches
+    this node through the shared filesystem: the shard is judged from the record if it comes
+    within FAILED_RECORD_GRACE, from Slurm's answer alone after it."""
+    from zoopipe_hpc.engines._attempts import slurm_attempt_id
+    from zoopipe_hpc.engines._worker import progress_path
+    from zoopipe_hpc.progress import ProgressWriter
+
+    monkeypatch.setattr(_watch, "FAILED_RECORD_GRACE", 0.5)
+    slurm(sacct="7_0|FAILED|1:0|n1|0:0\n8_0|FAILED|1:0|n1|0:0\n")
+    folder = tmp_path / "job"
+    (folder / "progress").mkdir(parents=True)
+    engine = SlurmEngine(folder=tmp_path, max_retries=0)
+    engine.attach(folder, [["7_0"], ["8_0"]])
+    assert not any(r.is_finished for r in engine.pipe_reports)  # the record may be on its way
+    attempt = slurm_attempt_id("7", 0)  # shard 0's record arrives, shard 1's never does
+    with ProgressWriter(progress_path(folder / "progress", 0, attempt), attempt) as writer:
+        writer.fail(
+            "PayloadRefused: refusing to load shard-00000.pkl: its signature does not match"
+        )
+    time.sleep(0.6)
+    first, second = engine.pipe_reports
+    assert first.status.value == "failed", first
+    assert "refusing to load" in first.message and "7_0" in first.message, first.message
+    assert second.status.value == "failed" and "8_0" in second.message, second
+    assert "refusing" not in second.message
+    engine.shutdown()
 
 
 # -- the ledger -------------------------------------------------------------------------------

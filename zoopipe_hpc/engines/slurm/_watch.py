@@ -51,6 +51,14 @@ PENDING_QUERY_EVERY = 60.0
 #: before Slurm is asked whether its tasks ended (e.g. stopped by the time limit between two
 #: shards), rather than at the next once-a-minute query about pending tasks.
 IDLE_ARRAY_AFTER = 2.0
+#: Seconds a task Slurm reports FAILED (a non-zero exit) is given for its final record to reach
+#: this node before the shard is judged from Slurm's answer alone (at most ``stale_after``;
+#: not for a read-only engine, whose look reports what it sees). A task that fails
+#: before its pipe starts (a payload refused, an import error) records why; on a shared
+#: filesystem that record, and the folder entry naming it, reach another client within its
+#: attribute cache timeout plus a poll (``docs/progress.md``, "The bound"), which is often later
+#: than sacct's answer.
+FAILED_RECORD_GRACE = 5.0
 #: First and longest pause after a failed state query (doubled after each failure in a row).
 _FAULT_DELAY_FIRST = 1.0
 _FAULT_DELAY_MAX = 60.0
@@ -127,6 +135,8 @@ class ShardWatch(BaseEngine):
     _clock: Callable[[], float]
     _hold_queries: bool
     _cancelled: bool
+    #: An engine that only watches (``attach(..., read_only=True)``).
+    read_only: bool
     _query_put_off_since: float | None
     #: Every shard's latest report; a poll looks at the unsettled shards only (see ``_live``).
     _live: LiveReports | None = None
@@ -384,13 +394,20 @@ class ShardWatch(BaseEngine):
             ):
                 final.status = PipeStatus.FAILED  # stopped by a node failure, not by a person
             return final
+        since = shard.ended_since or now
+        shard.ended_since = since
         if state.completed or state.state == "GONE":
             # The task ended well by Slurm's account but its final record has not reached us:
             # give the shared filesystem a grace period before calling it a failure.
-            since = shard.ended_since or now
-            shard.ended_since = since
             if now - since < self.stale_after:
                 return None
+        elif (
+            state.state == "FAILED"  # the task exited non-zero by itself: it may have said why
+            and not (self._cancelled or self.read_only)  # a look (status) reports what it sees
+            and now - since < min(self.stale_after, FAILED_RECORD_GRACE)
+        ):
+            # The record saying why may be on its way (FAILED_RECORD_GRACE).
+            return None
         failed = report.copy()
         failed.status = PipeStatus.CANCELLED if self._cancelled else PipeStatus.FAILED
         failed.message = f"{state.describe()}; log: {log_path}"
