@@ -972,7 +972,13 @@ def _race(directory: pathlib.Path, polls: int) -> None:
         previous_kept: ProgressSnapshot | None = None
         seen_totals: set[int] = set()
         got = 0
-        for i in range(polls):
+        # At least ``polls`` reads, and on until the counters were seen moving 10 times,
+        # within the 20 s the writer runs: on a busy machine the writer, a process of its own,
+        # can get so little CPU that 600 quick reads see only a few of its updates (4 were
+        # seen once, beside a second pytest process and the Slurm tests).
+        live_until = time.monotonic() + 15
+        i = -1
+        while (i := i + 1) < polls or (len(seen_totals) < 10 and time.monotonic() < live_until):
             snap = read_progress(path, expected_attempt_id=attempt_id)
             if snap is not None:
                 got += 1
@@ -996,7 +1002,7 @@ def _race(directory: pathlib.Path, polls: int) -> None:
         child.join(30)
     assert child.exitcode == 0
     # the race was live: most reads succeeded and the counters moved under the reader
-    assert got >= polls // 2
+    assert got >= i // 2
     assert len(seen_totals) >= 10
     final = reader.poll()
     assert final is not None and final.state is ProgressState.FINISHED
