@@ -1,7 +1,7 @@
 """What ``zoopipe-hpc list`` and ``status`` show, read from job directories alone.
 
 :func:`list_jobs` summarises every job under a jobs folder (:class:`JobSummary`);
-:class:`ShardStatus` is one line of a job's status; :func:`report_from_record` rebuilds a
+:class:`ShardStatus` is one line of a job's status; :func:`read_shard_report` rebuilds a
 shard's report from its manifest record and its attempt's progress record, for a shard that no
 engine of this process follows. Nothing here submits, retries or changes a job.
 """
@@ -23,10 +23,8 @@ __all__ = [
     "JobSummary",
     "RecordFinder",
     "ShardStatus",
-    "attempt_record",
     "list_jobs",
     "read_shard_report",
-    "report_from_record",
 ]
 
 
@@ -115,17 +113,6 @@ class RecordFinder:
             self._by_attempt = found
         name = self._by_attempt.get(attempt_id)
         return None if name is None else self.progress_dir / name
-
-
-def attempt_record(progress_dir: Path, index: int, attempt_id: str) -> Path | None:
-    """The progress record of shard ``index``'s attempt ``attempt_id``, None if it has none
-    (see :class:`RecordFinder`, for many shards at once)."""
-    return RecordFinder(progress_dir)(index, attempt_id)
-
-
-def report_from_record(record: ShardRecord, progress_dir: Path) -> PipeReport:
-    """A shard's report from the manifest, with its counters from its attempt's record."""
-    return read_shard_report(record, RecordFinder(progress_dir))[0]
 
 
 def read_shard_report(record: ShardRecord, find: RecordFinder) -> tuple[PipeReport, bool]:
